@@ -1,0 +1,1 @@
+"""Fabric task collections, one module per namespace; logic lives in scripts/."""

@@ -1,0 +1,97 @@
+"""Dataset stage: sample -> clean -> split -> stats.
+
+    fab dataset.sample --rows 2000
+    fab dataset.clean --schema-version v1
+    fab dataset.split --config configs/datasets.yaml
+    fab dataset.stats --config configs/datasets.yaml
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import task
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fab_tasks._common import console, user_errors
+from scripts.config import DatasetsConfig, UserError, dataset_db_path, load_config
+
+DEFAULT_CONFIG = "configs/datasets.yaml"
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    )
+
+
+@task(help={
+    "rows": "number of examples to write (default 2000)",
+    "seed": "random seed; the same seed gives the same table",
+    "output": "DuckDB file to write (default: DATASET_DB_PATH or data/raw/dataset.duckdb)",
+    "dirty_rate": "share of deliberately bad rows, to exercise the rejects path (default 0.02)",
+})
+@user_errors
+def sample(c, rows=2000, seed=0, output="", dirty_rate=0.02):
+    """Write a realistic sample `examples` table (48 shops, nav + product pages)."""
+    from scripts.sample_data import generate_sample
+
+    if rows <= 0:
+        raise UserError("--rows must be a positive number")
+    if not 0 <= float(dirty_rate) < 1:
+        raise UserError("--dirty-rate must be in [0, 1)")
+    path = Path(output) if output else dataset_db_path()
+    with _progress() as bar:
+        job = bar.add_task("generating", total=int(rows))
+        summary = generate_sample(
+            path, rows=int(rows), seed=int(seed), dirty_rate=float(dirty_rate),
+            progress=lambda n: bar.advance(job, n),
+        )
+    tasks = ", ".join(f"{task} {n}" for task, n in summary.counts_by_task.items())
+    console.print(f"wrote {summary.rows} rows ({tasks}; {summary.dirty_rows} deliberately bad) to {path}")
+
+
+@task(help={
+    "schema_version": "output sub-folder of data/processed (default v1)",
+    "config": f"dataset config with the task registry (default {DEFAULT_CONFIG})",
+    "db": "source DuckDB (default: DATASET_DB_PATH or data/raw/dataset.duckdb)",
+})
+@user_errors
+def clean(c, schema_version="v1", config=DEFAULT_CONFIG, db=""):
+    """Validate and normalise raw exemplars into per-task JSONL; bad rows go to rejects.jsonl."""
+    from scripts.dataset.clean import clean_dataset
+
+    cfg = load_config(config, DatasetsConfig)
+    db_path = Path(db) if db else dataset_db_path()
+    with _progress() as bar:
+        job = bar.add_task("cleaning", total=None)
+        manifest = clean_dataset(db_path, cfg, schema_version, on_rows=lambda n: bar.advance(job, n))
+    out_dir = cfg.version_dir(schema_version)
+    per_task = ", ".join(f"{t} {n}" for t, n in manifest.clean_by_task.items())
+    reasons = ", ".join(f"{r} {n}" for r, n in manifest.rejected_by_reason.items()) or "none"
+    console.print(f"{manifest.rows_in} rows in: {manifest.rows_clean} clean ({per_task}), "
+                  f"{manifest.rows_rejected} rejected ({reasons})")
+    console.print(f"wrote {out_dir}/<task>.jsonl, {out_dir}/rejects.jsonl, {out_dir}/clean_manifest.json")
+
+
+@task(help={
+    "config": f"dataset config: split ratios and seed (default {DEFAULT_CONFIG})",
+    "schema_version": "override the config's schema_version",
+    "seed": "override the config's split seed",
+})
+@user_errors
+def split(c, config=DEFAULT_CONFIG, schema_version="", seed=None):
+    """Split clean data into train/validation/test: no domain in two splits, stratified by task+label."""
+    from scripts.dataset.split import split_dataset
+
+    overrides = {"split.seed": int(seed)} if seed is not None else {}
+    cfg = load_config(config, DatasetsConfig, overrides)
+    manifest = split_dataset(cfg, schema_version or None)
+    for warning in manifest.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    counts = ", ".join(
+        f"{s} {n} ({len(manifest.domains[s])} domains)" for s, n in manifest.counts.items()
+    )
+    out_dir = cfg.version_dir(schema_version or None) / "splits"
+    console.print(f"wrote {counts} to {out_dir}/ (+ manifest.json)")

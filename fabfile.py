@@ -1,0 +1,12 @@
+"""Root task tree: `fab -l` lists it, `fab --help TASK` documents a task.
+
+    fab dataset.sample && fab dataset.clean --schema-version v1 && fab dataset.split
+"""
+
+from invoke import Collection
+
+from fab_tasks import dataset, env
+
+ns = Collection()
+ns.add_collection(Collection.from_module(env, name="env"))
+ns.add_collection(Collection.from_module(dataset, name="dataset"))

@@ -1,0 +1,1 @@
+"""Pipeline logic, importable and tested without Fabric."""

@@ -1,0 +1,186 @@
+"""Environment (.env) and typed YAML configs, one pydantic model per stage.
+
+    from scripts.config import load_config, DatasetsConfig
+    cfg = load_config("configs/datasets.yaml", DatasetsConfig)
+
+Every config model forbids unknown keys, so a typo in a YAML file is a
+one-line `UserError` naming the file and the key. Secrets are read from the
+environment only and are masked as `***` in every dump.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from dotenv import load_dotenv
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SECRET_ENV_VARS = ("LITELLM_API_KEY", "HUGGINGFACE_TOKEN")
+ROCM_ENV_VARS = (
+    "ROCM_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "HSA_OVERRIDE_GFX_VERSION",
+    "PYTORCH_HIP_ALLOC_CONF",
+    "CUDA_VISIBLE_DEVICES",
+)
+MASK = "***"
+
+
+class UserError(Exception):
+    """An expected failure caused by input; tasks print it as one line."""
+
+
+def load_env(env_file: Path | None = None) -> None:
+    """Load `.env` from the repo root (never overriding the real environment)."""
+    load_dotenv(env_file or REPO_ROOT / ".env", override=False)
+    # LiteLLM fetches a cost map over the network at import unless told not to.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def dataset_db_path() -> Path:
+    return Path(os.environ.get("DATASET_DB_PATH", "data/raw/dataset.duckdb"))
+
+
+def secret_status() -> dict[str, bool]:
+    """Which secrets are set; never their values."""
+    return {name: bool(os.environ.get(name)) for name in SECRET_ENV_VARS}
+
+
+def mask_secrets(value: Any) -> Any:
+    """Replace secret values (by env var value or by key name) with `***`."""
+    secrets = {os.environ[n] for n in SECRET_ENV_VARS if os.environ.get(n)}
+    if isinstance(value, dict):
+        return {
+            k: MASK if _is_secret_key(k) and v else mask_secrets(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, MASK)
+    return value
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = str(key).lower()
+    return any(word in lowered for word in ("api_key", "token", "secret", "password"))
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- configs/datasets.yaml -------------------------------------------------
+
+
+class TaskSpec(StrictModel):
+    kind: Literal["classification", "extraction"]
+    labels: list[str] | None = Field(
+        default=None, description="closed label set (classification only), upper case"
+    )
+    system_prompt: str = Field(description="default system prompt when a row has none")
+    slots: dict[str, Literal["string", "number", "integer", "boolean", "string_list"]] | None = (
+        Field(default=None, description="extraction schema: slot name -> JSON type (all nullable)")
+    )
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_are_text(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(isinstance(v, bool) for v in value):
+            raise ValueError('quote the labels ("YES", "NO"): bare YES/NO are booleans in YAML')
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TaskSpec:
+        if self.kind == "classification" and not self.labels:
+            raise ValueError("classification tasks need `labels`")
+        if self.kind == "extraction" and self.labels:
+            raise ValueError("extraction tasks take `slots`, not `labels`")
+        if self.labels:
+            self.labels = [label.strip().upper() for label in self.labels]
+        return self
+
+
+class CleanSettings(StrictModel):
+    batch_size: int = Field(default=2048, gt=0, description="rows per streamed Arrow batch")
+
+
+class SplitSettings(StrictModel):
+    seed: int = 42
+    ratios: dict[Literal["train", "validation", "test"], float] = Field(
+        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1}
+    )
+
+    @model_validator(mode="after")
+    def _ratios(self) -> SplitSettings:
+        if set(self.ratios) != {"train", "validation", "test"}:
+            raise ValueError("ratios needs train, validation and test")
+        if any(r < 0 for r in self.ratios.values()) or abs(sum(self.ratios.values()) - 1) > 1e-6:
+            raise ValueError("ratios must be >= 0 and sum to 1")
+        return self
+
+
+class StatsSettings(StrictModel):
+    tokenizer: str = Field(default="google/gemma-3-270m", description="HF id or local path")
+    max_seq_length: int = Field(default=131072, gt=0, description="tokens; training context")
+    top_domains: int = Field(default=10, gt=0)
+
+
+class DatasetsConfig(StrictModel):
+    schema_version: str = "v1"
+    processed_dir: Path = Path("data/processed")
+    tasks: dict[str, TaskSpec]
+    clean: CleanSettings = CleanSettings()
+    split: SplitSettings = SplitSettings()
+    stats: StatsSettings = StatsSettings()
+
+    def version_dir(self, schema_version: str | None = None) -> Path:
+        return self.processed_dir / (schema_version or self.schema_version)
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def load_config(
+    path: str | Path, model: type[ConfigT], overrides: dict[str, Any] | None = None
+) -> ConfigT:
+    """Read YAML, apply dotted-key overrides, validate; errors are one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{path}: {_first_error(exc)}") from exc
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[leaf] = value
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key `{where}`"
+    return f"`{where}`: {err['msg']}" + (f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else "")
+
+
+def config_snapshot(cfg: BaseModel) -> dict[str, Any]:
+    """JSON-ready dump of a config with secrets masked."""
+    return mask_secrets(cfg.model_dump(mode="json"))

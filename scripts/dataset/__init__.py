@@ -1,0 +1,1 @@
+"""Dataset stage: clean, split, stats."""

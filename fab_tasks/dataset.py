@@ -95,3 +95,53 @@ def split(c, config=DEFAULT_CONFIG, schema_version="", seed=None):
     )
     out_dir = cfg.version_dir(schema_version or None) / "splits"
     console.print(f"wrote {counts} to {out_dir}/ (+ manifest.json)")
+
+
+@task(help={
+    "config": f"dataset config: tokenizer, max_seq_length (default {DEFAULT_CONFIG})",
+    "tokenizer": "local tokenizer dir or HF id, overriding the config",
+    "schema_version": "override the config's schema_version",
+})
+@user_errors
+def stats(c, config=DEFAULT_CONFIG, tokenizer="", schema_version=""):
+    """Token-length percentiles, truncation, label balance, slot fill, domains, cross-split duplicates."""
+    from scripts.dataset.stats import STATS_FILE, compute_stats
+
+    cfg = load_config(config, DatasetsConfig)
+    with _progress() as bar:
+        job = bar.add_task("tokenising", total=None)
+        report = compute_stats(cfg, schema_version or None, tokenizer or None,
+                               on_rows=lambda n: bar.advance(job, n))
+    style = "green" if report.tokenizer.exact else "yellow"
+    console.print(f"[{style}]{report.tokenizer.note}[/]")
+    console.print(render_stats_table(report))
+    if report.near_duplicates_across_splits:
+        console.print(f"[yellow]warning:[/] {report.near_duplicates_across_splits} near-duplicate "
+                      f"prompt(s) shared across splits, e.g. {report.near_duplicate_examples[0]}")
+    for split, domains in report.top_domains.items():
+        console.print(f"top domains {split}: " + ", ".join(f"{d} {n}" for d, n in domains))
+    console.print(f"wrote {cfg.version_dir(schema_version or None) / STATS_FILE}")
+
+
+def render_stats_table(report):
+    from rich.table import Table
+
+    table = Table(title=f"prompt tokens ({'exact' if report.tokenizer.exact else 'APPROXIMATE'}), "
+                        f"max_seq_length {report.max_seq_length}")
+    for column in ("split", "task", "n", "p50", "p90", "p99", "max", "over max",
+                   "labels / slot fill", "answer kept"):
+        table.add_column(column, justify="right" if column in {"n", "p50", "p90", "p99", "max", "over max"} else "left")
+    for split, tasks in report.per_split.items():
+        for task_name, s in tasks.items():
+            if s.labels is not None:
+                detail = " ".join(f"{k}:{v}" for k, v in s.labels.items())
+                kept = ""
+            else:
+                low = sorted((s.slot_fill_rate or {}).items(), key=lambda kv: kv[1])[:3]
+                detail = "lowest fill " + " ".join(f"{k}:{v:.0%}" for k, v in low)
+                kept = "" if s.answer_in_prompt is None else (
+                    f"{s.answer_in_truncated_prompt:.0%} (untruncated {s.answer_in_prompt:.0%})")
+            p = s.prompt_tokens
+            table.add_row(split, task_name, str(s.n), str(p["p50"]), str(p["p90"]), str(p["p99"]),
+                          str(p["max"]), str(s.over_max_seq_length), detail, kept)
+    return table

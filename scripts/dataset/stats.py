@@ -1,0 +1,210 @@
+"""Token lengths, truncation, label balance, slot fill rates, domains and leakage.
+
+    fab dataset.stats --config configs/datasets.yaml [--tokenizer PATH]
+
+Counts use the configured tokenizer; when it cannot be loaded (offline, no
+token) the report says so and falls back to an approximate count, labelled as
+such. Two checks go beyond the usual: for extraction, whether the reference
+values still appear in the prompt once it is truncated to `max_seq_length`
+(an answer cut away is a label the model cannot learn), and near-duplicate
+prompts shared across splits (leakage that flatters the test score).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import orjson
+from pydantic import BaseModel
+
+from scripts.config import DatasetsConfig, UserError
+from scripts.contracts import CleanRecord, atomic_write, read_jsonl
+from scripts.dataset.split import SPLITS, SPLITS_DIR
+from scripts.hub import load_tokenizer
+
+STATS_FILE = "stats.json"
+# Chat-template tokens around one single-turn example (<bos>, turn markers, role names).
+TEMPLATE_OVERHEAD_TOKENS = 12
+_APPROX_PIECE = re.compile(r"\w+|[^\w\s]")
+_FINGERPRINT_STRIP = re.compile(r"[\d\s]+")
+
+
+class TokenCounter(BaseModel):
+    source: str
+    exact: bool
+    note: str
+
+
+class TaskSplitStats(BaseModel):
+    n: int
+    prompt_tokens: dict[str, int]
+    over_max_seq_length: int
+    labels: dict[str, int] | None = None
+    slot_fill_rate: dict[str, float] | None = None
+    answer_in_prompt: float | None = None
+    answer_in_truncated_prompt: float | None = None
+
+
+class StatsReport(BaseModel):
+    schema_version: str
+    tokenizer: TokenCounter
+    max_seq_length: int
+    per_split: dict[str, dict[str, TaskSplitStats]]
+    top_domains: dict[str, list[tuple[str, int]]]
+    near_duplicates_across_splits: int
+    near_duplicate_examples: list[list[str]]
+
+
+def load_token_counter(name_or_path: str) -> tuple[Callable[[list[str]], list[list[int]]], TokenCounter]:
+    """Return a function giving, per text, the end char offset of each token."""
+    try:
+        tokenizer = load_tokenizer(name_or_path)
+    except Exception as exc:  # offline, gated, missing: all mean "use the approximation"
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        note = f"tokenizer {name_or_path!r} unavailable ({reason}); APPROXIMATE counts (word/punct pieces)"
+        return _approx_offsets, TokenCounter(source="approximate", exact=False, note=note)
+
+    def offsets(texts: list[str]) -> list[list[int]]:
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        return [[end for _, end in row] for row in enc["offset_mapping"]]
+
+    return offsets, TokenCounter(source=name_or_path, exact=True, note=f"tokenizer {name_or_path}")
+
+
+def _approx_offsets(texts: list[str]) -> list[list[int]]:
+    return [[m.end() for m in _APPROX_PIECE.finditer(text)] for text in texts]
+
+
+def compute_stats(
+    cfg: DatasetsConfig,
+    schema_version: str | None = None,
+    tokenizer: str | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> StatsReport:
+    version_dir = cfg.version_dir(schema_version)
+    sources = _sources(version_dir, cfg)
+    offsets_of, counter = load_token_counter(tokenizer or cfg.stats.tokenizer)
+    limit = cfg.stats.max_seq_length
+
+    per_split: dict[str, dict[str, TaskSplitStats]] = {}
+    top_domains: dict[str, list[tuple[str, int]]] = {}
+    fingerprints: dict[str, dict[str, str]] = defaultdict(dict)  # fingerprint -> split -> id
+    for split, paths in sources.items():
+        acc: dict[str, _TaskAccumulator] = {}
+        domains: Counter[str] = Counter()
+        for batch in _batches(_records(paths), 256):
+            prompt_offsets = offsets_of([r.system_prompt + "\n" + r.prompt for r in batch])
+            target_tokens = [len(o) for o in offsets_of([r.target for r in batch])]
+            for record, offs, n_target in zip(batch, prompt_offsets, target_tokens):
+                acc.setdefault(record.task, _TaskAccumulator(record.kind, limit)).add(
+                    record, offs, n_target
+                )
+                domains[record.domain] += 1
+                fingerprints[_fingerprint(record.prompt)].setdefault(split, record.id)
+            if on_rows:
+                on_rows(len(batch))
+        per_split[split] = {task: a.result() for task, a in sorted(acc.items())}
+        top_domains[split] = domains.most_common(cfg.stats.top_domains)
+
+    shared = [ids for ids in fingerprints.values() if len(ids) > 1]
+    report = StatsReport(
+        schema_version=version_dir.name,
+        tokenizer=counter,
+        max_seq_length=limit,
+        per_split=per_split,
+        top_domains=top_domains,
+        near_duplicates_across_splits=len(shared),
+        near_duplicate_examples=[sorted(f"{s}:{i}" for s, i in ids.items()) for ids in shared[:5]],
+    )
+    with atomic_write(version_dir / STATS_FILE) as fh:
+        fh.write(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n")
+    return report
+
+
+def _sources(version_dir: Path, cfg: DatasetsConfig) -> dict[str, list[Path]]:
+    splits_dir = version_dir / SPLITS_DIR
+    if all((splits_dir / f"{s}.jsonl").is_file() for s in SPLITS):
+        return {s: [splits_dir / f"{s}.jsonl"] for s in SPLITS}
+    clean = [version_dir / f"{t}.jsonl" for t in cfg.tasks if (version_dir / f"{t}.jsonl").is_file()]
+    if not clean:
+        raise UserError(f"no clean data in {version_dir}; run `fab dataset.clean` first")
+    return {"all": clean}
+
+
+def _records(paths: list[Path]) -> Iterable[CleanRecord]:
+    for path in paths:
+        yield from read_jsonl(path, CleanRecord)
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _fingerprint(prompt: str) -> str:
+    """Same page modulo case, whitespace and numbers (prices, ids, dates)."""
+    return hashlib.sha1(_FINGERPRINT_STRIP.sub("", prompt.casefold()).encode()).hexdigest()
+
+
+def _reference_strings(target: str) -> list[str]:
+    """String values (and list items) of an extraction target; numbers are formatted per locale."""
+    values: list[str] = []
+    for value in orjson.loads(target).values():
+        items = value if isinstance(value, list) else [value]
+        values += [v for v in items if isinstance(v, str) and v.strip()]
+    return values
+
+
+class _TaskAccumulator:
+    def __init__(self, kind: str, limit: int):
+        self.kind, self.limit = kind, limit
+        self.lengths: list[int] = []
+        self.over = 0
+        self.labels: Counter[str] = Counter()
+        self.filled: Counter[str] = Counter()
+        self.slots: set[str] = set()
+        self.in_prompt = self.in_truncated = self.with_refs = 0
+
+    def add(self, record: CleanRecord, offsets: list[int], n_target: int) -> None:
+        n_prompt = len(offsets)
+        self.lengths.append(n_prompt)
+        budget = self.limit - n_target - TEMPLATE_OVERHEAD_TOKENS
+        self.over += n_prompt > budget
+        if self.kind == "classification":
+            self.labels[record.target] += 1
+            return
+        values = orjson.loads(record.target)
+        self.slots.update(values)
+        self.filled.update(k for k, v in values.items() if v not in (None, "", []))
+        refs = _reference_strings(record.target)
+        if refs:
+            self.with_refs += 1
+            full = record.system_prompt + "\n" + record.prompt
+            cut = full if n_prompt <= budget else full[: offsets[max(budget, 0) - 1] if budget > 0 else 0]
+            self.in_prompt += all(r in full for r in refs)
+            self.in_truncated += all(r in cut for r in refs)
+
+    def result(self) -> TaskSplitStats:
+        lengths = np.array(self.lengths)
+        pct = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)} | {"max": int(lengths.max())}
+        stats = TaskSplitStats(n=len(self.lengths), prompt_tokens=pct, over_max_seq_length=self.over)
+        if self.kind == "classification":
+            stats.labels = dict(sorted(self.labels.items()))
+        else:
+            n = len(self.lengths)
+            stats.slot_fill_rate = {s: round(self.filled[s] / n, 4) for s in sorted(self.slots)}
+            if self.with_refs:
+                stats.answer_in_prompt = round(self.in_prompt / self.with_refs, 4)
+                stats.answer_in_truncated_prompt = round(self.in_truncated / self.with_refs, 4)
+        return stats

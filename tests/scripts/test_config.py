@@ -1,0 +1,63 @@
+import pytest
+
+from scripts.config import (
+    MASK,
+    REPO_ROOT,
+    DatasetsConfig,
+    UserError,
+    config_snapshot,
+    load_config,
+    mask_secrets,
+)
+
+
+def write(tmp_path, text):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_repo_config_loads_with_both_tasks():
+    cfg = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)
+    assert cfg.tasks["navpage_classifier"].labels == ["YES", "NO"]
+    assert cfg.tasks["productpage_extractor"].slots["categories"] == "string_list"
+    assert cfg.stats.max_seq_length == 131072
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    base = (REPO_ROOT / "configs/datasets.yaml").read_text()
+    path = write(tmp_path, base.replace("  seed: 42", "  sed: 42"))
+    with pytest.raises(UserError) as err:
+        load_config(path, DatasetsConfig)
+    assert str(err.value) == f"{path}: unknown key `split.sed`"
+
+
+def test_bare_yaml_booleans_as_labels_get_a_hint(tmp_path):
+    path = write(tmp_path, "tasks:\n  t:\n    kind: classification\n    labels: [YES, NO]\n    system_prompt: s\n")
+    with pytest.raises(UserError, match='quote the labels'):
+        load_config(path, DatasetsConfig)
+
+
+def test_overrides_are_validated_too(tmp_path):
+    path = REPO_ROOT / "configs/datasets.yaml"
+    assert load_config(path, DatasetsConfig, {"split.seed": 9}).split.seed == 9
+    with pytest.raises(UserError, match="ratios must be >= 0 and sum to 1"):
+        load_config(path, DatasetsConfig, {"split.ratios": {"train": 0.9, "validation": 0.2, "test": 0.1}})
+
+
+def test_missing_file_and_bad_yaml_are_one_line(tmp_path):
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml", DatasetsConfig)
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(write(tmp_path, "tasks: [unclosed"), DatasetsConfig)
+
+
+def test_secrets_are_masked_by_value_and_by_key(monkeypatch):
+    monkeypatch.setenv("LITELLM_API_KEY", "sk-live-123456")
+    dumped = mask_secrets({"judge": {"api_key": "whatever", "note": "uses sk-live-123456 today"},
+                           "hf_token": "", "items": ["sk-live-123456"]})
+    assert dumped == {"judge": {"api_key": MASK, "note": f"uses {MASK} today"}, "hf_token": "",
+                      "items": [MASK]}
+    cfg = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig,
+                      {"tasks.navpage_classifier.system_prompt": "key sk-live-123456"})
+    assert "sk-live-123456" not in str(config_snapshot(cfg))

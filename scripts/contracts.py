@@ -93,6 +93,29 @@ class SplitManifest(Record):
     files: dict[str, FileEntry]
 
 
+class Candidate(Record):
+    """One small-model output: reports/model_outputs/<split>_candidates.jsonl."""
+
+    id: str
+    task: str
+    kind: Literal["classification", "extraction"]
+    prompt_sha256: str
+    model: str = Field(description="base model id or export path, plus adapter run id if any")
+    constrained: bool
+    raw: str = Field(description="decoded text before parsing")
+    parsed: Any = Field(description="label text, or the JSON object; None when invalid")
+    valid: bool
+    latency_s: float
+    prompt_tokens: int
+    output_tokens: int
+    label_probs: dict[str, float] | None = Field(
+        default=None, description="classification: P(label) from the first-token logits"
+    )
+    slot_logprob: dict[str, float] | None = Field(
+        default=None, description="extraction: mean token log-probability of each slot's value"
+    )
+
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 

@@ -34,7 +34,7 @@ def _progress() -> Progress:
 })
 @user_errors
 def sample(c, rows=2000, seed=0, output="", dirty_rate=0.02):
-    """Write a realistic sample `examples` table (48 shops, nav + product pages)."""
+    """Write a realistic sample `examples` table (50 shops, 7 locales, nav + product pages)."""
     from scripts.sample_data import generate_sample
 
     if rows <= 0:
@@ -48,8 +48,8 @@ def sample(c, rows=2000, seed=0, output="", dirty_rate=0.02):
             path, rows=int(rows), seed=int(seed), dirty_rate=float(dirty_rate),
             progress=lambda n: bar.advance(job, n),
         )
-    tasks = ", ".join(f"{task} {n}" for task, n in summary.counts_by_task.items())
-    console.print(f"wrote {summary.rows} rows ({tasks}; {summary.dirty_rows} deliberately bad) to {path}")
+    tasks = ", ".join(f"{task or '(empty)'} {n}" for task, n in summary.tasks.items())
+    console.print(f"wrote {summary.rows} rows ({tasks}; {summary.dirty} deliberately bad) to {path}")
 
 
 @task(help={
@@ -114,7 +114,7 @@ def stats(c, config=DEFAULT_CONFIG, tokenizer="", schema_version=""):
                                on_rows=lambda n: bar.advance(job, n))
     style = "green" if report.tokenizer.exact else "yellow"
     console.print(f"[{style}]{report.tokenizer.note}[/]")
-    console.print(render_stats_table(report))
+    console.print(*render_stats_tables(report))
     if report.near_duplicates_across_splits:
         console.print(f"[yellow]warning:[/] {report.near_duplicates_across_splits} near-duplicate "
                       f"prompt(s) shared across splits, e.g. {report.near_duplicate_examples[0]}")
@@ -123,25 +123,27 @@ def stats(c, config=DEFAULT_CONFIG, tokenizer="", schema_version=""):
     console.print(f"wrote {cfg.version_dir(schema_version or None) / STATS_FILE}")
 
 
-def render_stats_table(report):
+def render_stats_tables(report):
     from rich.table import Table
 
-    table = Table(title=f"prompt tokens ({'exact' if report.tokenizer.exact else 'APPROXIMATE'}), "
-                        f"max_seq_length {report.max_seq_length}")
-    for column in ("split", "task", "n", "p50", "p90", "p99", "max", "over max",
-                   "labels / slot fill", "answer kept"):
-        table.add_column(column, justify="right" if column in {"n", "p50", "p90", "p99", "max", "over max"} else "left")
+    kind = "exact" if report.tokenizer.exact else "APPROXIMATE"
+    tokens = Table(title=f"prompt tokens ({kind}); over = longer than {report.max_seq_length}")
+    quality = Table(title="labels, slot fill (lowest 3), answer still in the truncated prompt")
+    for column in ("split", "task", "n", "p50", "p90", "p99", "max", "over"):
+        tokens.add_column(column, justify="left" if column in {"split", "task"} else "right")
+    for column in ("split", "task", "labels / slot fill", "answer kept"):
+        quality.add_column(column)
     for split, tasks in report.per_split.items():
         for task_name, s in tasks.items():
+            p = s.prompt_tokens
+            tokens.add_row(split, task_name, str(s.n), str(p["p50"]), str(p["p90"]), str(p["p99"]),
+                           str(p["max"]), str(s.over_max_seq_length))
             if s.labels is not None:
-                detail = " ".join(f"{k}:{v}" for k, v in s.labels.items())
-                kept = ""
+                detail, kept = " ".join(f"{k}:{v}" for k, v in s.labels.items()), ""
             else:
                 low = sorted((s.slot_fill_rate or {}).items(), key=lambda kv: kv[1])[:3]
-                detail = "lowest fill " + " ".join(f"{k}:{v:.0%}" for k, v in low)
+                detail = " ".join(f"{k}:{v:.0%}" for k, v in low)
                 kept = "" if s.answer_in_prompt is None else (
                     f"{s.answer_in_truncated_prompt:.0%} (untruncated {s.answer_in_prompt:.0%})")
-            p = s.prompt_tokens
-            table.add_row(split, task_name, str(s.n), str(p["p50"]), str(p["p90"]), str(p["p99"]),
-                          str(p["max"]), str(s.over_max_seq_length), detail, kept)
-    return table
+            quality.add_row(split, task_name, detail, kept)
+    return tokens, quality

@@ -73,6 +73,7 @@ SELECT *,
         CASE WHEN json_valid(metadata) THEN nullif(json_extract_string(metadata, '$.domain'), '') END,
         CASE WHEN json_valid(metadata) THEN nullif(regexp_extract(
             json_extract_string(metadata, '$.url'), '^[A-Za-z]+://([^/:?#\\s]+)', 1), '') END,
+        nullif(regexp_extract(prompt_text, 'URL:\\s*https?://([^/:?#\\s"''<>]+)', 1), ''),
         nullif(regexp_extract(prompt_text, 'https?://([^/:?#\\s"''<>]+)', 1), ''),
         'unknown'), '^www\\.', '')) AS domain,
     CASE WHEN json_valid(metadata) THEN json_extract_string(metadata, '$.system_prompt') END

@@ -5,8 +5,9 @@
 
 from invoke import Collection
 
-from fab_tasks import dataset, env
+from fab_tasks import dataset, env, ops
 
 ns = Collection()
 ns.add_collection(Collection.from_module(env, name="env"))
 ns.add_collection(Collection.from_module(dataset, name="dataset"))
+ns.add_collection(Collection.from_module(ops, name="ops"))

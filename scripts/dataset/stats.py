@@ -43,6 +43,8 @@ class TokenCounter(BaseModel):
 class TaskSplitStats(BaseModel):
     n: int
     prompt_tokens: dict[str, int]
+    prompt_tokens_mean: float
+    target_tokens_mean: float
     over_max_seq_length: int
     labels: dict[str, int] | None = None
     slot_fill_rate: dict[str, float] | None = None
@@ -170,6 +172,7 @@ class _TaskAccumulator:
     def __init__(self, kind: str, limit: int):
         self.kind, self.limit = kind, limit
         self.lengths: list[int] = []
+        self.target_lengths: list[int] = []
         self.over = 0
         self.labels: Counter[str] = Counter()
         self.filled: Counter[str] = Counter()
@@ -179,6 +182,7 @@ class _TaskAccumulator:
     def add(self, record: CleanRecord, offsets: list[int], n_target: int) -> None:
         n_prompt = len(offsets)
         self.lengths.append(n_prompt)
+        self.target_lengths.append(n_target)
         budget = self.limit - n_target - TEMPLATE_OVERHEAD_TOKENS
         self.over += n_prompt > budget
         if self.kind == "classification":
@@ -198,7 +202,13 @@ class _TaskAccumulator:
     def result(self) -> TaskSplitStats:
         lengths = np.array(self.lengths)
         pct = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)} | {"max": int(lengths.max())}
-        stats = TaskSplitStats(n=len(self.lengths), prompt_tokens=pct, over_max_seq_length=self.over)
+        stats = TaskSplitStats(
+            n=len(self.lengths),
+            prompt_tokens=pct,
+            prompt_tokens_mean=round(float(lengths.mean()), 1),
+            target_tokens_mean=round(float(np.mean(self.target_lengths)), 1),
+            over_max_seq_length=self.over,
+        )
         if self.kind == "classification":
             stats.labels = dict(sorted(self.labels.items()))
         else:

@@ -1,0 +1,1 @@
+"""Operations: token/cost projections and batch backfill."""

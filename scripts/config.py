@@ -11,6 +11,7 @@ environment only and are masked as `***` in every dump.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -65,9 +66,12 @@ def mask_secrets(value: Any) -> Any:
     return value
 
 
+_SECRET_KEY = re.compile(r"(^|[_-])(api_?key|secret|password|token)$")
+
+
 def _is_secret_key(key: str) -> bool:
-    lowered = str(key).lower()
-    return any(word in lowered for word in ("api_key", "token", "secret", "password"))
+    """`api_key`, `hf_token`, `password`: yes; `max_tokens`, `prompt_tokens`: no."""
+    return bool(_SECRET_KEY.search(str(key).lower()))
 
 
 class StrictModel(BaseModel):
@@ -184,3 +188,89 @@ def _first_error(exc: ValidationError) -> str:
 def config_snapshot(cfg: BaseModel) -> dict[str, Any]:
     """JSON-ready dump of a config with secrets masked."""
     return mask_secrets(cfg.model_dump(mode="json"))
+
+
+# --- configs/training.yaml -------------------------------------------------
+
+
+class RopeSettings(StrictModel):
+    type: Literal["linear"] = Field(
+        default="linear", description="rope scaling of the global-attention layers; local layers keep theta"
+    )
+    factor: float = Field(default=4.0, ge=1.0, description="pretrained context (32768) x factor = max_seq_length")
+
+
+class ModelSettings(StrictModel):
+    name_or_path: str = Field(default="google/gemma-3-270m", description="HF id or local dir of the base model")
+    tokenizer: str | None = Field(default=None, description="HF id or local dir; default: name_or_path")
+    max_seq_length: int = Field(default=131072, gt=0, description="tokens; context the model is trained and served at")
+    rope: RopeSettings = RopeSettings()
+    dtype: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto", description="auto: bf16 on GPU, fp32 on CPU (Gemma 3 overflows in fp16)"
+    )
+    attn_implementation: Literal["eager", "sdpa"] = Field(
+        default="eager", description="eager is what Gemma 3 recommends for training; sdpa also keeps sliding windows"
+    )
+
+    @property
+    def tokenizer_path(self) -> str:
+        return self.tokenizer or self.name_or_path
+
+
+class LoraSettings(StrictModel):
+    r: int = Field(default=16, gt=0, description="adapter rank")
+    alpha: int = Field(default=32, gt=0, description="scaling = alpha / r")
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1,
+    )
+
+
+class TrainSettings(StrictModel):
+    optimizer: str = Field(default="adamw_torch", description="transformers `optim` name")
+    lr: float = Field(default=2e-4, gt=0)
+    scheduler: str = Field(default="cosine", description="transformers `lr_scheduler_type`")
+    warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0, description="share of total steps")
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    per_device_batch_size: int = Field(default=1, gt=0, description="sequences per device per micro-step")
+    grad_accum: int = Field(default=8, gt=0, description="micro-steps per optimiser step")
+    epochs: float = Field(default=3.0, gt=0)
+    max_steps: int | None = Field(default=None, gt=0, description="optimiser steps; overrides epochs when set")
+    save_steps: int = Field(default=200, gt=0, description="optimiser steps between checkpoints")
+    save_total_limit: int | None = Field(default=3, gt=0, description="checkpoints kept")
+    logging_steps: int = Field(default=10, gt=0, description="optimiser steps between metrics.jsonl lines")
+    gradient_checkpointing: bool = Field(default=True, description="needed at 128k context")
+    seed: int = 42
+
+
+class TrainingDataSettings(StrictModel):
+    schema_version: str = "v1"
+    processed_dir: Path = Path("data/processed")
+    truncation: Literal["drop", "truncate_prompt_left"] = Field(
+        default="drop",
+        description="examples over max_seq_length: drop them (counted) or cut the prompt's oldest tokens",
+    )
+
+    def splits_dir(self) -> Path:
+        return self.processed_dir / self.schema_version / "splits"
+
+
+class OutputSettings(StrictModel):
+    runs_dir: Path = Path("models/runs")
+    run_id: str | None = Field(default=None, description="default: UTC timestamp at prepare time")
+
+
+class LossSettings(StrictModel):
+    chunk_size: int = Field(default=4096, gt=0, description="tokens per LM-head tile of the chunked cross-entropy")
+
+
+class TrainingConfig(StrictModel):
+    backend: Literal["auto", "unsloth", "hf"] = "auto"
+    model: ModelSettings = ModelSettings()
+    lora: LoraSettings = LoraSettings()
+    train: TrainSettings = TrainSettings()
+    data: TrainingDataSettings = TrainingDataSettings()
+    output: OutputSettings = OutputSettings()
+    loss: LossSettings = LossSettings()

@@ -61,3 +61,8 @@ def test_secrets_are_masked_by_value_and_by_key(monkeypatch):
     cfg = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig,
                       {"tasks.navpage_classifier.system_prompt": "key sk-live-123456"})
     assert "sk-live-123456" not in str(config_snapshot(cfg))
+
+
+def test_token_counts_are_not_mistaken_for_secrets():
+    dumped = mask_secrets({"max_tokens": 5, "prompt_tokens": 9, "hf_token": "abc", "API_KEY": "k"})
+    assert dumped == {"max_tokens": 5, "prompt_tokens": 9, "hf_token": MASK, "API_KEY": MASK}

@@ -1,0 +1,342 @@
+"""`eval.report`: a judge run as GitHub-flavoured Markdown (+ PNG charts) for a pull request.
+
+    from scripts.evaluation.report import write_report
+    path = write_report(Path("reports/judge"), "validation_20261125T120000Z", Path("reports/latest_eval.md"),
+                        baseline_id=None)
+
+Reads `reports/judge/<run_id>/summary.json` and `results.jsonl`; never reads
+the environment, so no secret can reach the report. Charts are written beside
+the Markdown as `<stem>_<chart>.png` and linked by relative path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from scripts.config import UserError
+from scripts.evaluation.judge import scrub_secrets
+from scripts.contracts import atomic_write
+from scripts.evaluation.judge_config import ReportConfig
+from scripts.evaluation.scoring import INVALID_LABEL
+
+
+def load_run(judge_dir: Path, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    run_dir = judge_dir / run_id
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise UserError(f"no judge run at {run_dir}: run fab eval.judge first (or check --run-id)")
+    summary = json.loads(summary_path.read_text())
+    results_path = run_dir / "results.jsonl"
+    rows = [json.loads(x) for x in results_path.read_text().splitlines() if x.strip()] if results_path.is_file() else []
+    return summary, rows
+
+
+# --- formatting helpers --------------------------------------------------------------
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _delta(value: Any, base: Any, pct: bool = True) -> str:
+    if value is None or base is None:
+        return "n/a"
+    d = value - base
+    return f"{'+' if d >= 0 else ''}{100 * d:.1f} pp" if pct else f"{'+' if d >= 0 else ''}{d:.3f}"
+
+
+def _cell(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(str(text).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return "`" + text.replace("`", "'").replace("|", "\\|") + "`" if text else "_(empty)_"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    numeric = re.compile(r"^[-+]?[\d.,]+( ?%| pp| s)?$|^n/a$|^$|^\[.*\]$")
+    align = ["---:" if i and rows and all(numeric.match(r[i]) for r in rows) else "---"
+             for i in range(len(header))]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |",
+            *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
+def _ci(ci: dict | None, name: str) -> str:
+    bounds = (ci or {}).get(name)
+    fmt = _num if name == "kappa" else _pct
+    return f"[{fmt(bounds[0])}, {fmt(bounds[1])}]" if bounds else "n/a"
+
+
+def _html_safe(text: str) -> str:
+    """`<invalid>` would vanish as an HTML tag on GitHub."""
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+METRIC_IS_RATE = {"accuracy", "precision_yes", "recall_yes", "f1_yes", "json_validity", "slot_accuracy",
+                  "example_accuracy", "hallucination_rate", "omission_rate"}
+
+
+def _metric(name: str, value: Any) -> str:
+    return _pct(value) if name in METRIC_IS_RATE else _num(value)
+
+
+# --- charts ----------------------------------------------------------------------------
+
+
+def _charts(summary: dict, out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made: dict[str, str] = {}
+    stem = out.stem
+    tasks = summary.get("tasks", {})
+    # escalation curves
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plotted = False
+    for task, t in tasks.items():
+        curve = [r for r in t.get("escalation", {}).get("curve", []) if r["accuracy_kept"] is not None]
+        if curve:
+            ax.plot([r["coverage"] for r in curve], [r["accuracy_kept"] for r in curve], marker="o", label=task)
+            plotted = True
+    if plotted:
+        ax.set_xlabel("share of pages kept by the small model")
+        ax.set_ylabel("accuracy on kept pages")
+        ax.set_title("Escalation: coverage vs accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        name = f"{stem}_escalation.png"
+        fig.savefig(out.parent / name, dpi=110, bbox_inches="tight")
+        made["escalation"] = name
+    plt.close(fig)
+    # per-slot accuracy
+    for task, t in tasks.items():
+        slots = t.get("slots")
+        if not slots:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(slots) + 1.2))
+        names = list(slots)
+        ax.barh(names, [100 * (slots[s]["accuracy"] or 0) for s in names], color="#4c72b0")
+        ax.set_xlim(0, 100)
+        ax.invert_yaxis()
+        ax.set_xlabel("accuracy (%)")
+        ax.set_title(f"{task}: per-slot accuracy")
+        name = f"{stem}_{task}_slots.png"
+        fig.savefig(out.parent / name, dpi=110, bbox_inches="tight")
+        made[f"slots:{task}"] = name
+        plt.close(fig)
+    # confusion matrices
+    for task, t in tasks.items():
+        cls = t.get("classification")
+        if not cls:
+            continue
+        labels = cls["labels"]
+        matrix = [[cls["confusion"][r][c] for c in labels] for r in labels]
+        fig, ax = plt.subplots(figsize=(3.6, 3.2))
+        ax.imshow(matrix, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("small model")
+        ax.set_ylabel("strong model (reference)")
+        for i, row in enumerate(matrix):
+            for j, v in enumerate(row):
+                ax.text(j, i, str(v), ha="center", va="center")
+        ax.set_title(task, fontsize=9)
+        name = f"{stem}_{task}_confusion.png"
+        fig.savefig(out.parent / name, dpi=110, bbox_inches="tight")
+        made[f"confusion:{task}"] = name
+        plt.close(fig)
+    return made
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: dict[str, str] | None = None,
+                  baseline: tuple[dict, list[dict]] | None = None) -> str:
+    charts = charts or {}
+    base_summary, base_rows = baseline if baseline else ({}, [])
+    base_tasks = base_summary.get("tasks", {})
+    tasks = summary.get("tasks", {})
+    dataset = summary.get("dataset", {})
+    lines = [f"# Evaluation report: `{summary.get('run_id')}`", ""]
+    lines += _table(["run", "value"], [
+        ["model", ", ".join(f"`{m}`" for m in summary.get("model", [])) or "n/a"],
+        ["adapter", _adapter(summary)],
+        ["dataset manifest sha256", f"`{(dataset.get('manifest_sha256') or 'n/a')[:16]}`"
+                                    f" (schema {dataset.get('schema_version', 'n/a')})"],
+        ["split", f"`{summary.get('split')}`"],
+        ["n", str(summary.get("n"))],
+        ["constrained decoding", ", ".join(str(c) for c in summary.get("constrained", []))],
+        ["created", summary.get("created_at", "n/a")],
+        *([["baseline", f"`{base_summary.get('run_id')}`"]] if baseline else []),
+    ])
+
+    lines += ["## Verdict", ""]
+    for task, t in tasks.items():
+        acc = t.get("acceptance", {})
+        checks = "; ".join(
+            f"{c['metric']} {_metric(c['metric'], c['value'])} {c['op']} {_metric(c['metric'], c['threshold'])}"
+            f"{'' if c['ok'] else ' ✗'}" for c in acc.get("checks", []))
+        icon = {"PASS": "✅", "FAIL": "❌"}.get(acc.get("verdict"), "⚪")
+        lines.append(f"- {icon} **{task}: {acc.get('verdict', 'n/a')}** ({checks or 'no thresholds configured'})")
+    lines.append("")
+    judge = summary.get("judge", {})
+    if judge.get("not_judged"):
+        why = judge.get("disabled_reason") or ("cost budget reached" if judge.get("budget_stopped")
+                                               else "judge errors")
+        lines += [f"> **Warning:** {judge['not_judged']} LLM-judged slot value(s) were NOT judged ({why}); "
+                  "they count as failures, never as passes.", ""]
+
+    for task, t in tasks.items():
+        bt = base_tasks.get(task, {})
+        lines += [f"## {task}", ""]
+        metrics = t.get("metrics", {})
+        header = ["metric", "value"] + (["95% CI"] if t.get("classification") else []) + (
+            ["baseline", "Δ"] if baseline else [])
+        table_rows = []
+        ci = (t.get("classification") or {}).get("ci95")
+        ci_names = {"accuracy": "accuracy", "precision_yes": "precision", "recall_yes": "recall",
+                    "f1_yes": "f1", "kappa": "kappa"}
+        for name, value in metrics.items():
+            row = [name, _metric(name, value)]
+            if t.get("classification"):
+                row.append(_ci(ci, ci_names[name]) if name in ci_names else "")
+            if baseline:
+                base_value = bt.get("metrics", {}).get(name)
+                row += [_metric(name, base_value), _delta(value, base_value, pct=name in METRIC_IS_RATE)]
+            table_rows.append(row)
+        lines += _table(header, table_rows)
+        if t.get("classification"):
+            cls = t["classification"]
+            labels = cls["labels"]
+            lines += ["Confusion matrix (rows: strong model / reference, columns: small model):", ""]
+            ref_labels = [r for r in labels if r != INVALID_LABEL]  # a reference is never invalid
+            lines += _table(["reference \\ predicted"] + [_html_safe(c) for c in labels],
+                            [[_html_safe(r)] + [str(cls["confusion"][r][c]) for c in labels] for r in ref_labels])
+            if f"confusion:{task}" in charts:
+                lines += [f"![{task} confusion matrix]({charts[f'confusion:{task}']})", ""]
+        if t.get("slots"):
+            lines += ["### Per slot", ""]
+            bslots = bt.get("slots", {})
+            srows = []
+            for slot, s in t["slots"].items():
+                row = [f"`{slot}`", str(s["n"]), _pct(s["accuracy"]), _pct(s["hallucination_rate"]),
+                       _pct(s["omission_rate"]), str(s["not_judged"]), str(s["llm_judged"]),
+                       ", ".join(f"{k} {v}" for k, v in s["methods"].items())]
+                if baseline:
+                    row.append(_delta(s["accuracy"], bslots.get(slot, {}).get("accuracy")))
+                srows.append(row)
+            lines += _table(["slot", "n", "accuracy", "hallucination (of empty refs)", "omission (of filled refs)",
+                             "not judged", "LLM-judged", "methods"] + (["Δ accuracy"] if baseline else []), srows)
+            if f"slots:{task}" in charts:
+                lines += [f"![{task} per-slot accuracy]({charts[f'slots:{task}']})", ""]
+        lines += ["### Per domain", ""]
+        domains = t.get("per_domain", {})
+        lines += _table(["domain", "n", "accuracy"] + (["slot accuracy"] if t.get("slots") else []),
+                        [[d, str(v["n"]), _pct(v["accuracy"])] + ([_pct(v.get("slot_accuracy"))] if t.get("slots")
+                                                                  else []) for d, v in domains.items()])
+        lat = t.get("latency", {})
+        lines += [f"JSON validity **{_pct(t.get('json_validity'))}**; latency mean {_num(lat.get('mean_s'))} s, "
+                  f"p50 {_num(lat.get('p50_s'))} s, p95 {_num(lat.get('p95_s'))} s; "
+                  f"{_num(lat.get('output_tokens_per_s'), 1)} output tokens/s, "
+                  f"{_num(lat.get('examples_per_s'), 2)} examples/s.", ""]
+        lines += _escalation(task, t.get("escalation", {}))
+        lines += _failures(task, rows, cfg)
+        if baseline:
+            lines += _regressions(task, rows, base_rows, cfg)
+    if "escalation" in charts:
+        lines += ["## Escalation curve", "", f"![escalation curve]({charts['escalation']})", ""]
+
+    lines += ["## LLM judge", ""]
+    lines += _table(["judge", "value"], [
+        ["model", f"`{judge.get('model')}`"],
+        ["slot values needing the judge", str(judge.get("needed", 0))],
+        ["judged (new + cached)", str(judge.get("judged", 0))],
+        ["not judged", str(judge.get("not_judged", 0))],
+        ["calls (paid)", str(judge.get("calls", 0))],
+        ["HTTP requests incl. retries", f"{judge.get('requests', 0)} ({judge.get('retries', 0)} retries)"],
+        ["cache hits", str(judge.get("cache_hits", 0))],
+        ["tokens (prompt / completion)", f"{judge.get('prompt_tokens', 0)} / {judge.get('completion_tokens', 0)}"],
+        ["cost", f"${judge.get('cost_usd', 0):.4f}" + (f" of ${judge['max_cost_usd']:.4f} budget"
+                                                       if judge.get("max_cost_usd") is not None else "")],
+    ])
+    if judge.get("needed") and not judge.get("enabled"):
+        lines += [f"**LLM-judged slots were NOT judged:** {judge.get('disabled_reason', 'no judge configured')}.", ""]
+    return scrub_secrets("\n".join(lines).rstrip() + "\n")
+
+
+def _adapter(summary: dict) -> str:
+    models = summary.get("model", [])
+    adapters = [m.split("+", 1)[1] for m in models if "+" in m]
+    return ", ".join(f"`{a}`" for a in adapters) or "none (base or merged model)"
+
+
+def _escalation(task: str, e: dict) -> list[str]:
+    if not e.get("curve"):
+        return []
+    lines = [f"### Escalation policy (target accuracy {_pct(e.get('target_accuracy'))} on kept pages)", ""]
+    lines += _table(["threshold", "kept", "coverage", "accuracy kept", "accuracy overall", "prompt tokens saved"],
+                    [[_num(r["threshold"]), str(r["kept"]), _pct(r["coverage"]), _pct(r["accuracy_kept"]),
+                      _pct(r["accuracy_overall"]), _pct(r["prompt_tokens_saved_share"])] for r in e["curve"]])
+    rec = e.get("recommended")
+    if rec:
+        lines += [f"**Recommendation:** keep pages with confidence ≥ {_num(rec['threshold'])}: the small model "
+                  f"answers {_pct(rec['coverage'])} of pages at {_pct(rec['accuracy_kept'])} accuracy, saving "
+                  f"{_pct(rec['strong_calls_saved'])} of strong-model calls and "
+                  f"{_pct(rec['prompt_tokens_saved_share'])} of their prompt tokens.", ""]
+    else:
+        lines += ["**Recommendation:** no threshold meets the target; escalate every page to the strong model.", ""]
+    return lines
+
+
+def _failures(task: str, rows: list[dict], cfg: ReportConfig) -> list[str]:
+    failed = [r for r in rows if r["task"] == task and not r["passed"]]
+    if not failed or cfg.worst_failures == 0:
+        return []
+    order = {"hallucination": 0, "not_judged": 3, "omission": 1, "wrong": 2}
+    failed.sort(key=lambda r: (not r.get("valid", True), order.get(r["outcome"], 9), r.get("score", 0), r["id"]))
+    shown = failed[: cfg.worst_failures]
+    lines = [f"### Worst failures ({len(shown)} of {len(failed)})", ""]
+    lines += _table(["id", "slot", "outcome", "reference", "candidate", "note"],
+                    [[f"`{r['id']}`", r["slot"], r["outcome"], _cell(r["reference"], cfg.max_value_chars),
+                      _cell(r["candidate"], cfg.max_value_chars), _cell(r.get("rationale") or "", 80)]
+                     for r in shown])
+    return lines
+
+
+def _regressions(task: str, rows: list[dict], base_rows: list[dict], cfg: ReportConfig) -> list[str]:
+    before = {(r["id"], r["slot"]): r for r in base_rows if r["task"] == task}
+    regressed = [r for r in rows if r["task"] == task and not r["passed"]
+                 and before.get((r["id"], r["slot"]), {}).get("passed")]
+    lines = [f"### Regressions vs baseline: {len(regressed)}", ""]
+    if regressed and cfg.regressions_shown:
+        lines += _table(["id", "slot", "reference", "baseline", "now"],
+                        [[f"`{r['id']}`", r["slot"], _cell(r["reference"], cfg.max_value_chars),
+                          _cell(before[(r["id"], r["slot"])]["candidate"], cfg.max_value_chars),
+                          _cell(r["candidate"], cfg.max_value_chars)] for r in regressed[: cfg.regressions_shown]])
+    return lines
+
+
+def write_report(judge_dir: Path, run_id: str, output: Path, baseline_id: str | None = None,
+                 cfg: ReportConfig | None = None) -> Path:
+    summary, rows = load_run(judge_dir, run_id)
+    baseline = load_run(judge_dir, baseline_id) if baseline_id else None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    charts = _charts(summary, output)
+    text = render_report(summary, rows, cfg or ReportConfig(), charts, baseline)
+    with atomic_write(output, "w") as fh:
+        fh.write(text)
+    return output

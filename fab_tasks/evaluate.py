@@ -1,0 +1,108 @@
+"""Evaluation stage: generate candidates (judge and report join this module).
+
+    fab eval.generate --split validation --config configs/eval.yaml [--limit N]
+    fab eval.generate --split test --run-id 20261101T120000Z
+    fab eval.generate --split validation --adapter models/runs/RUN/adapter
+"""
+
+from __future__ import annotations
+
+import time
+
+from invoke import task
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fab_tasks._common import console, user_errors
+from scripts.config import UserError, load_config
+
+DEFAULT_EVAL_CONFIG = "configs/eval.yaml"
+
+
+@task(default=True, help={
+    "split": "split to generate for: train, validation or test (default validation)",
+    "config": f"eval config (default {DEFAULT_EVAL_CONFIG})",
+    "limit": "only the split's first N examples; 0 = all (a rerun with a larger N resumes)",
+    "run_id": "evaluate models/runs/<RUN_ID>/adapter instead of the config's model.adapter",
+    "adapter": "PEFT adapter dir or run dir, overriding the config's model.adapter",
+})
+@user_errors
+def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id="", adapter=""):
+    """Grammar-constrained generation of the fine-tuned model's answers -> <split>_candidates.jsonl."""
+    from scripts.evaluation.config import EvalConfig
+    from scripts.evaluation.generate import generate_candidates
+
+    if run_id and adapter:
+        raise UserError("pass --run-id or --adapter, not both")
+    cfg = load_config(config, EvalConfig, {"model.adapter": adapter} if adapter else {})
+    if run_id:
+        cfg.model.adapter = str(cfg.model.runs_dir / run_id)
+    started = time.perf_counter()
+    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        job = bar.add_task("generate", total=None, tps="-")
+
+        def on_progress(done: int, total: int, tokens: int) -> None:
+            tps = tokens / max(time.perf_counter() - started, 1e-9)
+            bar.update(job, completed=done, total=total, tps=f"{tps:.1f}" if tokens else "-")
+
+        s = generate_candidates(cfg, split, int(limit) or None, on_progress)
+    for warning in s.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    valid = f"{s.valid_rate:.1%}" if s.valid_rate is not None else "n/a"
+    tps = f"{s.tokens_per_s:.1f}" if s.tokens_per_s is not None else "n/a"
+    console.print(f"{s.written} written, {s.skipped} skipped (already done); valid {valid}; "
+                  f"{tps} tokens/s; model {s.model}, constrained={s.constrained}")
+    console.print(f"wrote {s.path}")
+
+
+DEFAULT_JUDGE_CONFIG = "configs/judge_slots.yaml"
+
+
+@task(help={
+    "split": "split whose candidates to score (default validation)",
+    "config": f"slot scorers, judge, escalation and acceptance config (default {DEFAULT_JUDGE_CONFIG})",
+    "max_cost": "USD budget for judge calls; stops before it would be exceeded, the rest is not_judged",
+    "judge_model": "LiteLLM model id of the judge (default: JUDGE_MODEL or the config's judge.model)",
+})
+@user_errors
+def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, judge_model=""):
+    """Score candidates per slot (exact/numeric/fuzzy/set), LLM-judge the rest -> reports/judge/<run_id>/."""
+    from scripts.evaluation.judge import run_judge
+    from scripts.evaluation.judge_config import JudgeConfig
+
+    cfg = load_config(config, JudgeConfig)
+    run_dir, s = run_judge(cfg, split, float(max_cost) if max_cost is not None else None, judge_model or None)
+    for task_name, t in s["tasks"].items():
+        m = t["metrics"]
+        headline = m.get("accuracy", m.get("slot_accuracy"))
+        console.print(f"{task_name}: n {t['n']}, {t['acceptance']['verdict']}, accuracy "
+                      f"{headline if headline is None else f'{headline:.1%}'}, valid {t['json_validity']:.1%}")
+    j = s["judge"]
+    note = f" [yellow]{j['disabled_reason']}[/]" if j.get("disabled_reason") else ""
+    console.print(f"judge: {j['calls']} calls, {j['cache_hits']} cached, {j['not_judged']} not judged, "
+                  f"${j['cost_usd']:.4f}{note}")
+    console.print(f"wrote {run_dir}/ (results.jsonl, summary.json)")
+    console.print(f"run id: {run_dir.name}")
+
+
+@task(help={
+    "run_id": "judge run to report, e.g. validation_20261125T120000Z (a folder of reports/judge/)",
+    "output": "Markdown file to write; PNG charts go beside it (default reports/latest_eval.md)",
+    "baseline": "another judge run id: adds delta columns and the regressed examples",
+    "config": f"judge config with the report settings and output_dir (default {DEFAULT_JUDGE_CONFIG})",
+})
+@user_errors
+def report(c, run_id="", output="reports/latest_eval.md", baseline="", config=DEFAULT_JUDGE_CONFIG):
+    """Markdown report of a judge run for a PR: verdicts, metrics with CIs, slots, escalation, failures."""
+    from pathlib import Path
+
+    from scripts.config import UserError
+    from scripts.evaluation.judge_config import JudgeConfig
+    from scripts.evaluation.report import write_report
+
+    if not run_id:
+        raise UserError("--run-id is required (the folder name under reports/judge/, printed by eval.judge)")
+    cfg = load_config(config, JudgeConfig)
+    path = write_report(cfg.output_dir, run_id, Path(output), baseline or None, cfg.report)
+    console.print(f"wrote {path}")

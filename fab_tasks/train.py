@@ -1,0 +1,59 @@
+"""Training stage: prepare a run, then LoRA SFT.
+
+    fab train.prepare --config configs/training.yaml
+    fab train.run --config configs/training.yaml [--resume latest|PATH] [--max-steps N] [--backend hf]
+"""
+
+from __future__ import annotations
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from fab_tasks._common import console, user_errors
+from scripts.config import TrainingConfig, load_config
+
+DEFAULT_CONFIG = "configs/training.yaml"
+
+
+@task(help={
+    "config": f"training config (default {DEFAULT_CONFIG})",
+    "run_id": "run folder name under output.runs_dir (default: config's run_id, else a UTC timestamp)",
+})
+@user_errors
+def prepare(c, config=DEFAULT_CONFIG, run_id=""):
+    """Check config, splits (sha256 vs manifest), tokenizer, lengths; create models/runs/<run_id>/."""
+    from scripts.training.prepare import prepare_run
+
+    report = prepare_run(load_config(config, TrainingConfig), run_id or None)
+    for split, s in report.splits.items():
+        console.print(f"{split}: {s.examples_kept}/{s.examples_in} examples kept, longest {s.longest_tokens} "
+                      f"tokens ({s.longest_id}), {s.dropped_too_long} dropped, {s.truncated} truncated "
+                      f"(max_seq_length {report.max_seq_length}, {report.truncation})")
+    console.print(f"prepared {report.run_dir}/ (config.yaml, dataset_manifest.json, prepare.json; "
+                  f"code {report.code_version})")
+
+
+@task(default=True, help={
+    "config": f"training config (default {DEFAULT_CONFIG})",
+    "resume": "`latest` (newest checkpoint) or a checkpoint / run dir path",
+    "max_steps": "optimiser steps, overriding the config",
+    "backend": "auto | unsloth | hf, overriding the config",
+    "run_id": "run folder to train (default: the prepared run, or a new one)",
+})
+@user_errors
+def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", run_id=""):
+    """LoRA SFT (answer-only loss, rope-scaled 131072 context); checkpoints, metrics.jsonl, adapter/."""
+    from scripts.training.run import run_training
+
+    result = run_training(
+        load_config(config, TrainingConfig), run_id=run_id or None, resume=resume or None,
+        max_steps=int(max_steps) if max_steps is not None else None, backend=backend or None,
+        console=console, say=console.print,
+    )
+    if result.interrupted_by:
+        console.print(f"{result.interrupted_by}: stopped at step {result.global_step}, checkpoint saved in "
+                      f"{result.run_dir}/checkpoints; continue with `fab train.run --resume latest`")
+        raise Exit(code=130 if result.interrupted_by == "SIGINT" else 143)
+    console.print(f"trained {result.global_step} steps on {result.train_examples} examples "
+                  f"({result.dropped_too_long} dropped as too long), final loss {result.final_loss:.4f}")
+    console.print(f"wrote {result.adapter_dir}/, {result.run_dir}/metrics.jsonl, {result.run_dir}/loss.png")

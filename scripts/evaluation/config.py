@@ -1,0 +1,87 @@
+"""Typed `configs/eval.yaml` (one pydantic model, unknown keys are errors).
+
+    from scripts.config import load_config
+    from scripts.evaluation.config import EvalConfig
+    cfg = load_config("configs/eval.yaml", EvalConfig, {"model.adapter": "models/runs/RUN"})
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from scripts.config import StrictModel
+
+
+class EvalModelSettings(StrictModel):
+    adapter: str = Field(
+        default="latest",
+        description="PEFT adapter dir, a run dir models/runs/<id> (its adapter/), or `latest` = newest run",
+    )
+    runs_dir: Path = Field(default=Path("models/runs"), description="where `latest` and --run-id look")
+    base: str | None = Field(
+        default=None, description="HF id or local dir overriding the adapter's base_model_name_or_path"
+    )
+    merged: Path | None = Field(
+        default=None, description="merged export dir (models/export/<name>); when set, adapter is ignored"
+    )
+    dtype: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto", description="auto: bf16 on GPU, fp32 on CPU (Gemma 3 overflows in fp16)"
+    )
+    attn_implementation: Literal["eager", "sdpa"] = Field(
+        default="sdpa", description="sdpa keeps sliding windows and never materialises seq x seq scores"
+    )
+
+
+class EvalDataSettings(StrictModel):
+    datasets_config: Path = Field(default=Path("configs/datasets.yaml"), description="task registry + paths")
+    schema_version: str | None = Field(default=None, description="null: the datasets config's schema_version")
+
+
+class DecodingSettings(StrictModel):
+    constrained: bool = Field(default=True, description="xgrammar: labels only / JSON valid for the slots")
+    greedy: bool = Field(default=True, description="do_sample=False; false samples with the model's config")
+    batch_size: int = Field(default=8, gt=0, description="prompts per generate call, length-sorted")
+    max_new_tokens: dict[Literal["classification", "extraction"], int] = Field(
+        default_factory=lambda: {"classification": 4, "extraction": 512},
+        description="tokens per answer, stop token included",
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> DecodingSettings:
+        if any(n <= 0 for n in self.max_new_tokens.values()):
+            raise ValueError("max_new_tokens must be > 0")
+        return self
+
+    def max_new_tokens_for(self, kind: str) -> int:
+        defaults = {"classification": 4, "extraction": 512}
+        return self.max_new_tokens.get(kind, defaults[kind])
+
+
+class SchemaBounds(StrictModel):
+    """Bounds of the constrained JSON: without them a weak model writes digits until max_new_tokens."""
+
+    max_string_length: int = Field(default=512, gt=0, description="characters per string (an escape is 1)")
+    max_list_items: int = Field(default=32, gt=0, description="items per string_list slot")
+    number_minimum: float = Field(default=0.0, description="inclusive; prices, ratings are >= 0")
+    number_maximum: float = Field(default=1e9, description="inclusive; xgrammar also caps decimals at 6")
+    integer_minimum: int = Field(default=0, description="inclusive; counts are >= 0")
+    integer_maximum: int = Field(default=1_000_000_000, description="inclusive")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SchemaBounds:
+        if self.number_minimum > self.number_maximum or self.integer_minimum > self.integer_maximum:
+            raise ValueError("schema minimum must be <= maximum")
+        return self
+
+
+class EvalConfig(StrictModel):
+    model: EvalModelSettings = EvalModelSettings()
+    data: EvalDataSettings = EvalDataSettings()
+    decoding: DecodingSettings = DecodingSettings()
+    schema_bounds: SchemaBounds = SchemaBounds()
+    output_dir: Path = Field(
+        default=Path("reports/model_outputs"), description="<split>_candidates.jsonl goes here"
+    )

@@ -1,0 +1,388 @@
+"""Candidates: the fine-tuned model's answers on a split, one `Candidate` line per example.
+
+    fab eval.generate --split validation --config configs/eval.yaml [--limit N]
+
+    from scripts.config import load_config
+    from scripts.evaluation.config import EvalConfig
+    from scripts.evaluation.generate import generate_candidates
+    summary = generate_candidates(load_config("configs/eval.yaml", EvalConfig), "validation")
+    print(summary.path, summary.written, summary.valid_rate, summary.tokens_per_s)
+
+Writes ``<output_dir>/<split>_candidates.jsonl`` (``scripts.contracts.Candidate``).
+
+* Prompts are rendered by the tokenizer's chat template (``encode_chat``) from
+  training's ``prompt_messages`` (system prompt + prompt), so both see the same text.
+* Per task, prompts are sorted by length and generated in batches with left
+  padding; greedy unless ``decoding.greedy: false``; stops at ``<end_of_turn>``
+  or ``<eos>``; ``max_new_tokens`` per task kind.
+* Resumable: ids already in the file are skipped; each batch's lines are
+  appended, flushed and fsynced, so a crash loses at most the batch in flight;
+  a half-written last line (crash mid-write) is cut off on the next run.
+* ``latency_s`` is the batch's generate wall time divided by its size (the
+  amortised per-example cost at this batch size); ``output_tokens`` counts the
+  generated tokens including the stop token.
+* Confidence: ``label_probs`` is the softmax of the raw first-step logits over
+  the labels' first tokens; ``slot_logprob`` the mean log-prob of the tokens
+  overlapping each slot's value, taken from the *processed* scores (after the
+  grammar mask, i.e. renormalised over what the grammar allows). Processed,
+  because that is the distribution the token was actually chosen from: mass
+  the raw model puts on forbidden continuations (prose, a 20th digit) says
+  nothing about which allowed value is right, and forced tokens read 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from scripts.config import DatasetsConfig, TaskSpec, UserError, load_config
+from scripts.contracts import Candidate, CleanRecord, read_jsonl
+from scripts.evaluation.config import EvalConfig
+
+ProgressFn = Callable[[int, int, int], None]  # (examples done, examples total, tokens generated)
+
+
+@dataclass
+class GenerateSummary:
+    path: Path
+    model: str
+    constrained: bool
+    written: int = 0
+    skipped: int = 0
+    valid: int = 0
+    output_tokens: int = 0
+    generate_s: float = 0.0
+    repaired_partial_line: bool = False
+    per_task: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def valid_rate(self) -> float | None:
+        return self.valid / self.written if self.written else None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.output_tokens / self.generate_s if self.generate_s > 0 else None
+
+
+# --- inputs ----------------------------------------------------------------
+
+
+def chat_messages(record: CleanRecord) -> list[dict[str, str]]:
+    """The prompt as chat messages: training's own function, so the two can never drift apart."""
+    from scripts.training.data import prompt_messages
+
+    return prompt_messages(record)
+
+
+def split_path(cfg: EvalConfig, datasets: DatasetsConfig, split: str) -> Path:
+    return datasets.version_dir(cfg.data.schema_version) / "splits" / f"{split}.jsonl"
+
+
+def candidates_path(cfg: EvalConfig, split: str) -> Path:
+    return cfg.output_dir / f"{split}_candidates.jsonl"
+
+
+# --- model resolution and loading ------------------------------------------
+
+
+@dataclass
+class ResolvedModel:
+    base: str  # HF id or dir the weights come from (the merged export itself when merged)
+    adapter_dir: Path | None
+    run_dir: Path | None  # the training run the adapter belongs to, if any
+    tokenizer_dir: str
+    label: str  # Candidate.model
+
+
+def resolve_model(cfg: EvalConfig) -> ResolvedModel:
+    """Find the weights to evaluate without loading them; fail with a one-line fix hint."""
+    settings = cfg.model
+    if settings.merged is not None:
+        merged = Path(settings.merged)
+        if not (merged / "config.json").is_file():
+            raise UserError(f"merged model {merged} has no config.json; run `fab package.export` first")
+        return ResolvedModel(str(merged), None, None, str(merged), str(merged))
+    adapter = _adapter_dir(settings.adapter, Path(settings.runs_dir))
+    run_dir = adapter.parent if adapter.name == "adapter" else None
+    base = settings.base or _adapter_base(adapter)
+    has_tokenizer = (adapter / "tokenizer_config.json").is_file()
+    run_id = run_dir.name if run_dir is not None else adapter.name
+    return ResolvedModel(base, adapter, run_dir, str(adapter) if has_tokenizer else base, f"{base}+{run_id}")
+
+
+def _adapter_dir(adapter: str, runs_dir: Path) -> Path:
+    if adapter == "latest":
+        runs = sorted(
+            (p.parent.parent for p in runs_dir.glob("*/adapter/adapter_config.json")),
+            key=lambda run: ((run / "adapter" / "adapter_config.json").stat().st_mtime, run.name),
+        )
+        if not runs:
+            raise UserError(
+                f"no trained run with an adapter/ under {runs_dir}; "
+                "run `fab train.run` or pass --adapter PATH"
+            )
+        return runs[-1] / "adapter"
+    path = Path(adapter)
+    for candidate in (path, path / "adapter"):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise UserError(
+        f"no PEFT adapter at {path} (no adapter_config.json there or in {path / 'adapter'}); "
+        "pass --adapter with a run dir or adapter dir, or --run-id ID"
+    )
+
+
+def _adapter_base(adapter: Path) -> str:
+    import json
+
+    base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise UserError(f"{adapter}/adapter_config.json names no base model; set model.base in the config")
+    return base
+
+
+def _training_rope(run_dir: Path | None) -> tuple[float, int] | None:
+    """(factor, max_seq_length) the run was trained with, from its config.yaml snapshot."""
+    if run_dir is None or not (run_dir / "config.yaml").is_file():
+        return None
+    from scripts.config import TrainingConfig
+
+    training = load_config(run_dir / "config.yaml", TrainingConfig)
+    return training.model.rope.factor, training.model.max_seq_length
+
+
+def _torch_dtype(choice: str, device: str):
+    import torch
+
+    if choice == "bf16" or (choice == "auto" and device == "cuda"):
+        return torch.bfloat16
+    return torch.float32
+
+
+def _pretrained_kwargs(name_or_path: str) -> dict:
+    """A local dir loads directly; a hub id must be in the local cache unless the hub is reachable."""
+    from scripts.hub import hub_reachable, hub_token
+
+    if Path(name_or_path).is_dir():
+        return {}
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str) or not hub_reachable():
+        return {"local_files_only": True}
+    return {"token": hub_token()}
+
+
+def load_model(cfg: EvalConfig, resolved: ResolvedModel):
+    """(model, tokenizer) on the best device, eval mode; LoRA attached (not merged) via PEFT."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from scripts.hub import load_tokenizer
+    from scripts.modeling import apply_rope_scaling, restore_end_of_turn_eos
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    kwargs = _pretrained_kwargs(resolved.base)
+    try:
+        config = AutoConfig.from_pretrained(resolved.base, **kwargs)
+        rope = _training_rope(resolved.run_dir)
+        if rope is not None and rope[0] > 1:
+            apply_rope_scaling(config, factor=rope[0], max_seq_length=rope[1])
+        model = AutoModelForCausalLM.from_pretrained(
+            resolved.base, config=config, dtype=_torch_dtype(cfg.model.dtype, device),
+            attn_implementation=cfg.model.attn_implementation, **kwargs,
+        )
+        tokenizer = load_tokenizer(resolved.tokenizer_dir)
+    except OSError as exc:
+        message = f"cannot load base model {resolved.base}: {exc}; set model.base to a local dir"
+        raise UserError(message) from exc
+    if resolved.adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(resolved.adapter_dir))
+    model.to(device).eval()
+    restore_end_of_turn_eos(model, tokenizer)
+    return model, tokenizer
+
+
+# --- resumable output ------------------------------------------------------
+
+
+def load_done(path: Path) -> tuple[list[Candidate], bool]:
+    """Candidates already written; a half-written last line (crash mid-write) is cut off.
+
+    Returns (candidates, repaired). A last line without its newline is dropped
+    even if it parses: it is regenerated, which costs one example.
+    """
+    if not path.is_file():
+        return [], False
+    data = path.read_bytes()
+    done: list[Candidate] = []
+    good_end = 0
+    for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        is_last = good_end + len(line) == len(data)
+        try:
+            if not line.endswith(b"\n"):
+                raise ValueError("no newline")
+            if line.strip():
+                done.append(Candidate.model_validate_json(line))
+        except ValueError:
+            if not is_last:
+                raise UserError(
+                    f"{path}: line {number} is not a valid candidate; delete the file to start over"
+                ) from None
+            break
+        good_end += len(line)
+    repaired = good_end < len(data)
+    if repaired:
+        with open(path, "r+b") as fh:
+            fh.truncate(good_end)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return done, repaired
+
+
+# --- generation ------------------------------------------------------------
+
+
+def generate_candidates(
+    cfg: EvalConfig, split: str, limit: int | None = None, progress: ProgressFn | None = None
+) -> GenerateSummary:
+    """Generate the candidates of ``split`` (its first ``limit`` examples) not yet in the output file."""
+    datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
+    source = split_path(cfg, datasets, split)
+    if not source.is_file():
+        raise UserError(
+            f"split file {source} not found; "
+            f"run `fab dataset.split --config {cfg.data.datasets_config}` first"
+        )
+    if limit is not None and limit <= 0:
+        raise UserError("--limit must be a positive number")
+    records = list(read_jsonl(source, CleanRecord))[:limit]
+    unknown = sorted({r.task for r in records} - set(datasets.tasks))
+    if unknown:
+        raise UserError(f"{source}: task(s) {unknown} not in {cfg.data.datasets_config}; add them to `tasks`")
+
+    resolved = resolve_model(cfg)
+    out = candidates_path(cfg, split)
+    done, repaired = load_done(out)
+    summary = GenerateSummary(out, resolved.label, cfg.decoding.constrained, repaired_partial_line=repaired)
+    if repaired:
+        summary.warnings.append(f"dropped a half-written last line of {out}")
+    stale = {(c.model, c.constrained) for c in done} - {(resolved.label, cfg.decoding.constrained)}
+    if stale:
+        model, constrained = sorted(stale)[0]
+        raise UserError(
+            f"{out} holds candidates of {model} (constrained={constrained}), not {resolved.label} "
+            f"(constrained={cfg.decoding.constrained}); move it away or set output_dir"
+        )
+    done_ids = {c.id for c in done}
+    pending = [r for r in records if r.id not in done_ids]
+    summary.skipped = len(records) - len(pending)
+    if progress:
+        progress(summary.skipped, len(records), 0)
+    if not pending:
+        return summary
+
+    model, tokenizer = load_model(cfg, resolved)
+    _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, len(records), progress)
+    return summary
+
+
+def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, total, progress) -> None:
+    from scripts.evaluation.decoding import TaskDecoder, make_compiler
+    from scripts.modeling import encode_chat
+
+    compiler = make_compiler(tokenizer, model) if cfg.decoding.constrained else None
+    by_task: dict[str, list[CleanRecord]] = {}
+    for record in pending:
+        by_task.setdefault(record.task, []).append(record)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    counts: Counter[str] = Counter()
+    with open(out, "ab") as fh:
+        for task, records in by_task.items():
+            spec = datasets.tasks[task]
+            decoder = TaskDecoder.build(
+                tokenizer, model, spec, cfg.schema_bounds, constrained=cfg.decoding.constrained,
+                compiler=compiler,
+            )
+            summary.warnings += decoder.warnings
+            max_new = cfg.decoding.max_new_tokens_for(spec.kind)
+            if spec.kind == "classification" and max_new <= decoder.label_token_counts(tokenizer):
+                raise UserError(
+                    f"decoding.max_new_tokens.classification={max_new} cannot fit the longest label of "
+                    f"{task} plus its stop token; raise it"
+                )
+            encoded = [(r, encode_chat(tokenizer, chat_messages(r))) for r in records]
+            encoded.sort(key=lambda pair: len(pair[1]), reverse=True)  # longest first: OOM shows early
+            size = cfg.decoding.batch_size
+            for start in range(0, len(encoded), size):
+                batch = encoded[start : start + size]
+                candidates = _generate_batch(cfg, model, tokenizer, decoder, spec, task, batch, max_new,
+                                             summary.model)
+                fh.write(b"".join(c.model_dump_json().encode() + b"\n" for c, _ in candidates))
+                fh.flush()
+                os.fsync(fh.fileno())
+                for candidate, seconds in candidates:
+                    summary.written += 1
+                    summary.valid += candidate.valid
+                    summary.output_tokens += candidate.output_tokens
+                    summary.generate_s += seconds
+                    counts[task] += 1
+                if progress:
+                    progress(summary.skipped + summary.written, total, summary.output_tokens)
+    summary.per_task = dict(counts)
+
+
+def _generate_batch(cfg, model, tokenizer, decoder, spec: TaskSpec, task, batch, max_new, model_label):
+    import torch
+
+    from scripts.evaluation.decoding import slot_logprobs, token_end_offsets
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    width = max(len(ids) for _, ids in batch)
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids in batch], device=device)
+    attention = torch.tensor(
+        [[0] * (width - len(ids)) + [1] * len(ids) for _, ids in batch], device=device
+    )
+    sampling = {"do_sample": False} if cfg.decoding.greedy else {"do_sample": True}
+    started = time.perf_counter()
+    with torch.inference_mode():
+        sequences = model.generate(
+            input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new,
+            logits_processor=decoder.processors(), eos_token_id=decoder.stop_token_ids,
+            pad_token_id=pad, **sampling,
+        )
+    elapsed = time.perf_counter() - started
+    new_tokens = sequences[:, width:].cpu()
+    logprobs = decoder.token_logprobs(new_tokens)
+    label_probs = decoder.label_probs()
+    stops = set(decoder.stop_token_ids)
+    results = []
+    for row, (record, ids) in enumerate(batch):
+        generated = new_tokens[row].tolist()
+        stop_at = next((i for i, t in enumerate(generated) if t in stops), None)
+        content = generated if stop_at is None else generated[:stop_at]
+        n_out = len(generated) if stop_at is None else stop_at + 1  # the stop token was generated too
+        raw = tokenizer.decode(content, skip_special_tokens=False)
+        parsed, valid = decoder.parse(raw)
+        slot_conf = None
+        if spec.kind == "extraction" and content:
+            ends = token_end_offsets(tokenizer, content, raw)
+            slot_conf = slot_logprobs(raw, ends, logprobs[row, : len(content)].tolist())
+        prompt_text = tokenizer.decode(ids, skip_special_tokens=False)
+        candidate = Candidate(
+            id=record.id, task=task, kind=spec.kind,
+            prompt_sha256=hashlib.sha256(prompt_text.encode()).hexdigest(),
+            model=model_label, constrained=cfg.decoding.constrained, raw=raw, parsed=parsed, valid=valid,
+            latency_s=round(elapsed / len(batch), 6), prompt_tokens=len(ids), output_tokens=n_out,
+            label_probs=label_probs[row] if label_probs else None, slot_logprob=slot_conf,
+        )
+        results.append((candidate, elapsed / len(batch)))
+    return results

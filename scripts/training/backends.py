@@ -1,0 +1,150 @@
+"""Backend choice and model loading: ``hf`` (transformers + PEFT) or ``unsloth``.
+
+    from scripts.training.backends import pick_backend, load_model
+    backend, why = pick_backend(cfg.backend)          # ("hf", "auto: no GPU found")
+    model = load_model(cfg, backend)                  # LoRA-wrapped, rope-scaled, ready for SFTTrainer
+
+Both backends end with the same model: rope scaling written into the config
+by the project (``scripts.modeling.apply_rope_scaling``; Unsloth's Gemma 3
+loader ignores its own ``rope_scaling``), checked from the live rotary
+buffers, ``<end_of_turn>`` restored as an EOS, LoRA on ``cfg.lora``.
+Unsloth is imported lazily, and before TRL, as it requires.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+
+from scripts.config import TrainingConfig, UserError
+from scripts.hub import hub_reachable, hub_token
+from scripts.modeling import apply_rope_scaling, restore_end_of_turn_eos, rope_summary
+
+log = logging.getLogger(__name__)
+
+
+def unsloth_installed() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def pick_backend(requested: str, *, gpu: bool | None = None, unsloth: bool | None = None) -> tuple[str, str]:
+    """``(backend, reason)``. ``auto`` is unsloth only with a GPU *and* unsloth installed."""
+    gpu = torch.cuda.is_available() if gpu is None else gpu
+    unsloth = unsloth_installed() if unsloth is None else unsloth
+    if requested == "hf":
+        return "hf", "requested"
+    if requested == "unsloth":
+        if not unsloth:
+            raise UserError("backend unsloth requested but unsloth is not installed "
+                            "(pip install -r requirements-gpu.txt), or use --backend hf")
+        return "unsloth", "requested" + ("" if gpu else " (no GPU found: unsloth trains on CPU, slowly)")
+    if gpu and unsloth:
+        return "unsloth", "auto: GPU and unsloth present"
+    if not gpu:
+        return "hf", "auto: no GPU found"
+    return "hf", "auto: GPU found but unsloth is not installed"
+
+
+def resolve_dtype(setting: str, gpu: bool | None = None) -> torch.dtype:
+    gpu = torch.cuda.is_available() if gpu is None else gpu
+    if setting == "bf16" or (setting == "auto" and gpu):
+        return torch.bfloat16
+    return torch.float32
+
+
+def pretrained_kwargs(name_or_path: str) -> dict:
+    """Local dir: nothing; hub id: the cache only when offline, else the token."""
+    if Path(name_or_path).is_dir():
+        return {}
+    return {"token": hub_token()} if hub_reachable() else {"local_files_only": True}
+
+
+def load_model_config(cfg: TrainingConfig):
+    """The base model's config with the project's rope scaling applied (UserError if impossible)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(cfg.model.name_or_path, **pretrained_kwargs(cfg.model.name_or_path))
+    except OSError as exc:
+        raise UserError(f"cannot load model config {cfg.model.name_or_path}: {str(exc).splitlines()[0]}") from exc
+    try:
+        apply_rope_scaling(config, cfg.model.rope.factor, cfg.model.max_seq_length)
+    except ValueError as exc:
+        raise UserError(f"model.rope / model.max_seq_length: {exc}") from exc
+    return config
+
+
+def check_rope(model, cfg: TrainingConfig) -> dict:
+    """Refuse a model whose live global-layer rope buffers are not scaled by ``cfg.model.rope.factor``."""
+    summary = rope_summary(model)
+    measured = summary["full_attention"].get("measured_factor")
+    if measured is None or abs(measured - cfg.model.rope.factor) > 1e-3 or (
+        summary["max_position_embeddings"] != cfg.model.max_seq_length
+    ):
+        raise RuntimeError(f"rope scaling did not reach the model: {summary}")
+    return summary
+
+
+def load_model(cfg: TrainingConfig, backend: str, tokenizer, dtype: torch.dtype | None = None):
+    dtype = dtype or resolve_dtype(cfg.model.dtype)
+    if backend == "unsloth":
+        return _load_unsloth(cfg, tokenizer, dtype)
+    return _load_hf(cfg, tokenizer, dtype)
+
+
+def lora_config(cfg: TrainingConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules), bias="none", task_type="CAUSAL_LM",
+    )
+
+
+def _load_hf(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from scripts.training.loss import install_chunked_loss
+
+    config = load_model_config(cfg)  # rope goes in through config=, never as from_pretrained kwargs
+    model = AutoModelForCausalLM.from_pretrained(
+        cfg.model.name_or_path, config=config, dtype=dtype,
+        attn_implementation=cfg.model.attn_implementation, **pretrained_kwargs(cfg.model.name_or_path),
+    )
+    check_rope(model, cfg)
+    restore_end_of_turn_eos(model, tokenizer)
+    install_chunked_loss(model)
+    if cfg.train.gradient_checkpointing:
+        model.enable_input_require_grads()  # LoRA + checkpointing: embeddings are frozen
+    return get_peft_model(model, lora_config(cfg))
+
+
+def _load_unsloth(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
+    import unsloth  # noqa: F401  (patches transformers/TRL; must come first)
+    from unsloth import FastModel
+
+    model, _ = FastModel.from_pretrained(
+        model_name=cfg.model.name_or_path,
+        max_seq_length=cfg.model.max_seq_length,
+        dtype=dtype,
+        load_in_4bit=False,
+        full_finetuning=False,
+        attn_implementation=cfg.model.attn_implementation,
+        use_gradient_checkpointing="unsloth" if cfg.train.gradient_checkpointing else False,
+        token=hub_token(),
+    )
+    # Unsloth's Gemma 3 loader ignores rope_scaling: write it into the config and buffers ourselves.
+    apply_rope_scaling(model, cfg.model.rope.factor, cfg.model.max_seq_length)
+    restore_end_of_turn_eos(model, tokenizer)  # Unsloth keeps only <eos>
+    model = FastModel.get_peft_model(
+        model, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules), bias="none",
+        use_gradient_checkpointing="unsloth" if cfg.train.gradient_checkpointing else False,
+        random_state=cfg.train.seed,
+    )
+    check_rope(model, cfg)
+    return model

@@ -1,0 +1,88 @@
+"""Causal-LM cross-entropy that never materialises ``seq_len x vocab`` logits.
+
+    from scripts.training.loss import chunked_causal_lm_loss, install_chunked_loss
+    loss_sum, n_tokens = chunked_causal_lm_loss(model, input_ids, attention_mask, labels, chunk_size=4096)
+    install_chunked_loss(model)   # before PEFT wrapping: model(..., labels=y, loss_chunk_size=4096) uses it
+
+The backbone (``model.model``) gives hidden states; only positions whose
+next-token label is not -100 are projected through the LM head, ``chunk_size``
+rows at a time, each tile under activation checkpointing so its logits are
+freed after the forward and recomputed in the backward. Peak extra memory is
+one ``chunk_size x vocab`` fp32 tile instead of ``seq_len x vocab`` (69 GB in
+bf16 for 131072 x 262144). Gemma's ``final_logit_softcapping`` is honoured.
+
+TRL 1.15's SFTTrainer has a similar private fused head (``add_fused_lm_head``,
+fixed 32768-row tiles); this module is ours so the tile size is a config
+field and the loss is tested against the plain full-logits loss.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from scripts.training.data import IGNORE_INDEX
+
+
+def _tile_nll(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, softcap: float | None):
+    logits = (hidden @ weight.t()).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return F.cross_entropy(logits, targets, reduction="sum")
+
+
+def chunked_nll_sum(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk_size: int, softcap: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of next-token NLL over positions with a label, and their count. ``hidden`` is (B, T, H), ``labels`` (B, T)."""
+    hidden = hidden[:, :-1]
+    targets = labels[:, 1:].to(hidden.device)
+    mask = targets != IGNORE_INDEX
+    rows, targets = hidden[mask], targets[mask]
+    total = hidden.new_zeros((), dtype=torch.float32) + 0.0 * hidden.sum()  # stays connected if no label
+    for start in range(0, rows.shape[0], chunk_size):
+        piece = slice(start, start + chunk_size)
+        total = total + checkpoint(_tile_nll, rows[piece], weight, targets[piece], softcap, use_reentrant=False)
+    return total, mask.sum()
+
+
+def chunked_causal_lm_loss(model, input_ids, attention_mask, labels, chunk_size: int, **backbone_kwargs):
+    """``(nll_sum, n_label_tokens)`` of a ``*ForCausalLM`` (PEFT layers included) without full logits."""
+    backbone_kwargs.setdefault("use_cache", False)
+    hidden = model.model(input_ids=input_ids, attention_mask=attention_mask, **backbone_kwargs).last_hidden_state
+    weight = model.get_output_embeddings().weight
+    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    return chunked_nll_sum(hidden, weight, labels, chunk_size, softcap)
+
+
+def install_chunked_loss(model) -> None:
+    """Patch ``model.forward``: given ``labels`` and ``loss_chunk_size`` it returns only the chunked loss.
+
+    ``loss`` is the mean over label tokens, or the sum divided by ``num_items_in_batch``
+    (tokens in the whole accumulated batch) when given, as transformers' loss does.
+    Without ``loss_chunk_size`` the original forward runs (generation is unchanged).
+    Call before PEFT wrapping; PEFT and DDP pass the extra keyword through.
+    """
+    original_forward = model.forward
+
+    @functools.wraps(type(model).forward)
+    def forward(*args, loss_chunk_size=None, num_items_in_batch=None, **kwargs):
+        labels = kwargs.get("labels")
+        if loss_chunk_size is None or labels is None:
+            if num_items_in_batch is not None:
+                kwargs["num_items_in_batch"] = num_items_in_batch
+            return original_forward(*args, **kwargs)
+        kwargs.pop("labels")
+        input_ids = kwargs.pop("input_ids", args[0] if args else None)
+        attention_mask = kwargs.pop("attention_mask", None)
+        nll_sum, n_tokens = chunked_causal_lm_loss(
+            model, input_ids, attention_mask, labels, loss_chunk_size, **kwargs
+        )
+        denominator = n_tokens.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        return CausalLMOutputWithPast(loss=nll_sum / denominator)
+
+    model.forward = forward

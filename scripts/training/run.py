@@ -1,0 +1,226 @@
+"""``train.run``: LoRA SFT with answer-only loss, checkpoints, resume, metrics and the final adapter.
+
+    fab train.run --config configs/training.yaml
+    fab train.run --config configs/training.yaml --resume latest --max-steps 2000
+    fab train.run --config configs/training.yaml --backend hf --run-id 20261125T101500Z
+
+    from scripts.training.run import run_training
+    result = run_training(cfg, resume="latest", max_steps=6)
+
+Run directory ``<runs_dir>/<run_id>/``: config.yaml, dataset_manifest.json,
+prepare.json (from ``train.prepare``, run here when no prepared run exists),
+checkpoints/checkpoint-N (every ``save_steps`` and on SIGINT/SIGTERM),
+metrics.jsonl, loss.png, adapter/ (LoRA adapter + tokenizer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+from scripts.config import TrainingConfig, UserError
+from scripts.training.backends import pick_backend, resolve_dtype
+from scripts.training.callbacks import MetricsCallback, RichProgressCallback, SignalCheckpoint, write_loss_plot
+from scripts.training.prepare import CONFIG_FILE, check_splits, load_checked_tokenizer, prepare_run, read_prepare
+
+log = logging.getLogger(__name__)
+CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
+METRICS = "metrics.jsonl"
+
+
+class RunResult(BaseModel):
+    run_id: str
+    run_dir: str
+    backend: str
+    backend_reason: str
+    resumed_from: str | None
+    global_step: int
+    interrupted_by: str | None = None
+    adapter_dir: str | None = None
+    final_loss: float | None = None
+    train_examples: int
+    dropped_too_long: int
+    truncated: int
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = run_dir / CHECKPOINTS
+    found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    return Path(found) if found else None
+
+
+def resolve_run(cfg: TrainingConfig, run_id: str | None, resume: str | None) -> tuple[Path, Path | None]:
+    """``(run_dir, checkpoint to resume or None)``; prepares a new run when none is ready."""
+    runs_dir = cfg.output.runs_dir
+    run_id = run_id or cfg.output.run_id
+    if resume and resume != "latest":
+        path = Path(resume)
+        checkpoint = last_checkpoint(path) if (path / CHECKPOINTS).is_dir() else path
+        if checkpoint is None or not (checkpoint / "trainer_state.json").is_file():
+            raise UserError(f"--resume {resume}: not a checkpoint (no trainer_state.json) nor a run dir with one")
+        return checkpoint.parent.parent, checkpoint
+    if resume == "latest":
+        candidates = [runs_dir / run_id] if run_id else sorted(
+            (d for d in runs_dir.glob("*") if last_checkpoint(d)), key=lambda d: last_checkpoint(d).stat().st_mtime)
+        if not candidates or last_checkpoint(candidates[-1]) is None:
+            raise UserError(f"--resume latest: no checkpoint under {runs_dir / (run_id or '*') / CHECKPOINTS}")
+        return candidates[-1], last_checkpoint(candidates[-1])
+    if run_id:
+        run_dir = runs_dir / run_id
+        if last_checkpoint(run_dir):
+            raise UserError(f"run {run_id} already has checkpoints; use --resume latest or another run id")
+        if read_prepare(run_dir) is None:
+            prepare_run(cfg, run_id)
+        return run_dir, None
+    fresh = [d for d in sorted(runs_dir.glob("*")) if read_prepare(d) and not last_checkpoint(d)
+             and not (d / ADAPTER).exists()]
+    if fresh:
+        return fresh[-1], None
+    return Path(prepare_run(cfg).run_dir), None
+
+
+def check_same_base(cfg: TrainingConfig, run_dir: Path, checkpoint: Path) -> None:
+    snapshot = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
+    bases = {"run config": (snapshot.get("model") or {}).get("name_or_path")}
+    adapter_config = checkpoint / "adapter_config.json"
+    if adapter_config.is_file():
+        bases["checkpoint"] = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+    for where, base in bases.items():
+        if base and base != cfg.model.name_or_path:
+            raise UserError(f"checkpoint {checkpoint} comes from a different base model ({where}: {base}), "
+                            f"not {cfg.model.name_or_path}")
+
+
+def sft_args(cfg: TrainingConfig, run_dir: Path, dtype, backend: str):
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(run_dir / CHECKPOINTS),
+        max_steps=cfg.train.max_steps or -1,
+        num_train_epochs=cfg.train.epochs,
+        per_device_train_batch_size=cfg.train.per_device_batch_size,
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        learning_rate=cfg.train.lr,
+        lr_scheduler_type=cfg.train.scheduler,
+        warmup_steps=cfg.train.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        weight_decay=cfg.train.weight_decay,
+        max_grad_norm=cfg.train.max_grad_norm,
+        optim=cfg.train.optimizer,
+        logging_steps=cfg.train.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.train.save_steps,
+        save_total_limit=cfg.train.save_total_limit,
+        seed=cfg.train.seed,
+        data_seed=cfg.train.seed,
+        bf16=dtype == torch.bfloat16,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=cfg.train.gradient_checkpointing and backend == "hf",
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        max_length=None,  # data.py already applied max_seq_length and the truncation policy
+        packing=False,
+        report_to=[],
+        disable_tqdm=True,
+        eval_strategy="no",
+        dataloader_num_workers=0,
+    )
+
+
+def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, callbacks):
+    """SFTTrainer; with ``chunk_size`` (hf backend) the loss is our chunked cross-entropy."""
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    class ChunkedLossSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            outputs = model(**inputs, use_cache=False, loss_chunk_size=chunk_size,
+                            num_items_in_batch=num_items_in_batch)
+            loss = outputs.loss
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
+            if self.model.training:
+                n = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                self._total_train_tokens += n
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            return (loss, outputs) if return_outputs else loss
+
+    cls = ChunkedLossSFTTrainer if chunk_size else SFTTrainer
+    trainer = cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+                  callbacks=list(callbacks))
+    trainer.remove_callback(PrinterCallback)  # the rich bar and metrics.jsonl report instead
+    return trainer
+
+
+def run_training(
+    cfg: TrainingConfig,
+    *,
+    run_id: str | None = None,
+    resume: str | None = None,
+    max_steps: int | None = None,
+    backend: str | None = None,
+    extra_callbacks: tuple = (),
+    console=None,
+    say=print,
+) -> RunResult:
+    if max_steps is not None:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": int(max_steps)})})
+    if backend:
+        cfg = cfg.model_copy(update={"backend": backend})
+    chosen, reason = pick_backend(cfg.backend)
+    say(f"backend: {chosen} ({reason})")
+    if chosen == "unsloth":
+        import unsloth  # noqa: F401  (before TRL)
+
+    check_splits(cfg)
+    run_dir, checkpoint = resolve_run(cfg, run_id, resume)
+    if checkpoint is not None:
+        check_same_base(cfg, run_dir, checkpoint)
+        say(f"resuming {run_dir.name} from {checkpoint.name} (step {checkpoint.name.rsplit('-', 1)[-1]})")
+
+    from scripts.training.backends import load_model
+    from scripts.training.data import build_dataset, load_split
+
+    tokenizer = load_checked_tokenizer(cfg)
+    train_dataset, stats = build_dataset(
+        load_split(cfg.data, "train"), tokenizer, cfg.model.max_seq_length, cfg.data.truncation)
+    if len(train_dataset) == 0:
+        raise UserError("no training example fits max_seq_length; see `fab train.prepare`")
+    dtype = resolve_dtype(cfg.model.dtype)
+    from transformers import set_seed
+
+    set_seed(cfg.train.seed)  # LoRA A matrices are drawn at load time: same seed, same initial adapter
+    model = load_model(cfg, chosen, tokenizer, dtype)
+    signals = SignalCheckpoint()
+    callbacks = [MetricsCallback(run_dir / METRICS), RichProgressCallback(console), signals, *extra_callbacks]
+    trainer = make_trainer(model, sft_args(cfg, run_dir, dtype, chosen), tokenizer, train_dataset,
+                           cfg.loss.chunk_size if chosen == "hf" else None, callbacks)
+    signals.install()
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        signals.uninstall()
+
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    result = RunResult(
+        run_id=run_dir.name, run_dir=str(run_dir), backend=chosen, backend_reason=reason,
+        resumed_from=str(checkpoint) if checkpoint else None, global_step=trainer.state.global_step,
+        final_loss=losses[-1] if losses else None, train_examples=len(train_dataset),
+        dropped_too_long=stats.dropped_too_long, truncated=stats.truncated,
+    )
+    if signals.received is not None:
+        result.interrupted_by = {2: "SIGINT", 15: "SIGTERM"}.get(signals.received, str(signals.received))
+        return result
+    if trainer.is_world_process_zero():
+        adapter_dir = run_dir / ADAPTER
+        trainer.model.save_pretrained(adapter_dir)
+        tokenizer.save_pretrained(adapter_dir)
+        write_loss_plot(run_dir / METRICS, run_dir / "loss.png")
+        result.adapter_dir = str(adapter_dir)
+    return result

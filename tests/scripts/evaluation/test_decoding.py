@@ -1,0 +1,222 @@
+"""xgrammar-constrained decoding on a random tiny Gemma 3: valid by construction, and the confidence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import xgrammar as xgr
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from scripts.config import REPO_ROOT, DatasetsConfig, load_config
+from scripts.evaluation.config import SchemaBounds
+from scripts.evaluation.decoding import (
+    TaskDecoder,
+    json_value_spans,
+    make_compiler,
+    parse_output,
+    slot_logprobs,
+    slots_json_schema,
+    token_end_offsets,
+    validate_extraction,
+)
+from scripts.evaluation.generate import chat_messages
+from scripts.modeling import encode_chat
+from scripts.tiny_model import build_tiny_gemma
+from tests.scripts.evaluation import TOKENIZER_TEXTS, records
+
+BOUNDS = SchemaBounds(max_string_length=6, max_list_items=2)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = build_tiny_gemma(tmp_path_factory.mktemp("tiny"), TOKENIZER_TEXTS)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig).tasks
+
+
+def _prompts(tok, kind: str) -> list[list[int]]:
+    rows = [r for r in records(4, 4) if r.kind == kind]
+    return [encode_chat(tok, chat_messages(r)) for r in rows]
+
+
+def _generate(model, tok, decoder: TaskDecoder, prompts: list[list[int]], max_new: int):
+    """Batched, left-padded greedy generation; returns (per-row generated ids, logprobs)."""
+    width = max(map(len, prompts))
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
+            logits_processor=decoder.processors(), eos_token_id=decoder.stop_token_ids,
+            pad_token_id=tok.pad_token_id,
+        )
+    new = out[:, width:]
+    return new, decoder.token_logprobs(new)
+
+
+def _split_at_stop(row: list[int], stops: list[int]) -> tuple[list[int], bool]:
+    for i, t in enumerate(row):
+        if t in stops:
+            return row[:i], True
+    return row, False
+
+
+# --- schema ----------------------------------------------------------------
+
+
+def test_schema_has_every_slot_required_nullable_typed_and_closed(tasks):
+    slots = tasks["productpage_extractor"].slots
+    schema = slots_json_schema(slots, BOUNDS)
+    assert list(schema["properties"]) == sorted(slots) == schema["required"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["price"]["anyOf"] == [
+        {"type": "number", "minimum": 0.0, "maximum": 1e9}, {"type": "null"}
+    ]
+    assert schema["properties"]["categories"]["anyOf"][0] == {
+        "type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 2
+    }
+
+
+def test_validation_rejects_wrong_type_bounds_and_keys(tasks):
+    slots = tasks["productpage_extractor"].slots
+    ok = dict.fromkeys(slots) | {"price": 12.5, "review_count": 3, "categories": ["a", "b"], "title": "x\"y"}
+    assert validate_extraction(ok, slots, BOUNDS) == []
+    for bad in ({"price": "12"}, {"review_count": 1.5}, {"review_count": True}, {"title": "x" * 7},
+                {"categories": ["a", "b", "c"]}, {"price": -1}, {"extra": 1}):
+        assert validate_extraction(ok | bad, slots, BOUNDS), bad
+    assert validate_extraction({k: v for k, v in ok.items() if k != "sku"}, slots, BOUNDS)
+    assert parse_output("NO", tasks["navpage_classifier"], BOUNDS) == ("NO", True)
+    assert parse_output("MAYBE", tasks["navpage_classifier"], BOUNDS) == (None, False)
+    assert parse_output("{not json", tasks["productpage_extractor"], BOUNDS) == (None, False)
+
+
+def test_extraction_grammar_accepts_escapes_and_rejects_spaces_and_unsorted_keys(tiny, tasks):
+    model, tok = tiny
+    decoder = TaskDecoder.build(tok, model, tasks["productpage_extractor"], BOUNDS)
+    base = dict.fromkeys(tasks["productpage_extractor"].slots)
+
+    def accepts(text: str) -> bool:
+        matcher = xgr.GrammarMatcher(decoder.compiled, terminate_without_stop_token=True)
+        return matcher.accept_string(text) and matcher.is_terminated()
+
+    canonical = json.dumps(base | {"title": 'a"\\b', "price": 99.5, "categories": ["x"]},
+                           sort_keys=True, separators=(",", ":"))
+    assert accepts(canonical)
+    assert not accepts(json.dumps(base, sort_keys=True))  # ", " / ": " separators
+    assert not accepts(json.dumps(base, separators=(",", ":")).replace('"availability"', '"zz"'))
+    assert not accepts(json.dumps(base | {"title": "x" * 7}, sort_keys=True, separators=(",", ":")))
+
+
+# --- constrained generation on the random model -----------------------------
+
+
+def test_constrained_classification_emits_only_labels_then_stops(tiny, tasks):
+    model, tok = tiny
+    spec = tasks["navpage_classifier"]
+    decoder = TaskDecoder.build(tok, model, spec, BOUNDS)
+    new, _ = _generate(model, tok, decoder, _prompts(tok, "classification"), max_new=4)
+    for row in new.tolist():
+        content, stopped = _split_at_stop(row, decoder.stop_token_ids)
+        assert stopped, row
+        assert tok.decode(content) in spec.labels
+
+
+def test_constrained_extraction_is_always_schema_valid_json_then_stops(tiny, tasks):
+    model, tok = tiny
+    spec = tasks["productpage_extractor"]
+    decoder = TaskDecoder.build(tok, model, spec, BOUNDS)
+    new, _ = _generate(model, tok, decoder, _prompts(tok, "extraction"), max_new=400)
+    for row in new.tolist():
+        content, stopped = _split_at_stop(row, decoder.stop_token_ids)
+        assert stopped, "ran into max_new_tokens: the bounds did not bound the output"
+        raw = tok.decode(content)
+        value = json.loads(raw)
+        assert validate_extraction(value, spec.slots, BOUNDS) == [], raw
+        assert decoder.parse(raw) == (value, True)
+
+
+def test_unconstrained_random_model_fails_validation(tiny, tasks):
+    """The same check on the same model without the grammar fails: the tests above can fail."""
+    model, tok = tiny
+    for name, max_new in (("navpage_classifier", 4), ("productpage_extractor", 40)):
+        decoder = TaskDecoder.build(tok, model, tasks[name], BOUNDS, constrained=False)
+        kind = tasks[name].kind
+        new, _ = _generate(model, tok, decoder, _prompts(tok, kind), max_new=max_new)
+        valid = [decoder.parse(tok.decode(_split_at_stop(r, decoder.stop_token_ids)[0]))[1]
+                 for r in new.tolist()]
+        assert not any(valid), name
+
+
+# --- confidence ------------------------------------------------------------
+
+
+def test_label_probs_sum_to_one_and_match_a_manual_forward_pass(tiny, tasks):
+    model, tok = tiny
+    decoder = TaskDecoder.build(tok, model, tasks["navpage_classifier"], BOUNDS)
+    prompts = _prompts(tok, "classification")
+    assert len(set(map(len, prompts))) > 1  # left padding is exercised
+    _generate(model, tok, decoder, prompts, max_new=4)
+    probs = decoder.label_probs()
+    first_ids = [tok.encode(label, add_special_tokens=False)[0] for label in ("YES", "NO")]
+    for prompt, row in zip(prompts, probs):
+        assert sum(row.values()) == pytest.approx(1.0, abs=1e-9)
+        with torch.inference_mode():
+            logits = model(torch.tensor([prompt])).logits[0, -1]
+        manual = torch.softmax(logits[first_ids].double(), dim=-1)
+        assert [row["YES"], row["NO"]] == pytest.approx(manual.tolist(), abs=1e-4)
+
+
+def test_chosen_token_logprobs_equal_log_softmax_of_generate_scores(tiny, tasks):
+    model, tok = tiny
+    decoder = TaskDecoder.build(tok, model, tasks["productpage_extractor"], BOUNDS)
+    prompts = _prompts(tok, "extraction")[:2]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=30, do_sample=False,
+                         logits_processor=decoder.processors(), eos_token_id=decoder.stop_token_ids,
+                         pad_token_id=0, output_scores=True, return_dict_in_generate=True)
+    new = out.sequences[:, width:]
+    recorded = decoder.token_logprobs(new)
+    expected = torch.stack(
+        [torch.log_softmax(s, -1).gather(1, new[:, i : i + 1]).squeeze(1) for i, s in enumerate(out.scores)],
+        1,
+    )
+    live = torch.isfinite(expected)
+    assert torch.allclose(recorded[live], expected[live], atol=1e-5)
+
+
+def test_slot_logprob_averages_the_tokens_of_each_value():
+    text = '{"a":"xy","b":null,"c":12}'
+    spans = json_value_spans(text)
+    assert {k: text[s:e] for k, (s, e) in spans.items()} == {"a": '"xy"', "b": "null", "c": "12"}
+    # tokens: {"a": | "x | y" | ,"b": | null | ,"c": | 12 | }
+    ends = [5, 7, 9, 14, 18, 23, 25, 26]
+    logprobs = [0.0, -1.0, -3.0, 0.0, -0.5, 0.0, -2.0, 0.0]
+    assert slot_logprobs(text, ends, logprobs) == {"a": -2.0, "b": -0.5, "c": -2.0}
+    assert json_value_spans('{"a": [1, 2] , "b" : "x"}') is not None
+    assert json_value_spans("YES") is None and json_value_spans('{"a":') is None
+
+
+def test_token_offsets_cover_the_decoded_text_with_byte_fallback(tiny):
+    _, tok = tiny
+    text = '{"title":"Größe ދ 12 €"}'
+    ids = tok.encode(text, add_special_tokens=False)
+    decoded = tok.decode(ids)
+    ends = token_end_offsets(tok, ids, decoded)
+    assert ends[-1] == len(decoded) and ends == sorted(ends)
+
+
+def test_compiler_uses_the_model_vocab_size(tiny):
+    model, tok = tiny
+    compiler = make_compiler(tok, model)
+    grammar = compiler.compile_grammar(xgr.Grammar.from_ebnf('root ::= "YES"'))
+    assert grammar.tokenizer_info.vocab_size == model.config.vocab_size

@@ -1,0 +1,70 @@
+"""Backend choice, dtype, and the rope scaling of the model the trainer actually gets."""
+
+import importlib.util
+
+import pytest
+import torch
+
+from scripts.config import UserError
+from scripts.modeling import rope_summary
+from scripts.training.backends import load_model, pick_backend, resolve_dtype
+from scripts.training.prepare import load_checked_tokenizer
+from tests.scripts.training.conftest import tiny_config
+
+HAS_UNSLOTH = importlib.util.find_spec("unsloth") is not None
+
+
+@pytest.mark.parametrize("requested, gpu, unsloth, expected, why", [
+    ("auto", True, True, "unsloth", "GPU and unsloth present"),
+    ("auto", False, True, "hf", "no GPU found"),
+    ("auto", True, False, "hf", "unsloth is not installed"),
+    ("hf", True, True, "hf", "requested"),
+    ("unsloth", False, True, "unsloth", "trains on CPU"),
+])
+def test_pick_backend_says_which_and_why(requested, gpu, unsloth, expected, why):
+    backend, reason = pick_backend(requested, gpu=gpu, unsloth=unsloth)
+    assert backend == expected and why in reason
+
+
+def test_unsloth_requested_but_missing_is_a_user_error():
+    with pytest.raises(UserError, match="unsloth is not installed"):
+        pick_backend("unsloth", gpu=True, unsloth=False)
+
+
+def test_dtype_auto_is_bf16_on_gpu_fp32_on_cpu():
+    assert resolve_dtype("auto", gpu=True) == torch.bfloat16
+    assert resolve_dtype("auto", gpu=False) == torch.float32
+    assert resolve_dtype("bf16", gpu=False) == torch.bfloat16 and resolve_dtype("fp32", gpu=True) == torch.float32
+
+
+def _check_scaled(model):
+    summary = rope_summary(model)
+    assert summary["max_position_embeddings"] == 131072
+    assert summary["original_max_position_embeddings"] == 32768
+    full, local = summary["full_attention"], summary["sliding_attention"]
+    assert (full["rope_type"], full["factor"], full["measured_factor"]) == ("linear", 4.0, 4.0)
+    assert full["measured_theta"] == 1e6
+    assert (local["rope_type"], local["measured_factor"], local["measured_theta"]) == ("default", 1.0, 1e4)
+    eos = model.generation_config.eos_token_id
+    assert isinstance(eos, list) and len(eos) == 2
+
+
+def test_hf_training_model_has_rope_on_global_layers_and_lora(tiny_root, tmp_path):
+    cfg = tiny_config(tiny_root, tmp_path / "runs")
+    tok = load_checked_tokenizer(cfg)
+    model = load_model(cfg, "hf", tok, torch.float32)
+    _check_scaled(model)
+    assert model.config._attn_implementation == "eager"
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert {n.split(".")[-4] for n in trainable} == set(cfg.lora.target_modules)
+
+
+@pytest.mark.skipif(not HAS_UNSLOTH, reason="unsloth is not installed in this venv (GPU requirements); "
+                                           "the hf backend covers CPU CI")
+def test_unsloth_training_model_has_rope_on_global_layers(tiny_root, tmp_path):
+    cfg = tiny_config(tiny_root, tmp_path / "runs", backend="unsloth")
+    tok = load_checked_tokenizer(cfg)
+    model = load_model(cfg, "unsloth", tok, torch.float32)
+    _check_scaled(model)
+    assert any(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)

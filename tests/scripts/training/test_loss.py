@@ -1,0 +1,83 @@
+"""Chunked cross-entropy equals the plain full-logits loss, gradients included."""
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from scripts.training.data import IGNORE_INDEX
+from scripts.training.loss import chunked_causal_lm_loss, install_chunked_loss
+
+
+@pytest.fixture(scope="module")
+def model(tiny_root):
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(tiny_root / "tiny-gemma3", dtype=torch.float32).train()
+
+
+def _batch(vocab):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(10, vocab, (2, 150), generator=g)  # crosses the 64-token sliding window
+    attention = torch.ones_like(ids)
+    attention[1, 120:] = 0  # right padding on the second row
+    labels = ids.clone()
+    labels[:, :100] = IGNORE_INDEX  # a long "prompt"
+    labels[1, 120:] = IGNORE_INDEX
+    return ids, attention, labels
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 4096])
+def test_chunked_loss_and_grads_equal_full_logits_loss(model, chunk_size):
+    ids, attention, labels = _batch(model.config.vocab_size)
+    model.zero_grad()
+    reference = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+    reference.backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    nll_sum, n_tokens = chunked_causal_lm_loss(model, ids, attention, labels, chunk_size)
+    loss = nll_sum / n_tokens
+    loss.backward()
+    assert int(n_tokens) == (labels[:, 1:] != IGNORE_INDEX).sum() == 50 + 20
+    assert abs(loss.item() - reference.item()) < 1e-5
+    for name, param in model.named_parameters():
+        assert torch.allclose(param.grad, ref_grads[name], atol=1e-5, rtol=1e-4), name
+    assert ref_grads["model.embed_tokens.weight"].abs().sum() > 0
+
+
+def test_installed_forward_uses_chunks_and_leaves_plain_forward_alone(model):
+    patched = copy.deepcopy(model)
+    install_chunked_loss(patched)
+    ids, attention, labels = _batch(model.config.vocab_size)
+    out = patched(input_ids=ids, attention_mask=attention, labels=labels, loss_chunk_size=8)
+    assert out.logits is None  # no seq x vocab tensor was returned
+    assert abs(out.loss.item() - model(input_ids=ids, attention_mask=attention, labels=labels).loss.item()) < 1e-5
+    summed = patched(input_ids=ids, attention_mask=attention, labels=labels, loss_chunk_size=8,
+                     num_items_in_batch=torch.tensor(140))
+    assert abs(summed.loss.item() * 140 - out.loss.item() * 70) < 1e-3
+    plain = patched(input_ids=ids, attention_mask=attention)
+    assert plain.logits.shape == (2, 150, model.config.vocab_size)
+
+
+def test_tiles_bound_the_logits_memory(model):
+    """The largest float tensor the loss creates is one chunk x vocab tile, not seq x vocab."""
+    ids, attention, labels = _batch(model.config.vocab_size)
+    labels[:, 1:] = ids[:, 1:]  # every position trained: worst case
+    sizes = []
+
+    original_matmul = torch.Tensor.__matmul__
+
+    def spy(self, other):
+        out = original_matmul(self, other)
+        sizes.append(out.shape)
+        return out
+
+    torch.Tensor.__matmul__ = spy
+    try:
+        chunked_causal_lm_loss(model, ids, attention, labels, chunk_size=32)
+    finally:
+        torch.Tensor.__matmul__ = original_matmul
+    vocab = model.config.vocab_size
+    tiles = [s for s in sizes if s[-1] == vocab]
+    assert tiles and max(s[0] for s in tiles) == 32
+    assert sum(s[0] for s in tiles) == 2 * 149

@@ -1,0 +1,82 @@
+"""train.prepare: refuses changed or missing data, bad configs and tokenizers; writes the run dir."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from scripts.config import REPO_ROOT, TrainingConfig, UserError, load_config
+from scripts.contracts import SplitManifest, sha256_file
+from scripts.training.prepare import prepare_run
+from tests.scripts.training.conftest import tiny_config
+
+
+@pytest.fixture
+def own_data(tiny_root, tmp_path):
+    """A private copy of the splits and the tiny model, safe to damage."""
+    shutil.copytree(tiny_root / "processed", tmp_path / "processed")
+    shutil.copytree(tiny_root / "tiny-gemma3", tmp_path / "tiny-gemma3")
+    return tmp_path
+
+
+def test_prepare_writes_snapshots_and_counts(own_data):
+    cfg = tiny_config(own_data, own_data / "runs")
+    report = prepare_run(cfg, "run-a")
+    run_dir = own_data / "runs" / "run-a"
+    snapshot = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert snapshot["output"]["run_id"] == "run-a"
+    assert TrainingConfig.model_validate(snapshot).model == cfg.model
+    manifest_path = own_data / "processed/v1/splits/manifest.json"
+    assert (run_dir / "dataset_manifest.json").read_bytes() == manifest_path.read_bytes()
+    manifest = SplitManifest.model_validate_json(manifest_path.read_bytes())
+    assert report.splits["train"].examples_in == manifest.counts["train"] == report.splits["train"].examples_kept
+    assert report.splits["train"].longest_tokens > 20 and report.splits["train"].dropped_too_long == 0
+    saved = json.loads((run_dir / "prepare.json").read_text())
+    assert len(saved["code_version"].split("-")[0]) == 40  # git rev (+ -dirty)
+    assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_refuses_split_file_changed_since_split(own_data):
+    path = own_data / "processed/v1/splits/train.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(UserError, match=r"train.jsonl changed since `dataset.split`"):
+        prepare_run(tiny_config(own_data, own_data / "runs"), "r")
+    assert not (own_data / "runs" / "r").exists()
+
+
+def test_refuses_missing_split_file(own_data):
+    (own_data / "processed/v1/splits/validation.jsonl").unlink()
+    with pytest.raises(UserError, match="split file missing: .*validation.jsonl"):
+        prepare_run(tiny_config(own_data, own_data / "runs"), "r")
+
+
+def test_refuses_tokenizer_without_chat_template(own_data):
+    tok_config = own_data / "tiny-gemma3" / "tokenizer_config.json"
+    data = json.loads(tok_config.read_text())
+    data.pop("chat_template", None)
+    tok_config.write_text(json.dumps(data))
+    (own_data / "tiny-gemma3" / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(UserError, match="has no chat template"):
+        prepare_run(tiny_config(own_data, own_data / "runs"), "r")
+
+
+def test_refuses_rope_factor_that_does_not_give_max_seq_length(own_data):
+    cfg = tiny_config(own_data, own_data / "runs", model={"max_seq_length": 65536})
+    with pytest.raises(UserError, match="max_seq_length .* must be the pretrained context"):
+        prepare_run(cfg, "r")
+
+
+def test_unknown_config_key_is_one_line_error(tmp_path):
+    text = (REPO_ROOT / "configs/training.yaml").read_text().replace("  grad_accum: 8", "  grad_acum: 8")
+    (tmp_path / "t.yaml").write_text(text)
+    with pytest.raises(UserError, match=r"t.yaml: unknown key `train.grad_acum`"):
+        load_config(tmp_path / "t.yaml", TrainingConfig)
+
+
+def test_repo_config_is_the_documented_default():
+    cfg = load_config(REPO_ROOT / "configs/training.yaml", TrainingConfig)
+    assert cfg == TrainingConfig()
+    assert (cfg.model.max_seq_length, cfg.model.rope.factor, cfg.model.name_or_path) == (
+        131072, 4.0, "google/gemma-3-270m")

@@ -4,6 +4,7 @@
 
     from scripts.config import load_config
     from scripts.evaluation.config import EvalConfig
+from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights
     from scripts.evaluation.generate import generate_candidates
     summary = generate_candidates(load_config("configs/eval.yaml", EvalConfig), "validation")
     print(summary.path, summary.written, summary.valid_rate, summary.tokens_per_s)
@@ -43,6 +44,7 @@ from typing import Callable
 from scripts.config import DatasetsConfig, TaskSpec, UserError, load_config
 from scripts.contracts import Candidate, CleanRecord, read_jsonl
 from scripts.evaluation.config import EvalConfig
+from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights
 
 ProgressFn = Callable[[int, int, int], None]  # (examples done, examples total, tokens generated)
 
@@ -88,126 +90,16 @@ def candidates_path(cfg: EvalConfig, split: str) -> Path:
     return cfg.output_dir / f"{split}_candidates.jsonl"
 
 
-# --- model resolution and loading ------------------------------------------
-
-
-@dataclass
-class ResolvedModel:
-    base: str  # HF id or dir the weights come from (the merged export itself when merged)
-    adapter_dir: Path | None
-    run_dir: Path | None  # the training run the adapter belongs to, if any
-    tokenizer_dir: str
-    label: str  # Candidate.model
+# --- model resolution and loading (shared with packaging and backfill) -----
 
 
 def resolve_model(cfg: EvalConfig) -> ResolvedModel:
-    """Find the weights to evaluate without loading them; fail with a one-line fix hint."""
     settings = cfg.model
-    if settings.merged is not None:
-        merged = Path(settings.merged)
-        if not (merged / "config.json").is_file():
-            raise UserError(f"merged model {merged} has no config.json; run `fab package.export` first")
-        return ResolvedModel(str(merged), None, None, str(merged), str(merged))
-    adapter = _adapter_dir(settings.adapter, Path(settings.runs_dir))
-    run_dir = adapter.parent if adapter.name == "adapter" else None
-    base = settings.base or _adapter_base(adapter)
-    has_tokenizer = (adapter / "tokenizer_config.json").is_file()
-    run_id = run_dir.name if run_dir is not None else adapter.name
-    return ResolvedModel(base, adapter, run_dir, str(adapter) if has_tokenizer else base, f"{base}+{run_id}")
-
-
-def _adapter_dir(adapter: str, runs_dir: Path) -> Path:
-    if adapter == "latest":
-        runs = sorted(
-            (p.parent.parent for p in runs_dir.glob("*/adapter/adapter_config.json")),
-            key=lambda run: ((run / "adapter" / "adapter_config.json").stat().st_mtime, run.name),
-        )
-        if not runs:
-            raise UserError(
-                f"no trained run with an adapter/ under {runs_dir}; "
-                "run `fab train.run` or pass --adapter PATH"
-            )
-        return runs[-1] / "adapter"
-    path = Path(adapter)
-    for candidate in (path, path / "adapter"):
-        if (candidate / "adapter_config.json").is_file():
-            return candidate
-    raise UserError(
-        f"no PEFT adapter at {path} (no adapter_config.json there or in {path / 'adapter'}); "
-        "pass --adapter with a run dir or adapter dir, or --run-id ID"
-    )
-
-
-def _adapter_base(adapter: Path) -> str:
-    import json
-
-    base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    if not base:
-        raise UserError(f"{adapter}/adapter_config.json names no base model; set model.base in the config")
-    return base
-
-
-def _training_rope(run_dir: Path | None) -> tuple[float, int] | None:
-    """(factor, max_seq_length) the run was trained with, from its config.yaml snapshot."""
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
-        return None
-    from scripts.config import TrainingConfig
-
-    training = load_config(run_dir / "config.yaml", TrainingConfig)
-    return training.model.rope.factor, training.model.max_seq_length
-
-
-def _torch_dtype(choice: str, device: str):
-    import torch
-
-    if choice == "bf16" or (choice == "auto" and device == "cuda"):
-        return torch.bfloat16
-    return torch.float32
-
-
-def _pretrained_kwargs(name_or_path: str) -> dict:
-    """A local dir loads directly; a hub id must be in the local cache unless the hub is reachable."""
-    from scripts.hub import hub_reachable, hub_token
-
-    if Path(name_or_path).is_dir():
-        return {}
-    from huggingface_hub import try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str) or not hub_reachable():
-        return {"local_files_only": True}
-    return {"token": hub_token()}
+    return resolve_weights(settings.adapter, Path(settings.runs_dir), base=settings.base, merged=settings.merged)
 
 
 def load_model(cfg: EvalConfig, resolved: ResolvedModel):
-    """(model, tokenizer) on the best device, eval mode; LoRA attached (not merged) via PEFT."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from scripts.hub import load_tokenizer
-    from scripts.modeling import apply_rope_scaling, restore_end_of_turn_eos
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    kwargs = _pretrained_kwargs(resolved.base)
-    try:
-        config = AutoConfig.from_pretrained(resolved.base, **kwargs)
-        rope = _training_rope(resolved.run_dir)
-        if rope is not None and rope[0] > 1:
-            apply_rope_scaling(config, factor=rope[0], max_seq_length=rope[1])
-        model = AutoModelForCausalLM.from_pretrained(
-            resolved.base, config=config, dtype=_torch_dtype(cfg.model.dtype, device),
-            attn_implementation=cfg.model.attn_implementation, **kwargs,
-        )
-        tokenizer = load_tokenizer(resolved.tokenizer_dir)
-    except OSError as exc:
-        message = f"cannot load base model {resolved.base}: {exc}; set model.base to a local dir"
-        raise UserError(message) from exc
-    if resolved.adapter_dir is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(resolved.adapter_dir))
-    model.to(device).eval()
-    restore_end_of_turn_eos(model, tokenizer)
-    return model, tokenizer
+    return load_resolved(resolved, cfg.model.dtype, cfg.model.attn_implementation)
 
 
 # --- resumable output ------------------------------------------------------

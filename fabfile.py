@@ -7,11 +7,12 @@
 
 from invoke import Collection
 
-from fab_tasks import dataset, env, evaluate, ops, train
+from fab_tasks import dataset, env, evaluate, ops, package, train
 
 ns = Collection()
 ns.add_collection(Collection.from_module(env, name="env"))
 ns.add_collection(Collection.from_module(dataset, name="dataset"))
 ns.add_collection(Collection.from_module(train, name="train"))
 ns.add_collection(Collection.from_module(evaluate, name="eval"))
+ns.add_collection(Collection.from_module(package, name="package"))
 ns.add_collection(Collection.from_module(ops, name="ops"))

@@ -116,6 +116,26 @@ class Candidate(Record):
     )
 
 
+class BundleManifest(Record):
+    """models/export/<name>/manifest.json: what the bundle is and how to check it."""
+
+    name: str
+    created_at: str
+    base_model: str
+    adapter_path: str
+    adapter_run_id: str | None
+    adapter_sha256: str | None
+    training_config: dict[str, Any] | None
+    dataset_manifest_sha256: str | None
+    eval_summary: dict[str, Any] | None
+    parity: dict[str, Any]
+    rope: dict[str, Any]
+    dtype: str
+    vllm_command: str
+    package_versions: dict[str, str]
+    files: dict[str, FileEntry] = Field(description="every other file in the bundle: sha256 and size")
+
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 

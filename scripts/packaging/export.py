@@ -1,0 +1,366 @@
+"""Merged, parity-checked bundle of a trained run, ready for `vllm serve`.
+
+    fab package.export --config configs/package.yaml --output models/export [--force]
+
+Steps, each a gate: load base + adapter in fp32 -> greedy outputs and logits
+on K validation prompts -> `merge_and_unload` -> the same again, compared
+(max |logit diff| <= tolerance, identical greedy tokens) -> cast to the export
+dtype -> save to a temp dir beside the destination -> reload that dir with
+plain `AutoModelForCausalLM`/`AutoTokenizer` and compare again -> compare the
+bundle's rope scaling, max positions, stop tokens and chat template with the
+training run's -> manifest + model card -> rename into place. Any failed gate
+leaves the destination untouched.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, Field
+
+from scripts.config import DatasetsConfig, StrictModel, UserError, load_config, mask_secrets
+from scripts.contracts import BundleManifest, CleanRecord, file_entry, read_jsonl, sha256_file
+from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights, training_rope
+
+MANIFEST_FILE = "manifest.json"
+CARD_FILE = "README.md"
+GENERATION_PROMPT_TOKENS = 8  # tokens kept from the end of a cut prompt: "<end_of_turn>\n<start_of_turn>model\n"
+LOGIT_POSITIONS = 64  # last positions whose logits are compared (full vocab x 64, not x prompt length)
+PACKAGES = ("torch", "transformers", "peft", "safetensors", "tokenizers", "accelerate")
+
+
+class ParitySettings(StrictModel):
+    prompts: int = Field(default=4, gt=0)
+    max_prompt_tokens: int = Field(default=1024, gt=GENERATION_PROMPT_TOKENS)
+    tolerance: float = Field(default=1e-3, gt=0)
+    max_new_tokens: int = Field(default=24, gt=0)
+
+
+class PackageDataSettings(StrictModel):
+    datasets_config: Path = Path("configs/datasets.yaml")
+    schema_version: str | None = None
+    split: str = "validation"
+
+
+class VllmSettings(StrictModel):
+    max_model_len: int = Field(default=131072, gt=0)
+    structured_outputs_backend: Literal["xgrammar", "guidance", "auto"] = "xgrammar"
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+
+
+class PackageConfig(StrictModel):
+    adapter: str = "latest"
+    runs_dir: Path = Path("models/runs")
+    base: str | None = None
+    name: str | None = None
+    dtype: Literal["bf16", "fp32"] = "bf16"
+    parity: ParitySettings = ParitySettings()
+    data: PackageDataSettings = PackageDataSettings()
+    vllm: VllmSettings = VllmSettings()
+    judge_dir: Path = Path("reports/judge")
+    max_bundle_gib: float = Field(default=2.0, gt=0)
+
+
+class ParityResult(BaseModel):
+    prompts: int
+    max_abs_logit_diff: float
+    tolerance: float
+    greedy_identical: bool
+    reload_identical: bool
+
+
+class ExportResult(BaseModel):
+    path: Path
+    size_bytes: int
+    parity: ParityResult
+    warnings: list[str]
+    vllm_command: str
+
+
+@dataclass
+class _Probe:
+    tokens: list[list[int]]
+    logits: list[Any]
+
+
+def export_bundle(
+    cfg: PackageConfig, output: Path, *, force: bool = False, step: Callable[[str], None] = lambda _: None
+) -> ExportResult:
+    import torch
+
+    resolved = resolve_weights(cfg.adapter, cfg.runs_dir, base=cfg.base)
+    if resolved.adapter_dir is None:
+        raise UserError("package.export merges an adapter; point --adapter at a run or adapter dir")
+    name = cfg.name or (resolved.run_dir.name if resolved.run_dir else resolved.adapter_dir.name)
+    dest = output / name
+    if dest.exists() and not force:
+        raise UserError(f"{dest} already exists; pass --force to replace it")
+    records = _parity_records(cfg)
+
+    step("loading base + adapter (fp32)")
+    model, tokenizer = _load(resolved)
+    eos_ids = _eos_ids(tokenizer)
+    prompts = [_prompt_ids(tokenizer, r, cfg.parity.max_prompt_tokens) for r in records]
+    step("parity: base + adapter")
+    adapter_probe = _probe(model, prompts, eos_ids, cfg.parity.max_new_tokens, tokenizer.pad_token_id)
+    step("merging")
+    merged = model.merge_and_unload()
+    merged_probe = _probe(merged, prompts, eos_ids, cfg.parity.max_new_tokens, tokenizer.pad_token_id)
+    max_diff = max(float((a - b).abs().max()) for a, b in zip(adapter_probe.logits, merged_probe.logits))
+    greedy_same = adapter_probe.tokens == merged_probe.tokens
+    if max_diff > cfg.parity.tolerance or not greedy_same:
+        raise UserError(
+            f"parity failed: max |logit diff| {max_diff:.2e} (tolerance {cfg.parity.tolerance:.0e}), "
+            f"greedy outputs {'identical' if greedy_same else 'DIFFER'}; nothing written to {dest}"
+        )
+
+    export_dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
+    for param in merged.parameters():  # weights only: rotary buffers stay fp32, as from_pretrained builds them
+        param.data = param.data.to(export_dtype)
+    merged.generation_config.eos_token_id = eos_ids
+    merged.generation_config.pad_token_id = tokenizer.pad_token_id
+    merged.generation_config.do_sample = False
+    cast_probe = _probe(merged, prompts, eos_ids, cfg.parity.max_new_tokens, tokenizer.pad_token_id)
+
+    output.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=output))
+    try:
+        step("saving")
+        merged.save_pretrained(tmp, safe_serialization=True, max_shard_size="20GB")
+        tokenizer.save_pretrained(tmp)
+        step("reload check")
+        reload_same, warnings, rope = _reload_check(tmp, prompts, cast_probe, eos_ids, tokenizer, cfg, resolved)
+        if not reload_same:
+            raise UserError(f"the saved bundle generates differently after reload; nothing written to {dest}")
+        parity = ParityResult(prompts=len(prompts), max_abs_logit_diff=max_diff, tolerance=cfg.parity.tolerance,
+                              greedy_identical=greedy_same, reload_identical=reload_same)
+        command = vllm_command(dest, cfg)
+        size = sum(p.stat().st_size for p in tmp.iterdir())
+        if size > cfg.max_bundle_gib * 2**30:
+            warnings.append(f"bundle is {size / 2**30:.2f} GiB, above max_bundle_gib {cfg.max_bundle_gib}")
+        eval_summary = _latest_eval(cfg.judge_dir)
+        (tmp / CARD_FILE).write_text(_model_card(name, resolved, parity, eval_summary, command, cfg))
+        manifest = _manifest(tmp, name, resolved, parity, rope, eval_summary, command, cfg)
+        (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+        _replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(path=dest, size_bytes=size, parity=parity, warnings=warnings, vllm_command=command)
+
+
+def vllm_command(dest: Path, cfg: PackageConfig) -> str:
+    dtype = "bfloat16" if cfg.dtype == "bf16" else "float32"
+    backend = json.dumps({"backend": cfg.vllm.structured_outputs_backend})
+    return (
+        f"vllm serve {dest} --dtype {dtype} --max-model-len {cfg.vllm.max_model_len} "
+        f"--structured-outputs-config '{backend}' --generation-config auto "
+        f"--gpu-memory-utilization {cfg.vllm.gpu_memory_utilization}"
+    )
+
+
+def _load(resolved: ResolvedModel):
+    try:
+        return load_resolved(resolved, dtype="fp32", attn_implementation="eager")
+    except RuntimeError as exc:  # PEFT: size mismatch when the adapter belongs to another base
+        if "size mismatch" in str(exc):
+            raise UserError(
+                f"adapter {resolved.adapter_dir} does not fit base {resolved.base} "
+                "(trained on a different base model?)"
+            ) from exc
+        raise
+
+
+def _parity_records(cfg: PackageConfig) -> list[CleanRecord]:
+    datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
+    path = datasets.version_dir(cfg.data.schema_version) / "splits" / f"{cfg.data.split}.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path} not found: parity needs {cfg.data.split} prompts; run `fab dataset.split`")
+    by_task: dict[str, list[CleanRecord]] = {}
+    for record in read_jsonl(path, CleanRecord):
+        by_task.setdefault(record.task, []).append(record)
+    picked: list[CleanRecord] = []
+    while len(picked) < cfg.parity.prompts and any(by_task.values()):
+        for records in by_task.values():  # round-robin over tasks
+            if records and len(picked) < cfg.parity.prompts:
+                picked.append(records.pop(0))
+    return picked
+
+
+def _prompt_ids(tokenizer, record: CleanRecord, limit: int) -> list[int]:
+    """Chat-formatted prompt; a long one keeps its head and the generation prompt at the end."""
+    from scripts.modeling import encode_chat
+    from scripts.training.data import prompt_messages
+
+    ids = encode_chat(tokenizer, prompt_messages(record))
+    if len(ids) <= limit:
+        return ids
+    return ids[: limit - GENERATION_PROMPT_TOKENS] + ids[-GENERATION_PROMPT_TOKENS:]
+
+
+def _eos_ids(tokenizer) -> list[int]:
+    from scripts.modeling import end_of_turn_eos_ids
+
+    return end_of_turn_eos_ids(tokenizer)
+
+
+def _probe(model, prompts: list[list[int]], eos_ids: list[int], max_new: int, pad_id: int) -> _Probe:
+    import torch
+
+    device = next(model.parameters()).device
+    tokens, logits = [], []
+    with torch.inference_mode():
+        for ids in prompts:
+            input_ids = torch.tensor([ids], device=device)
+            out = model(input_ids=input_ids, logits_to_keep=LOGIT_POSITIONS)
+            logits.append(out.logits[0].float().cpu())
+            generated = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                       max_new_tokens=max_new, do_sample=False, eos_token_id=eos_ids,
+                                       pad_token_id=pad_id)
+            tokens.append(generated[0, len(ids):].tolist())
+    return _Probe(tokens, logits)
+
+
+def _reload_check(tmp: Path, prompts, expected: _Probe, eos_ids, tokenizer, cfg: PackageConfig,
+                  resolved: ResolvedModel) -> tuple[bool, list[str], dict]:
+    """Reload the saved dir the way a user (or vLLM) would and compare config and outputs."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from scripts.modeling import rope_summary
+
+    # Same dtype and attention kernel as the in-memory model, so any difference is the saved files'.
+    reloaded = AutoModelForCausalLM.from_pretrained(
+        tmp, dtype=torch.bfloat16 if cfg.dtype == "bf16" else torch.float32, attn_implementation="eager"
+    ).eval()
+    reloaded_tok = AutoTokenizer.from_pretrained(tmp)
+    generation = GenerationConfig.from_pretrained(tmp)
+    problems: list[str] = []
+    warnings: list[str] = []
+    if reloaded_tok.chat_template != tokenizer.chat_template:
+        problems.append("chat template differs from the training run's tokenizer")
+    stops = generation.eos_token_id if isinstance(generation.eos_token_id, list) else [generation.eos_token_id]
+    if not set(eos_ids) <= set(stops):
+        problems.append(f"generation_config eos {stops} lacks <eos>/<end_of_turn> {eos_ids}")
+    rope = rope_summary(reloaded)
+    trained = training_rope(resolved.run_dir)
+    if trained is not None:
+        factor, max_len = trained
+        live = rope["full_attention"].get("measured_factor", rope["full_attention"]["factor"])
+        if abs(live - factor) > 1e-6 or rope["max_position_embeddings"] != max_len:
+            problems.append(f"rope {rope['full_attention']} / {rope['max_position_embeddings']} positions "
+                            f"!= training run's factor {factor} / {max_len}")
+    if rope.get("ignored_flat_keys"):
+        problems.append(f"flat rope keys not applied: {rope['ignored_flat_keys']}")
+    if rope["max_position_embeddings"] != cfg.vllm.max_model_len:
+        problems.append(f"vllm.max_model_len {cfg.vllm.max_model_len} != bundle's max_position_embeddings "
+                        f"{rope['max_position_embeddings']}")
+    if problems:
+        raise UserError("bundle does not match the training run: " + "; ".join(problems))
+    if reloaded.config.sliding_window is None:
+        warnings.append("config has no sliding_window: vLLM would run every layer with global attention")
+    probe = _probe(reloaded, prompts, eos_ids, cfg.parity.max_new_tokens, tokenizer.pad_token_id)
+    return probe.tokens == expected.tokens, warnings, rope
+
+
+def _latest_eval(judge_dir: Path) -> dict[str, Any] | None:
+    summaries = sorted(judge_dir.glob("*/summary.json"), key=lambda p: p.parent.name)
+    if not summaries:
+        return None
+    summary = json.loads(summaries[-1].read_text())
+    return {
+        "run_id": summaries[-1].parent.name,
+        "tasks": {task: {"verdict": t.get("acceptance", {}).get("verdict"), "metrics": t.get("metrics", {})}
+                  for task, t in summary.get("tasks", {}).items()},
+    }
+
+
+def _manifest(tmp: Path, name: str, resolved: ResolvedModel, parity: ParityResult, rope: dict,
+              eval_summary: dict | None, command: str, cfg: PackageConfig) -> BundleManifest:
+    run = resolved.run_dir
+    training = None
+    if run is not None and (run / "config.yaml").is_file():
+        import yaml
+
+        training = mask_secrets(yaml.safe_load((run / "config.yaml").read_text()))
+    dataset_manifest = run / "dataset_manifest.json" if run is not None else None
+    adapter_weights = resolved.adapter_dir / "adapter_model.safetensors"
+    return BundleManifest(
+        name=name,
+        created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        base_model=resolved.base,
+        adapter_path=str(resolved.adapter_dir),
+        adapter_run_id=run.name if run is not None else None,
+        adapter_sha256=sha256_file(adapter_weights) if adapter_weights.is_file() else None,
+        training_config=training,
+        dataset_manifest_sha256=sha256_file(dataset_manifest) if dataset_manifest and dataset_manifest.is_file()
+        else None,
+        eval_summary=eval_summary,
+        parity=parity.model_dump(),
+        rope=rope,
+        dtype=cfg.dtype,
+        vllm_command=command,
+        package_versions={p: importlib.metadata.version(p) for p in PACKAGES},
+        files={p.name: file_entry(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST_FILE},
+    )
+
+
+def _model_card(name: str, resolved: ResolvedModel, parity: ParityResult, eval_summary: dict | None,
+                command: str, cfg: PackageConfig) -> str:
+    if eval_summary:
+        rows = [f"| {task} | {t['verdict'] or 'n/a'} | " + ", ".join(
+            f"{k} {v:.3f}" for k, v in t["metrics"].items() if isinstance(v, (int, float))) + " |"
+            for task, t in eval_summary["tasks"].items()]
+        headline = "\n".join([f"Latest evaluation: `{eval_summary['run_id']}`", "", "| task | verdict | metrics |",
+                              "| --- | --- | --- |", *rows])
+    else:
+        headline = "No evaluation run found under `reports/judge/`: run `fab eval.judge` before trusting it."
+    return f"""# {name}
+
+Gemma 3 fine-tuned for the crawler's `navpage_classifier` (YES/NO) and
+`productpage_extractor` (JSON) calls. Base `{resolved.base}`, LoRA adapter
+`{resolved.adapter_dir}` merged in fp32, saved as {cfg.dtype}; context
+{cfg.vllm.max_model_len} tokens (linear rope scaling on the global layers).
+
+## Evaluation
+
+{headline}
+
+## Serve (ROCm or CUDA)
+
+```bash
+{command}
+```
+
+Send requests with the same system prompts as training, `temperature: 0`, and
+structured outputs: `{{"structured_outputs": {{"choice": ["YES", "NO"]}}}}` for
+the classifier, `{{"structured_outputs": {{"json": <schema>}}}}` for the
+extractor. Generation stops at `<end_of_turn>` (in `generation_config.json`).
+
+## Checks passed at export
+
+- merged vs base+adapter on {parity.prompts} validation prompts: max |logit diff|
+  {parity.max_abs_logit_diff:.2e} (tolerance {parity.tolerance:.0e}), identical greedy outputs;
+- reloaded with plain `AutoModelForCausalLM`: identical greedy outputs;
+- rope scaling, max positions, stop tokens and chat template equal the training run's.
+
+`manifest.json` lists the sha256 of every file.
+"""
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        dest.rename(old)
+    tmp.rename(dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

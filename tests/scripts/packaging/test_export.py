@@ -1,0 +1,130 @@
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+from scripts.config import UserError, load_config
+from scripts.contracts import BundleManifest, sha256_file
+from scripts.evaluation.config import EvalConfig
+from scripts.evaluation.generate import generate_candidates
+from scripts.modeling import end_of_turn_eos_ids, rope_summary
+from scripts.packaging.export import PackageConfig, export_bundle
+from scripts.tiny_model import build_tiny_gemma
+from tests.scripts.evaluation import (
+    TOKENIZER_TEXTS,
+    eval_config_dict,
+    make_adapter,
+    records,
+    write_datasets_config,
+    write_split,
+)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A run dir as train.run leaves it: config.yaml (rope x4 to 131072) + adapter/ on a tiny base."""
+    tmp = tmp_path_factory.mktemp("pkg")
+    base = build_tiny_gemma(tmp / "base", TOKENIZER_TEXTS)
+    run = tmp / "runs" / "20261125T000000Z"
+    make_adapter(base, run / "adapter")
+    AutoTokenizer.from_pretrained(base).save_pretrained(run / "adapter")
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": str(base)}}))
+    (run / "dataset_manifest.json").write_text('{"seed": 42}\n')
+    datasets = write_datasets_config(tmp / "datasets.yaml", tmp / "processed")
+    write_split(tmp / "processed", "validation", records(3, 3))
+    return tmp, base, run, datasets
+
+
+def package_cfg(tmp, datasets, **overrides) -> PackageConfig:
+    raw = {"adapter": "latest", "runs_dir": str(tmp / "runs"), "dtype": "fp32",
+           "data": {"datasets_config": str(datasets)}, "judge_dir": str(tmp / "judge"),
+           "parity": {"prompts": 3, "max_new_tokens": 12}, **overrides}
+    return PackageConfig.model_validate(raw)
+
+
+def test_export_writes_a_bundle_that_reloads_and_matches_the_adapter(trained_run):
+    tmp, base, run, datasets = trained_run
+    result = export_bundle(package_cfg(tmp, datasets), tmp / "export")
+    bundle = tmp / "export" / run.name
+    assert result.path == bundle and result.parity.greedy_identical and result.parity.reload_identical
+    assert result.parity.max_abs_logit_diff <= 1e-3
+
+    # files and manifest
+    manifest = BundleManifest.model_validate_json((bundle / "manifest.json").read_text())
+    on_disk = {p.name for p in bundle.iterdir()} - {"manifest.json"}
+    assert set(manifest.files) == on_disk
+    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
+            "README.md"} <= on_disk
+    for name, entry in manifest.files.items():
+        assert entry.sha256 == sha256_file(bundle / name) and entry.bytes == (bundle / name).stat().st_size
+    assert manifest.adapter_run_id == run.name and manifest.base_model == str(base)
+    assert manifest.dataset_manifest_sha256 == sha256_file(run / "dataset_manifest.json")
+    assert manifest.package_versions["transformers"].startswith("5.")
+    assert not list((tmp / "export").glob(".*tmp"))
+
+    # plain transformers sees the rope scaling, the stop tokens and the chat template
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["rope_parameters"]["full_attention"] == {"rope_type": "linear", "factor": 4.0,
+                                                           "rope_theta": 1_000_000.0}
+    assert config["max_position_embeddings"] == 131072
+    model = AutoModelForCausalLM.from_pretrained(bundle)
+    rope = rope_summary(model)
+    assert rope["full_attention"]["measured_factor"] == 4.0 and rope["sliding_attention"]["measured_factor"] == 1
+    tok = AutoTokenizer.from_pretrained(bundle)
+    assert set(end_of_turn_eos_ids(tok)) <= set(GenerationConfig.from_pretrained(bundle).eos_token_id)
+    assert tok.chat_template == AutoTokenizer.from_pretrained(run / "adapter").chat_template
+    with safe_open(bundle / "model.safetensors", "pt") as f:
+        assert not any("lora" in k for k in f.keys())
+
+    # eval.generate on the bundle gives the same outputs as on base + adapter
+    def candidates(model_settings, out):
+        raw = eval_config_dict(tmp, "latest", datasets)
+        raw["model"].update(model_settings)
+        raw["output_dir"] = str(tmp / out)
+        cfg = EvalConfig.model_validate(raw)
+        summary = generate_candidates(cfg, "validation")
+        return {json.loads(line)["id"]: json.loads(line)["raw"] for line in open(summary.path)}
+
+    assert candidates({"merged": str(bundle)}, "merged") == candidates({}, "adapter")
+
+    card = (bundle / "README.md").read_text()
+    assert f"vllm serve {bundle} --dtype float32 --max-model-len 131072" in card
+    assert "No evaluation run found" in card
+
+
+def test_bf16_export_and_refusals(trained_run):
+    tmp, base, run, datasets = trained_run
+    out = tmp / "export_bf16"
+    export_bundle(package_cfg(tmp, datasets, dtype="bf16", name="bf16"), out)
+    with safe_open(out / "bf16" / "model.safetensors", "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+    with pytest.raises(UserError, match="already exists; pass --force"):
+        export_bundle(package_cfg(tmp, datasets, dtype="bf16", name="bf16"), out)
+    (out / "bf16" / "stale.txt").write_text("from an older export")
+    export_bundle(package_cfg(tmp, datasets, dtype="bf16", name="bf16"), out, force=True)
+    assert (out / "bf16" / "manifest.json").is_file() and not (out / "bf16" / "stale.txt").exists()
+    assert [p.name for p in out.iterdir()] == ["bf16"]
+
+    with pytest.raises(UserError, match="no PEFT adapter at"):
+        export_bundle(package_cfg(tmp, datasets, adapter=str(tmp / "nothing")), out)
+    other = build_tiny_gemma(tmp / "other_base", TOKENIZER_TEXTS, hidden_size=32)
+    with pytest.raises(UserError, match="does not fit base"):
+        export_bundle(package_cfg(tmp, datasets, base=str(other), name="mismatch"), out)
+    assert not (out / "mismatch").exists()
+
+
+def test_parity_failure_writes_nothing(trained_run):
+    tmp, base, run, datasets = trained_run
+    with pytest.raises(UserError, match="parity failed: max \\|logit diff\\|"):
+        export_bundle(package_cfg(tmp, datasets, name="strict", parity={"prompts": 2, "tolerance": 1e-12}),
+                      tmp / "export_strict")
+    assert not (tmp / "export_strict" / "strict").exists()
+    assert not list((tmp / "export_strict").glob("*"))
+
+
+def test_config_loads_from_repo_yaml():
+    cfg = load_config("configs/package.yaml", PackageConfig)
+    assert cfg.dtype == "bf16" and cfg.vllm.max_model_len == 131072

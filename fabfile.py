@@ -3,16 +3,16 @@
     fab dataset.sample && fab dataset.clean --schema-version v1 && fab dataset.split
     fab train.run --config configs/training.yaml
     fab eval.generate --split validation && fab eval.judge --split validation
+    fab package.export --config configs/package.yaml --output models/export
 """
 
 from invoke import Collection
 
 from fab_tasks import dataset, env, evaluate, ops, package, train
 
-ns = Collection()
-ns.add_collection(Collection.from_module(env, name="env"))
-ns.add_collection(Collection.from_module(dataset, name="dataset"))
-ns.add_collection(Collection.from_module(train, name="train"))
-ns.add_collection(Collection.from_module(evaluate, name="eval"))
-ns.add_collection(Collection.from_module(package, name="package"))
-ns.add_collection(Collection.from_module(ops, name="ops"))
+# Task names keep their underscores (`ops.project_tokens`) in listings too;
+# fabric.yaml sets the same for parsing the command line.
+ns = Collection(auto_dash_names=False)
+for module, name in ((env, "env"), (dataset, "dataset"), (train, "train"), (evaluate, "eval"),
+                     (package, "package"), (ops, "ops")):
+    ns.add_collection(Collection.from_module(module, name=name, auto_dash_names=False))

@@ -1,9 +1,12 @@
 """Operations: what the switch costs per day, and batch inference over a table of pages.
 
     fab ops.project_tokens --config configs/ops.yaml [--fail-over-budget]
+    fab ops.backfill --source data/pages.duckdb --table pages --model models/export/NAME [--limit N]
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 from invoke import task
 from invoke.exceptions import Exit
@@ -12,6 +15,7 @@ from fab_tasks._common import console, user_errors
 from scripts.config import load_config
 
 DEFAULT_CONFIG = "configs/ops.yaml"
+DEFAULT_EVAL_CONFIG = "configs/eval.yaml"
 
 
 @task(help={
@@ -42,3 +46,56 @@ def project_tokens(c, config=DEFAULT_CONFIG, fail_over_budget=False):
     if fail_over_budget and projection.over_budget:
         raise Exit(f"error: {projection.after_paid_tokens:,} paid tokens/day exceed the budget of "
                    f"{projection.budget_tokens_per_day:,}", code=1)
+
+
+@task(help={
+    "source": "DuckDB file holding the pages; predictions are written into it",
+    "table": "table of pages: id, task, prompt_text (optional system_prompt) (default pages)",
+    "model": "merged export dir (config.json) or a training run / adapter dir",
+    "limit": "only the first N pages by id; 0 = all (a rerun with a larger N goes on)",
+    "task": "only pages of this task slug",
+    "batch_size": "pages per generate call and per committed transaction (default: eval config's)",
+    "config": f"eval config: decoding, schema bounds, task registry, dtype (default {DEFAULT_EVAL_CONFIG})",
+})
+@user_errors
+def backfill(c, source="", table="pages", model="", limit=0, task="", batch_size=0,
+             config=DEFAULT_EVAL_CONFIG):
+    """Crash-safe batch inference over a DuckDB table of pages -> its `predictions` table (rerun resumes)."""
+    from pathlib import Path
+
+    from scripts.config import UserError
+    from scripts.evaluation.config import EvalConfig
+    from scripts.ops.backfill import backfill as run_backfill
+
+    if not source or not model:
+        raise UserError("pass --source DB and --model PATH (a merged export or a run/adapter dir)")
+    cfg = load_config(config, EvalConfig)
+    with _progress("backfill") as on_progress:
+        s = run_backfill(Path(source), table, model, cfg, limit=int(limit) or None, task=task or None,
+                         batch_size=int(batch_size) or None, progress=on_progress)
+    for warning in s.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    console.print(s.headline())
+    console.print(f"wrote table predictions in {s.source}")
+
+
+@contextmanager
+def _progress(label: str):
+    """A rich bar on a terminal; in logs a plain `committed N/M` line: first batch, every 10 s, last."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    last = [0.0]
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        job = bar.add_task(label, total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(job, completed=done, total=total)
+            now = time.monotonic()
+            if not console.is_terminal and done and (done == total or last[0] == 0.0 or now - last[0] >= 10):
+                last[0] = now
+                print(f"committed {done}/{total}", flush=True)
+
+        yield on_progress

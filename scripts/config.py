@@ -163,14 +163,14 @@ def load_config(
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     for dotted, value in (overrides or {}).items():
-        _set_dotted(raw, dotted, value)
+        set_dotted(raw, dotted, value)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{path}: {_first_error(exc)}") from exc
 
 
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for key in parents:
         tree = tree.setdefault(key, {})

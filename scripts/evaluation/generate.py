@@ -4,7 +4,6 @@
 
     from scripts.config import load_config
     from scripts.evaluation.config import EvalConfig
-from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights
     from scripts.evaluation.generate import generate_candidates
     summary = generate_candidates(load_config("configs/eval.yaml", EvalConfig), "validation")
     print(summary.path, summary.written, summary.valid_rate, summary.tokens_per_s)
@@ -39,7 +38,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from scripts.config import DatasetsConfig, TaskSpec, UserError, load_config
 from scripts.contracts import Candidate, CleanRecord, read_jsonl
@@ -187,8 +186,7 @@ def generate_candidates(
 
 
 def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, total, progress) -> None:
-    from scripts.evaluation.decoding import TaskDecoder, make_compiler
-    from scripts.modeling import encode_chat
+    from scripts.evaluation.decoding import make_compiler
 
     compiler = make_compiler(tokenizer, model) if cfg.decoding.constrained else None
     by_task: dict[str, list[CleanRecord]] = {}
@@ -199,24 +197,10 @@ def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, to
     with open(out, "ab") as fh:
         for task, records in by_task.items():
             spec = datasets.tasks[task]
-            decoder = TaskDecoder.build(
-                tokenizer, model, spec, cfg.schema_bounds, constrained=cfg.decoding.constrained,
-                compiler=compiler,
-            )
+            decoder, max_new = build_task_decoder(cfg, model, tokenizer, spec, task, compiler)
             summary.warnings += decoder.warnings
-            max_new = cfg.decoding.max_new_tokens_for(spec.kind)
-            if spec.kind == "classification" and max_new <= decoder.label_token_counts(tokenizer):
-                raise UserError(
-                    f"decoding.max_new_tokens.classification={max_new} cannot fit the longest label of "
-                    f"{task} plus its stop token; raise it"
-                )
-            encoded = [(r, encode_chat(tokenizer, chat_messages(r))) for r in records]
-            encoded.sort(key=lambda pair: len(pair[1]), reverse=True)  # longest first: OOM shows early
-            size = cfg.decoding.batch_size
-            for start in range(0, len(encoded), size):
-                batch = encoded[start : start + size]
-                candidates = _generate_batch(cfg, model, tokenizer, decoder, spec, task, batch, max_new,
-                                             summary.model)
+            for candidates in generate_outputs(cfg, model, tokenizer, decoder, spec, task, records, max_new,
+                                               summary.model):
                 fh.write(b"".join(c.model_dump_json().encode() + b"\n" for c, _ in candidates))
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -229,6 +213,41 @@ def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, to
                 if progress:
                     progress(summary.skipped + summary.written, total, summary.output_tokens)
     summary.per_task = dict(counts)
+
+
+def build_task_decoder(cfg: EvalConfig, model, tokenizer, spec: TaskSpec, task: str, compiler=None):
+    """(TaskDecoder, max_new_tokens) of one task; build once per task (grammar compilation is the cost)."""
+    from scripts.evaluation.decoding import TaskDecoder
+
+    decoder = TaskDecoder.build(
+        tokenizer, model, spec, cfg.schema_bounds, constrained=cfg.decoding.constrained, compiler=compiler,
+    )
+    max_new = cfg.decoding.max_new_tokens_for(spec.kind)
+    if spec.kind == "classification" and max_new <= decoder.label_token_counts(tokenizer):
+        raise UserError(
+            f"decoding.max_new_tokens.classification={max_new} cannot fit the longest label of "
+            f"{task} plus its stop token; raise it"
+        )
+    return decoder, max_new
+
+
+def generate_outputs(
+    cfg: EvalConfig, model, tokenizer, decoder, spec: TaskSpec, task: str, items, max_new: int, model_label: str
+) -> Iterator[list[tuple[Candidate, float]]]:
+    """Answers for ``items`` of one task (anything with ``id``, ``system_prompt``, ``prompt``).
+
+    Prompts are length-sorted (longest first: OOM shows early) and generated
+    ``cfg.decoding.batch_size`` per call; yields each batch's [(Candidate, seconds)].
+    Used by eval.generate and ops.backfill.
+    """
+    from scripts.modeling import encode_chat
+
+    encoded = [(r, encode_chat(tokenizer, chat_messages(r))) for r in items]
+    encoded.sort(key=lambda pair: len(pair[1]), reverse=True)
+    size = cfg.decoding.batch_size
+    for start in range(0, len(encoded), size):
+        batch = encoded[start : start + size]
+        yield _generate_batch(cfg, model, tokenizer, decoder, spec, task, batch, max_new, model_label)
 
 
 def _generate_batch(cfg, model, tokenizer, decoder, spec: TaskSpec, task, batch, max_new, model_label):

@@ -2,6 +2,7 @@
 
     fab train.prepare --config configs/training.yaml
     fab train.run --config configs/training.yaml [--resume latest|PATH] [--max-steps N] [--backend hf]
+                  [--nproc N]  (N > 1: DDP through torchrun, hf backend)
 """
 
 from __future__ import annotations
@@ -39,21 +40,31 @@ def prepare(c, config=DEFAULT_CONFIG, run_id=""):
     "max_steps": "optimiser steps, overriding the config",
     "backend": "auto | unsloth | hf, overriding the config",
     "run_id": "run folder to train (default: the prepared run, or a new one)",
+    "nproc": "processes (GPUs) for DDP via torchrun, hf backend; 1 (default) trains in this process",
 })
 @user_errors
-def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", run_id=""):
+def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", run_id="", nproc=1):
     """LoRA SFT (answer-only loss, rope-scaled 131072 context); checkpoints, metrics.jsonl, adapter/."""
-    from scripts.training.run import run_training
+    max_steps = int(max_steps) if max_steps is not None else None
+    if int(nproc) > 1:
+        from scripts.training.ddp import launch
 
-    result = run_training(
-        load_config(config, TrainingConfig), run_id=run_id or None, resume=resume or None,
-        max_steps=int(max_steps) if max_steps is not None else None, backend=backend or None,
-        console=console, say=console.print,
-    )
+        result = launch(config, int(nproc), run_id=run_id or None, resume=resume or None, max_steps=max_steps,
+                        backend=backend or None, say=console.print)
+    else:
+        from scripts.training.run import run_training
+
+        result = run_training(
+            load_config(config, TrainingConfig), run_id=run_id or None, resume=resume or None,
+            max_steps=max_steps, backend=backend or None, console=console, say=console.print,
+        )
     if result.interrupted_by:
         console.print(f"{result.interrupted_by}: stopped at step {result.global_step}, checkpoint saved in "
                       f"{result.run_dir}/checkpoints; continue with `fab train.run --resume latest`")
         raise Exit(code=130 if result.interrupted_by == "SIGINT" else 143)
+    if result.world_size > 1:
+        sha = result.rank_adapter_sha256[0][:12]
+        console.print(f"{result.world_size} ranks trained the same adapter (sha256 {sha})")
     console.print(f"trained {result.global_step} steps on {result.train_examples} examples "
                   f"({result.dropped_too_long} dropped as too long), final loss {result.final_loss:.4f}")
     console.print(f"wrote {result.adapter_dir}/, {result.run_dir}/metrics.jsonl, {result.run_dir}/loss.png")

@@ -197,8 +197,15 @@ def build_tiny_gemma(
     hidden_size: int = 64,
     num_layers: int = 2,
     seed: int = 0,
+    embedding_scale: float = 1.0,
 ) -> Path:
-    """Write tokenizer + random ``Gemma3ForCausalLM`` (safetensors) to ``output_dir``; return it."""
+    """Write tokenizer + random ``Gemma3ForCausalLM`` (safetensors) to ``output_dir``; return it.
+
+    ``embedding_scale`` multiplies the (tied input/output) embedding init, std 0.02 by default.
+    At hidden size 64 every logit is then bounded by about |E_row| x |norm(h)| = 0.16 x 8 = 1.3,
+    so LoRA alone (embeddings and norms frozen, as in real fine-tuning) cannot express a
+    confident answer; the real gemma-3-270m's rows are far larger. Training tests use 10.
+    """
     output_dir = Path(output_dir)
     tokenizer = build_tokenizer(texts, vocab_size=vocab_size)
     config = tiny_gemma_config(
@@ -206,6 +213,9 @@ def build_tiny_gemma(
     )
     torch.manual_seed(seed)
     model = Gemma3ForCausalLM(config)
+    if embedding_scale != 1.0:
+        with torch.no_grad():
+            model.get_input_embeddings().weight.mul_(embedding_scale)  # tied: the LM head too
     end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
     # Greedy by default (the real checkpoint samples with top_k=64) so tests are deterministic.
     model.generation_config = GenerationConfig(

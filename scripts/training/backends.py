@@ -8,39 +8,60 @@ Both backends end with the same model: rope scaling written into the config
 by the project (``scripts.modeling.apply_rope_scaling``; Unsloth's Gemma 3
 loader ignores its own ``rope_scaling``), checked from the live rotary
 buffers, ``<end_of_turn>`` restored as an EOS, LoRA on ``cfg.lora``.
-Unsloth is imported lazily, and before TRL, as it requires.
+Unsloth is imported lazily (``import_unsloth``), and before transformers,
+PEFT and TRL, as it requires: nothing this module or ``scripts.training.run``
+imports at module level pulls those in, so ``run_training`` can import
+Unsloth first. Importing Unsloth patches transformers/TRL for the whole
+process; tests run the Unsloth backend in a subprocess.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from pathlib import Path
 
 import torch
 
 from scripts.config import TrainingConfig, UserError
 from scripts.hub import hub_reachable, hub_token
-from scripts.modeling import apply_rope_scaling, restore_end_of_turn_eos, rope_summary
 
 log = logging.getLogger(__name__)
+UNSLOTH_BEFORE = ("trl", "transformers", "peft")  # the modules Unsloth must patch before they load
 
 
 def unsloth_installed() -> bool:
     return importlib.util.find_spec("unsloth") is not None
 
 
-def pick_backend(requested: str, *, gpu: bool | None = None, unsloth: bool | None = None) -> tuple[str, str]:
-    """``(backend, reason)``. ``auto`` is unsloth only with a GPU *and* unsloth installed."""
+def import_unsloth() -> list[str]:
+    """``import unsloth``; returns which of transformers/PEFT/TRL were already imported (then Unsloth
+    warns that its optimisations may be missing). Idempotent."""
+    late = [name for name in UNSLOTH_BEFORE if name in sys.modules and "unsloth" not in sys.modules]
+    import unsloth  # noqa: F401
+
+    return late
+
+
+def pick_backend(
+    requested: str, *, gpu: bool | None = None, unsloth: bool | None = None, nproc: int = 1
+) -> tuple[str, str]:
+    """``(backend, reason)``. ``auto`` is unsloth only with a GPU *and* unsloth installed, on one process."""
     gpu = torch.cuda.is_available() if gpu is None else gpu
     unsloth = unsloth_installed() if unsloth is None else unsloth
     if requested == "hf":
         return "hf", "requested"
     if requested == "unsloth":
+        if nproc > 1:
+            raise UserError(f"--nproc {nproc}: Unsloth trains on a single GPU; "
+                            "use --backend hf for multi-process DDP")
         if not unsloth:
             raise UserError("backend unsloth requested but unsloth is not installed "
                             "(pip install -r requirements-gpu.txt), or use --backend hf")
         return "unsloth", "requested" + ("" if gpu else " (no GPU found: unsloth trains on CPU, slowly)")
+    if nproc > 1:
+        return "hf", f"auto: --nproc {nproc} is multi-process DDP, which Unsloth does not do"
     if gpu and unsloth:
         return "unsloth", "auto: GPU and unsloth present"
     if not gpu:
@@ -66,6 +87,8 @@ def load_model_config(cfg: TrainingConfig):
     """The base model's config with the project's rope scaling applied (UserError if impossible)."""
     from transformers import AutoConfig
 
+    from scripts.modeling import apply_rope_scaling
+
     try:
         config = AutoConfig.from_pretrained(cfg.model.name_or_path, **pretrained_kwargs(cfg.model.name_or_path))
     except OSError as exc:
@@ -79,6 +102,8 @@ def load_model_config(cfg: TrainingConfig):
 
 def check_rope(model, cfg: TrainingConfig) -> dict:
     """Refuse a model whose live global-layer rope buffers are not scaled by ``cfg.model.rope.factor``."""
+    from scripts.modeling import rope_summary
+
     summary = rope_summary(model)
     measured = summary["full_attention"].get("measured_factor")
     if measured is None or abs(measured - cfg.model.rope.factor) > 1e-3 or (
@@ -108,6 +133,7 @@ def _load_hf(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from scripts.modeling import restore_end_of_turn_eos
     from scripts.training.loss import install_chunked_loss
 
     config = load_model_config(cfg)  # rope goes in through config=, never as from_pretrained kwargs
@@ -124,8 +150,10 @@ def _load_hf(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
 
 
 def _load_unsloth(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
-    import unsloth  # noqa: F401  (patches transformers/TRL; must come first)
+    import_unsloth()  # normally already done by run_training, before transformers was imported
     from unsloth import FastModel
+
+    from scripts.modeling import apply_rope_scaling, restore_end_of_turn_eos
 
     model, _ = FastModel.from_pretrained(
         model_name=cfg.model.name_or_path,

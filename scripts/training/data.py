@@ -27,7 +27,6 @@ from pydantic import BaseModel
 
 from scripts.config import TrainingDataSettings
 from scripts.contracts import CleanRecord, read_jsonl
-from scripts.modeling import encode_chat
 
 IGNORE_INDEX = -100
 
@@ -62,6 +61,8 @@ def prompt_messages(record: CleanRecord) -> list[dict]:
 def encode_example(tokenizer, record: CleanRecord) -> tuple[list[int], list[int], int, int]:
     """``(input_ids, labels, head_len, tail_len)``; prompt tokens in ``[head_len, len(prompt) - tail_len)``
     are the user's text, the only part ``truncate_prompt_left`` may cut."""
+    from scripts.modeling import encode_chat  # lazily: importing this module must not import transformers
+
     prompt = prompt_messages(record)
     prompt_ids = encode_chat(tokenizer, prompt, add_generation_prompt=True)
     full_ids = encode_chat(

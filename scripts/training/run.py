@@ -10,27 +10,38 @@
 Run directory ``<runs_dir>/<run_id>/``: config.yaml, dataset_manifest.json,
 prepare.json (from ``train.prepare``, run here when no prepared run exists),
 checkpoints/checkpoint-N (every ``save_steps`` and on SIGINT/SIGTERM),
-metrics.jsonl, loss.png, adapter/ (LoRA adapter + tokenizer).
+metrics.jsonl, loss.png, adapter/ (LoRA adapter, tokenizer, generation_config.json),
+result.json (the RunResult).
+
+Backend ``unsloth`` is imported first thing in ``run_training``, before
+transformers/PEFT/TRL (nothing imported at this module's top level pulls them
+in). Under ``torchrun`` (``fab train.run --nproc N``, see
+``scripts.training.ddp``) every rank runs ``run_training``; only rank 0
+writes metrics, checkpoint weights and the adapter (each rank adds its own
+``rng_state_<rank>.pth`` to a checkpoint, as transformers does), and the
+ranks' final LoRA weights are compared by hash (``rank_adapter_sha256``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
 
 from scripts.config import TrainingConfig, UserError
-from scripts.training.backends import pick_backend, resolve_dtype
-from scripts.training.callbacks import MetricsCallback, RichProgressCallback, SignalCheckpoint, write_loss_plot
+from scripts.training.backends import import_unsloth, pick_backend, resolve_dtype
 from scripts.training.prepare import CONFIG_FILE, check_splits, load_checked_tokenizer, prepare_run, read_prepare
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 METRICS = "metrics.jsonl"
+RESULT = "result.json"
 
 
 class RunResult(BaseModel):
@@ -46,6 +57,29 @@ class RunResult(BaseModel):
     train_examples: int
     dropped_too_long: int
     truncated: int
+    world_size: int = 1
+    rank_adapter_sha256: list[str] | None = None  # one per DDP rank, all equal; None on one process
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def adapter_fingerprint(state_dict: dict) -> str:
+    """sha256 over sorted names and fp32 bytes of a LoRA state dict (as saved in adapter_model.safetensors)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        digest.update(name.encode())
+        digest.update(state_dict[name].detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def rank_fingerprints(model) -> list[str]:
+    """Every rank's adapter fingerprint (all ranks must call it)."""
+    from accelerate.utils import gather_object
+    from peft import get_peft_model_state_dict
+
+    return gather_object([adapter_fingerprint(get_peft_model_state_dict(model))])
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -122,6 +156,8 @@ def sft_args(cfg: TrainingConfig, run_dir: Path, dtype, backend: str):
         data_seed=cfg.train.seed,
         bf16=dtype == torch.bfloat16,
         use_cpu=not torch.cuda.is_available(),
+        ddp_backend=None if torch.cuda.is_available() or world_size() == 1 else "gloo",
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient
         gradient_checkpointing=cfg.train.gradient_checkpointing and backend == "hf",
         gradient_checkpointing_kwargs={"use_reentrant": False},
         max_length=None,  # data.py already applied max_seq_length and the truncation policy
@@ -173,10 +209,13 @@ def run_training(
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": int(max_steps)})})
     if backend:
         cfg = cfg.model_copy(update={"backend": backend})
-    chosen, reason = pick_backend(cfg.backend)
+    chosen, reason = pick_backend(cfg.backend, nproc=world_size())
     say(f"backend: {chosen} ({reason})")
     if chosen == "unsloth":
-        import unsloth  # noqa: F401  (before TRL)
+        late = import_unsloth()  # before transformers/PEFT/TRL, as Unsloth requires
+        if late:
+            log.warning("unsloth imported after %s: its patches may be incomplete", ", ".join(late))
+    from scripts.training.callbacks import MetricsCallback, RichProgressCallback, SignalCheckpoint, write_loss_plot
 
     check_splits(cfg)
     run_dir, checkpoint = resolve_run(cfg, run_id, resume)
@@ -213,14 +252,21 @@ def run_training(
         resumed_from=str(checkpoint) if checkpoint else None, global_step=trainer.state.global_step,
         final_loss=losses[-1] if losses else None, train_examples=len(train_dataset),
         dropped_too_long=stats.dropped_too_long, truncated=stats.truncated,
+        world_size=trainer.accelerator.num_processes,
     )
+    if result.world_size > 1:
+        result.rank_adapter_sha256 = rank_fingerprints(trainer.model)
+        if len(set(result.rank_adapter_sha256)) != 1:
+            raise RuntimeError(f"DDP ranks ended with different LoRA weights: {result.rank_adapter_sha256}")
     if signals.received is not None:
         result.interrupted_by = {2: "SIGINT", 15: "SIGTERM"}.get(signals.received, str(signals.received))
-        return result
-    if trainer.is_world_process_zero():
+    elif trainer.is_world_process_zero():
         adapter_dir = run_dir / ADAPTER
         trainer.model.save_pretrained(adapter_dir)
         tokenizer.save_pretrained(adapter_dir)
+        trainer.model.generation_config.save_pretrained(adapter_dir)  # stops on <eos> and <end_of_turn>
         write_loss_plot(run_dir / METRICS, run_dir / "loss.png")
         result.adapter_dir = str(adapter_dir)
+    if trainer.is_world_process_zero():
+        (run_dir / RESULT).write_text(result.model_dump_json(indent=2) + "\n")
     return result

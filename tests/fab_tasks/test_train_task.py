@@ -53,3 +53,58 @@ def test_fab_user_errors_are_one_line(tmp_path):
     done = fab("train.run", "--config", str(write_config(tmp_path / "m.yaml", missing)), "--backend", "hf")
     assert done.returncode == 1 and "run `fab dataset.split` first" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.integration
+def test_fab_train_run_nproc_2_ddp_on_cpu_gloo(tiny_root, tmp_path):
+    """Two torchrun ranks (gloo, CPU) train one adapter; only rank 0 writes metrics, checkpoints, adapter."""
+    from safetensors.torch import load_file
+
+    from scripts.training.run import adapter_fingerprint
+
+    if "train.run" not in fab("-l").stdout:
+        pytest.skip("fabfile.py does not register the train collection yet")
+    runs = tmp_path / "runs"
+    config = write_config(tmp_path / "training.yaml",
+                          tiny_config(tiny_root, runs, train={"max_steps": 3, "save_steps": 2,
+                                                              "per_device_batch_size": 2}))
+    done = fab("train.run", "--config", str(config), "--run-id", "ddp", "--nproc", "2")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert "launching 2 processes (torchrun, DDP) on run ddp, backend hf" in done.stdout
+    run_dir = runs / "ddp"
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["world_size"] == 2 and result["global_step"] == 3 and result["backend"] == "hf"
+
+    # each rank hashed its own final LoRA weights: equal, and equal to the saved adapter
+    ranks = dict(line.split(": adapter sha256 ", 1) for line in out.splitlines() if line.startswith("rank "))
+    assert set(ranks) == {"rank 0/2", "rank 1/2"}, out[-4000:]
+    sha = {rank: value.split(",")[0] for rank, value in ranks.items()}
+    assert sha["rank 0/2"] == sha["rank 1/2"]
+    assert result["rank_adapter_sha256"] == [sha["rank 0/2"]] * 2
+    saved = load_file(run_dir / "adapter" / "adapter_model.safetensors")
+    assert adapter_fingerprint(saved) == sha["rank 0/2"]
+    assert any(key.endswith("lora_B.weight") and saved[key].abs().sum() > 0 for key in saved)  # trained
+
+    # only rank 0 wrote: one metrics line per step, one adapter, checkpoint weights once
+    assert all(value.endswith("process group gloo") for value in ranks.values())
+    assert "wrote adapter: yes" in ranks["rank 0/2"] and "wrote adapter: no" in ranks["rank 1/2"]
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    assert metrics[0]["epoch"] == pytest.approx(4 / 40)  # 2 ranks x batch 2 per step over 40 examples
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-2", "checkpoint-3"]
+    # transformers stores each rank's RNG state in the checkpoint, for an exact resume
+    assert sorted(p.name for p in (run_dir / "checkpoints" / "checkpoint-2").glob("rng_state*")) == [
+        "rng_state_0.pth", "rng_state_1.pth"]
+
+
+@pytest.mark.integration
+def test_fab_train_run_unsloth_with_nproc_is_one_line_error(tiny_root, tmp_path):
+    if "train.run" not in fab("-l").stdout:
+        pytest.skip("fabfile.py does not register the train collection yet")
+    config = write_config(tmp_path / "training.yaml", tiny_config(tiny_root, tmp_path / "runs"))
+    done = fab("train.run", "--config", str(config), "--backend", "unsloth", "--nproc", "2")
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: --nproc 2: Unsloth trains on a single GPU; "
+                                   "use --backend hf for multi-process DDP")

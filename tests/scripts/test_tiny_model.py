@@ -171,3 +171,16 @@ def test_build_tokenizer_respects_vocab_size():
     assert merges, "BPE learned no merges"
     with pytest.raises(ValueError, match="vocab_size"):
         build_tokenizer(TEXTS, vocab_size=100)
+
+
+def test_embedding_scale_multiplies_the_tied_embedding_only(tmp_path):
+    plain = build_tiny_gemma(tmp_path / "plain", TEXTS, vocab_size=400)
+    scaled = build_tiny_gemma(tmp_path / "scaled", TEXTS, vocab_size=400, embedding_scale=10.0)
+    wp, ws = load_file(plain / "model.safetensors"), load_file(scaled / "model.safetensors")
+    assert wp.keys() == ws.keys()
+    for key in wp:
+        expected = wp[key] * 10.0 if key == "model.embed_tokens.weight" else wp[key]
+        assert torch.equal(ws[key], expected), key
+    model = AutoModelForCausalLM.from_pretrained(scaled)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # still tied
+    assert model.lm_head.weight.std().item() == pytest.approx(0.2, rel=0.1)

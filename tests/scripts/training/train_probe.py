@@ -1,0 +1,97 @@
+"""Trains through ``run_training`` with a probe recording what the trainer saw; used as a subprocess.
+
+    python -m tests.scripts.training.train_probe CONFIG OUT_DIR RUN_ID [BACKEND]
+
+Importing Unsloth patches transformers/TRL for the whole process, so the
+Unsloth training test runs this in a fresh interpreter. It imports only what
+``fab train.run`` imports before ``run_training`` (``scripts.training.run``),
+checks that this did not load transformers/PEFT/TRL, imports Unsloth the way
+``run_training`` does (``import_unsloth``) and records Unsloth's own
+"import me first" warning, if any. Then it trains with ``Probe`` and writes
+``OUT_DIR/probe.json`` (result, parameter changes, rope of the trained
+model, generation EOS, Unsloth patches) and ``OUT_DIR/batches.pt`` (the
+``input_ids``/``labels``/``attention_mask`` the model was called with).
+``make_probe()`` is also used in-process for the hf backend.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+IMPORT_FAILED = 3  # exit status when `import unsloth` itself fails (the test then skips)
+
+
+def make_probe():
+    import torch
+    from transformers import TrainerCallback
+
+    class Probe(TrainerCallback):
+        """Parameter snapshots at train begin/end and every batch the model's forward receives."""
+
+        def __init__(self):
+            self.batches: list[dict] = []
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            self.trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+            self.model = model
+            model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+        def _record(self, module, args, kwargs):
+            if module.training and kwargs.get("labels") is not None:
+                self.batches.append({k: kwargs[k].detach().cpu().clone() for k in
+                                     ("input_ids", "labels", "attention_mask", "position_ids")
+                                     if kwargs.get(k) is not None})
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            after = dict(model.named_parameters())
+            self.changed = {n: not torch.equal(self.before[n], after[n].detach()) for n in self.before}
+
+    return Probe()
+
+
+def model_facts(model) -> dict:
+    from scripts.modeling import rope_summary
+
+    return {"rope": rope_summary(model), "eos_token_id": model.generation_config.eos_token_id,
+            "model_class": type(model.get_base_model()).__name__}
+
+
+def main(config: str, out: str, run_id: str, backend: str = "unsloth") -> None:
+    import scripts.training.run as run  # what `fab train.run` imports before training
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    facts = {"preloaded": [m for m in ("transformers", "peft", "trl") if m in sys.modules]}
+    if backend == "unsloth":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                facts["late"] = run.import_unsloth()
+            except ImportError as exc:
+                print(f"import unsloth: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+                sys.exit(IMPORT_FAILED)
+        facts["unsloth_warnings"] = [str(w.message) for w in caught if "imported before" in str(w.message)]
+
+    import torch
+    import trl
+
+    from scripts.config import TrainingConfig, load_config
+
+    probe = make_probe()
+    result = run.run_training(load_config(config, TrainingConfig), run_id=run_id, backend=backend,
+                              extra_callbacks=(probe,), say=print)
+    facts.update(
+        result=result.model_dump(), trainable=probe.trainable, changed=probe.changed,
+        sft_trainer=f"{trl.SFTTrainer.__module__}.{trl.SFTTrainer.__name__}",
+        **model_facts(probe.model),
+    )
+    (out_dir / "probe.json").write_text(json.dumps(facts, indent=1, default=str))
+    torch.save(probe.batches, out_dir / "batches.pt")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -144,7 +144,11 @@ def load_done(path: Path) -> tuple[list[Candidate], bool]:
 def generate_candidates(
     cfg: EvalConfig, split: str, limit: int | None = None, progress: ProgressFn | None = None
 ) -> GenerateSummary:
-    """Generate the candidates of ``split`` (its first ``limit`` examples) not yet in the output file."""
+    """Generate the candidates of ``split`` not yet in the output file.
+
+    ``limit`` takes the first examples of each task in turn (round-robin), so a
+    short run still covers every task; a larger limit extends a smaller one.
+    """
     datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
     source = split_path(cfg, datasets, split)
     if not source.is_file():
@@ -154,7 +158,7 @@ def generate_candidates(
         )
     if limit is not None and limit <= 0:
         raise UserError("--limit must be a positive number")
-    records = list(read_jsonl(source, CleanRecord))[:limit]
+    records = _round_robin_by_task(list(read_jsonl(source, CleanRecord)), limit)
     unknown = sorted({r.task for r in records} - set(datasets.tasks))
     if unknown:
         raise UserError(f"{source}: task(s) {unknown} not in {cfg.data.datasets_config}; add them to `tasks`")
@@ -185,6 +189,18 @@ def generate_candidates(
     return summary
 
 
+def _round_robin_by_task(records: list[CleanRecord], limit: int | None) -> list[CleanRecord]:
+    if limit is None or limit >= len(records):
+        return records
+    queues: dict[str, list[CleanRecord]] = {}
+    for record in records:
+        queues.setdefault(record.task, []).append(record)
+    picked: list[CleanRecord] = []
+    for depth in range(max(map(len, queues.values()))):
+        picked += [queue[depth] for queue in queues.values() if depth < len(queue)]
+    return picked[:limit]
+
+
 def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, total, progress) -> None:
     from scripts.evaluation.decoding import make_compiler
 
@@ -194,6 +210,7 @@ def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, to
         by_task.setdefault(record.task, []).append(record)
     out.parent.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
+    cut: Counter[str] = Counter()  # answers that ran out of max_new_tokens before the grammar completed
     with open(out, "ab") as fh:
         for task, records in by_task.items():
             spec = datasets.tasks[task]
@@ -205,6 +222,7 @@ def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, to
                 fh.flush()
                 os.fsync(fh.fileno())
                 for candidate, seconds in candidates:
+                    cut[task] += not candidate.valid and candidate.output_tokens >= max_new
                     summary.written += 1
                     summary.valid += candidate.valid
                     summary.output_tokens += candidate.output_tokens
@@ -213,6 +231,11 @@ def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, to
                 if progress:
                     progress(summary.skipped + summary.written, total, summary.output_tokens)
     summary.per_task = dict(counts)
+    summary.warnings += [
+        f"{n} {task} answer(s) hit max_new_tokens before the end: raise decoding.max_new_tokens "
+        "or lower schema_bounds (constrained output is only valid once complete)"
+        for task, n in cut.items() if n
+    ]
 
 
 def build_task_decoder(cfg: EvalConfig, model, tokenizer, spec: TaskSpec, task: str, compiler=None):

@@ -66,5 +66,28 @@ def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", run_id=
         sha = result.rank_adapter_sha256[0][:12]
         console.print(f"{result.world_size} ranks trained the same adapter (sha256 {sha})")
     console.print(f"trained {result.global_step} steps on {result.train_examples} examples "
-                  f"({result.dropped_too_long} dropped as too long), final loss {result.final_loss:.4f}")
+                  f"({result.dropped_too_long} dropped as too long), final loss {result.final_loss}")
     console.print(f"wrote {result.adapter_dir}/, {result.run_dir}/metrics.jsonl, {result.run_dir}/loss.png")
+
+
+@task(help={
+    "output": "where the tiny model goes (default models/tiny-gemma3)",
+    "schema_version": "processed data whose train split trains the tokenizer (default v1)",
+    "hidden_size": "model width (default 64)",
+    "layers": "decoder layers, alternating sliding/global attention (default 2)",
+    "seed": "weight init seed (default 0)",
+})
+@user_errors
+def init_tiny(c, output="models/tiny-gemma3", schema_version="v1", hidden_size=64, layers=2, seed=0):
+    """Build a tiny random Gemma 3 + locally trained tokenizer for CPU runs (configs/training_tiny.yaml)."""
+    from pathlib import Path
+
+    from scripts.config import DatasetsConfig
+    from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
+
+    datasets = load_config("configs/datasets.yaml", DatasetsConfig)
+    texts, source = texts_for_tokenizer(datasets.version_dir(schema_version) / "splits")
+    path = build_tiny_gemma(Path(output), texts, hidden_size=int(hidden_size), num_layers=int(layers),
+                            seed=int(seed), embedding_scale=10.0)
+    console.print(f"wrote a tiny Gemma 3 (hidden {hidden_size}, {layers} layers, tokenizer from {source}) "
+                  f"to {path}; train it with `fab train.run --config configs/training_tiny.yaml`")

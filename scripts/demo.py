@@ -62,20 +62,12 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
     datasets = str(CONFIG_DIR / "datasets.yaml")
     return {
         "datasets.yaml": {"schema_version": SCHEMA_VERSION, "stats.tokenizer": str(TINY_MODEL)},
-        "training.yaml": {
-            "backend": "hf",
+        "training_tiny.yaml": {
             "model.name_or_path": str(TINY_MODEL),
-            "model.dtype": "fp32",
             "data.schema_version": SCHEMA_VERSION,
             "output.run_id": RUN_ID,
-            "lora.dropout": 0.0,
             "train.max_steps": settings.steps,
-            "train.grad_accum": 1,
-            "train.lr": 3.0e-3,  # a random tiny model learns from scratch: far above a real LoRA's rate
-            "train.warmup_ratio": 0.05,
             "train.save_steps": max(settings.steps // 2, 1),
-            "train.logging_steps": 10,
-            "train.gradient_checkpointing": False,
         },
         "eval.yaml": {
             "model.adapter": str(Path("models/runs") / RUN_ID),
@@ -147,9 +139,10 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         say(f"  {clean.rows_clean} clean, {clean.rows_rejected} rejected; splits {split.counts}")
         result.artifacts["splits"] = datasets.version_dir() / "splits"
     with stage("tiny model"):
-        from scripts.tiny_model import build_tiny_gemma
+        from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
 
-        build_tiny_gemma(TINY_MODEL, _corpus(datasets), hidden_size=settings.hidden_size,
+        texts, _ = texts_for_tokenizer(datasets.version_dir() / "splits")
+        build_tiny_gemma(TINY_MODEL, texts, hidden_size=settings.hidden_size,
                          num_layers=settings.layers, seed=settings.seed, embedding_scale=10.0)
         result.artifacts["tiny base model"] = TINY_MODEL
     with stage("stats"):
@@ -160,7 +153,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
     with stage("train"):
         from scripts.training.run import run_training
 
-        training = run_training(load_config(configs["training.yaml"], TrainingConfig), console=console,
+        training = run_training(load_config(configs["training_tiny.yaml"], TrainingConfig), console=console,
                                 say=lambda s: say(f"  {s}"))
         say(f"  {training.global_step} steps, final loss {training.final_loss:.3f}")
         result.artifacts["adapter"] = training.adapter_dir
@@ -198,16 +191,6 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         result.artifacts["token projection"] = json_path
     result.artifacts["configs"] = CONFIG_DIR
     return result
-
-
-def _corpus(datasets: DatasetsConfig) -> list[str]:
-    """Tokenizer training text: the demo's own train split (prompts, system prompts, targets)."""
-    from scripts.contracts import CleanRecord, read_jsonl
-
-    texts: list[str] = []
-    for record in read_jsonl(datasets.version_dir() / "splits" / "train.jsonl", CleanRecord):
-        texts += [record.system_prompt, record.prompt, record.target]
-    return texts
 
 
 def _headline(summary: dict, datasets: DatasetsConfig) -> list[str]:

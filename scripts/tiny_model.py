@@ -227,3 +227,28 @@ def build_tiny_gemma(
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
+
+
+def texts_for_tokenizer(splits_dir: Path, fallback_rows: int = 400) -> tuple[list[str], str]:
+    """Text the tiny tokenizer is trained on: the processed train split when present, else fresh
+    sample data (so the tokenizer covers the prompts, system prompts and answers it will see)."""
+    train = Path(splits_dir) / "train.jsonl"
+    if train.is_file():
+        texts: list[str] = []
+        with open(train, "rb") as fh:
+            for line in fh:
+                record = json.loads(line)
+                texts += [record["system_prompt"], record["prompt"], record["target"]]
+        return texts, str(train)
+    import tempfile
+
+    import duckdb
+
+    from scripts.sample_data import generate_sample
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "sample.duckdb"
+        generate_sample(db, rows=fallback_rows, seed=0, dirty_rate=0.0)
+        with duckdb.connect(str(db), read_only=True) as con:
+            rows = con.sql("SELECT prompt_text, response_strong FROM examples").fetchall()
+    return [text for row in rows for text in row], f"{fallback_rows} fresh sample rows"

@@ -148,7 +148,9 @@ def sft_args(cfg: TrainingConfig, run_dir: Path, dtype, backend: str):
         weight_decay=cfg.train.weight_decay,
         max_grad_norm=cfg.train.max_grad_norm,
         optim=cfg.train.optimizer,
-        logging_steps=cfg.train.logging_steps,
+        # A short run (--max-steps 4, logging every 10) still logs its loss: first step, and at least once.
+        logging_steps=min(cfg.train.logging_steps, cfg.train.max_steps or cfg.train.logging_steps),
+        logging_first_step=True,
         save_strategy="steps",
         save_steps=cfg.train.save_steps,
         save_total_limit=cfg.train.save_total_limit,

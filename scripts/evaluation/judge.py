@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from scripts.config import MASK, SECRET_ENV_VARS, DatasetsConfig, UserError, load_config, mask_secrets
+from scripts.config import DatasetsConfig, UserError, load_config, mask_secrets
 from scripts.contracts import Candidate, CleanRecord, atomic_write, read_jsonl, sha256_file
 from scripts.evaluation import escalation as esc
 from scripts.evaluation.judge_config import JudgeConfig, JudgeSettings
@@ -334,20 +334,6 @@ class LLMJudge:
 # --- the run ------------------------------------------------------------------------------
 
 
-def scrub_secrets(value: Any) -> Any:
-    """Replace secret values inside strings with ***. Unlike mask_secrets, keys such as
-    `prompt_tokens` keep their values (mask_secrets masks every key containing "token")."""
-    secrets = [os.environ[n] for n in SECRET_ENV_VARS if os.environ.get(n)]
-    if isinstance(value, dict):
-        return {k: scrub_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub_secrets(v) for v in value]
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, MASK)
-    return value
-
-
 def resolve_judge(cfg: JudgeConfig, judge_model: str | None = None) -> dict[str, Any]:
     """Model, base and key from flags/env (.env already loaded); the key is never returned in summaries."""
     return {
@@ -421,13 +407,13 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
         "n": len(matched),
         "references_without_candidate": len(references) - len(matched),
         "candidates_without_reference": unmatched,
-        "config": scrub_secrets(cfg.model_dump(mode="json")),
+        "config": mask_secrets(cfg.model_dump(mode="json")),
     })
     with atomic_write(run_dir / RESULTS_FILE, "w") as fh:
         for row in rows:
-            fh.write(json.dumps(scrub_secrets(row), ensure_ascii=False, default=str) + "\n")
+            fh.write(json.dumps(mask_secrets(row), ensure_ascii=False, default=str) + "\n")
     with atomic_write(run_dir / SUMMARY_FILE, "w") as fh:
-        fh.write(json.dumps(scrub_secrets(summary), indent=2, ensure_ascii=False, default=str) + "\n")
+        fh.write(json.dumps(mask_secrets(summary), indent=2, ensure_ascii=False, default=str) + "\n")
     return run_dir, summary
 
 

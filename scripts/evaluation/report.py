@@ -16,8 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from scripts.config import UserError
-from scripts.evaluation.judge import scrub_secrets
+from scripts.config import UserError, mask_secrets
 from scripts.contracts import atomic_write
 from scripts.evaluation.judge_config import ReportConfig
 from scripts.evaluation.scoring import INVALID_LABEL
@@ -275,7 +274,7 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
     ])
     if judge.get("needed") and not judge.get("enabled"):
         lines += [f"**LLM-judged slots were NOT judged:** {judge.get('disabled_reason', 'no judge configured')}.", ""]
-    return scrub_secrets("\n".join(lines).rstrip() + "\n")
+    return mask_secrets("\n".join(lines).rstrip() + "\n")
 
 
 def _adapter(summary: dict) -> str:

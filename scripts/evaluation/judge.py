@@ -114,6 +114,10 @@ class JudgeCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._con = sqlite3.connect(str(path))
+        # WAL + synchronous=NORMAL: a committed verdict survives a crash of this process (what a
+        # paid call needs) without an fsync per commit, which stalled the event loop at concurrency 16.
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.execute("PRAGMA synchronous=NORMAL")
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, model TEXT, prompt_version TEXT,"
             " slot TEXT, verdict TEXT, rationale TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,"

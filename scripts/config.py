@@ -208,8 +208,10 @@ class ModelSettings(StrictModel):
     dtype: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="auto: bf16 on GPU, fp32 on CPU (Gemma 3 overflows in fp16)"
     )
-    attn_implementation: Literal["eager", "sdpa"] = Field(
-        default="eager", description="eager is what Gemma 3 recommends for training; sdpa also keeps sliding windows"
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+        default="auto",
+        description="auto: flash_attention_2 on a GPU with flash-attn (sliding windows without a seq x seq mask), "
+        "else sdpa; eager materialises seq x seq scores: short contexts only",
     )
 
     @property

@@ -104,13 +104,13 @@ def pretrained_kwargs(name_or_path: str) -> dict:
     return {"token": hub_token()}
 
 
-def load_resolved(resolved: ResolvedModel, dtype: str = "auto", attn_implementation: str = "sdpa"):
+def load_resolved(resolved: ResolvedModel, dtype: str = "auto", attn_implementation: str = "auto"):
     """(model, tokenizer) on the best device, eval mode; LoRA attached (not merged) via PEFT."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from scripts.hub import load_tokenizer
-    from scripts.modeling import apply_rope_scaling, restore_end_of_turn_eos
+    from scripts.modeling import apply_rope_scaling, resolve_attn_implementation, restore_end_of_turn_eos
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     kwargs = pretrained_kwargs(resolved.base)
@@ -121,7 +121,7 @@ def load_resolved(resolved: ResolvedModel, dtype: str = "auto", attn_implementat
             apply_rope_scaling(config, factor=rope[0], max_seq_length=rope[1])
         model = AutoModelForCausalLM.from_pretrained(
             resolved.base, config=config, dtype=torch_dtype(dtype, device),
-            attn_implementation=attn_implementation, **kwargs,
+            attn_implementation=resolve_attn_implementation(attn_implementation), **kwargs,
         )
         tokenizer = load_tokenizer(resolved.tokenizer_dir)
     except OSError as exc:

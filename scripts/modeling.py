@@ -179,3 +179,21 @@ def encode_chat(tokenizer, messages: list[dict], *, add_generation_prompt: bool 
     if not ids or ids[0] != bos or ids[1:2] == [bos]:
         raise ValueError(f"chat encoding must start with exactly one <bos> ({bos}), got {ids[:3]}")
     return ids
+
+
+def resolve_attn_implementation(choice: str) -> str:
+    """`auto` -> flash_attention_2 where it can run (GPU + flash-attn: sliding windows with no
+    seq x seq mask, which at 131072 tokens is 16 GiB), else sdpa. Explicit choices pass through."""
+    import importlib.util
+
+    import torch
+
+    flash = torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    if choice == "auto":
+        return "flash_attention_2" if flash else "sdpa"
+    if choice == "flash_attention_2" and not flash:
+        from scripts.config import UserError
+
+        raise UserError("attn_implementation flash_attention_2 needs a GPU and the flash-attn package "
+                        "(see `fab env.check`); use auto or sdpa")
+    return choice

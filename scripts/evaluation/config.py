@@ -30,8 +30,8 @@ class EvalModelSettings(StrictModel):
     dtype: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="auto: bf16 on GPU, fp32 on CPU (Gemma 3 overflows in fp16)"
     )
-    attn_implementation: Literal["eager", "sdpa"] = Field(
-        default="sdpa", description="sdpa keeps sliding windows and never materialises seq x seq scores"
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+        default="auto", description="auto: flash_attention_2 on a GPU with flash-attn, else sdpa"
     )
 
 

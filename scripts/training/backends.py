@@ -133,13 +133,14 @@ def _load_hf(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from scripts.modeling import restore_end_of_turn_eos
+    from scripts.modeling import resolve_attn_implementation, restore_end_of_turn_eos
     from scripts.training.loss import install_chunked_loss
 
     config = load_model_config(cfg)  # rope goes in through config=, never as from_pretrained kwargs
     model = AutoModelForCausalLM.from_pretrained(
         cfg.model.name_or_path, config=config, dtype=dtype,
-        attn_implementation=cfg.model.attn_implementation, **pretrained_kwargs(cfg.model.name_or_path),
+        attn_implementation=resolve_attn_implementation(cfg.model.attn_implementation),
+        **pretrained_kwargs(cfg.model.name_or_path),
     )
     check_rope(model, cfg)
     restore_end_of_turn_eos(model, tokenizer)
@@ -153,7 +154,7 @@ def _load_unsloth(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
     import_unsloth()  # normally already done by run_training, before transformers was imported
     from unsloth import FastModel
 
-    from scripts.modeling import apply_rope_scaling, restore_end_of_turn_eos
+    from scripts.modeling import apply_rope_scaling, resolve_attn_implementation, restore_end_of_turn_eos
 
     model, _ = FastModel.from_pretrained(
         model_name=cfg.model.name_or_path,
@@ -161,7 +162,7 @@ def _load_unsloth(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
         dtype=dtype,
         load_in_4bit=False,
         full_finetuning=False,
-        attn_implementation=cfg.model.attn_implementation,
+        attn_implementation=resolve_attn_implementation(cfg.model.attn_implementation),
         use_gradient_checkpointing="unsloth" if cfg.train.gradient_checkpointing else False,
         token=hub_token(),
     )

@@ -58,7 +58,7 @@ def test_hf_training_model_has_rope_on_global_layers_and_lora(tiny_root, tmp_pat
     tok = load_checked_tokenizer(cfg)
     model = load_model(cfg, "hf", tok, torch.float32)
     _check_scaled(model)
-    assert model.config._attn_implementation == "eager"
+    assert model.config._attn_implementation == "sdpa"  # auto without a GPU: never eager's seq x seq scores
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert {n.split(".")[-4] for n in trainable} == set(cfg.lora.target_modules)
@@ -66,3 +66,13 @@ def test_hf_training_model_has_rope_on_global_layers_and_lora(tiny_root, tmp_pat
 
 # The unsloth model's rope/EOS/LoRA are checked on the model that trained, in a subprocess
 # (importing unsloth patches transformers for the whole process): test_unsloth_train.py.
+
+
+def test_attention_auto_never_picks_eager_and_flash_needs_a_gpu():
+    from scripts.config import UserError
+    from scripts.modeling import resolve_attn_implementation
+
+    assert resolve_attn_implementation("auto") == "sdpa"  # CPU, no flash-attn
+    assert resolve_attn_implementation("eager") == "eager"
+    with pytest.raises(UserError, match="flash_attention_2 needs a GPU"):
+        resolve_attn_implementation("flash_attention_2")

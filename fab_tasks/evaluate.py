@@ -1,8 +1,9 @@
-"""Evaluation stage: generate candidates (judge and report join this module).
+"""Evaluation stage: generate candidates, judge them, report for a PR.
 
     fab eval.generate --split validation --config configs/eval.yaml [--limit N]
     fab eval.generate --split test --run-id 20261101T120000Z
-    fab eval.generate --split validation --adapter models/runs/RUN/adapter
+    fab eval.judge --split validation --config configs/judge_slots.yaml [--max-cost 0.50]
+    fab eval.report --run-id validation_YYYYmmddTHHMMSSZ --output reports/latest_eval.md [--baseline RUN]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ DEFAULT_EVAL_CONFIG = "configs/eval.yaml"
 @task(default=True, help={
     "split": "split to generate for: train, validation or test (default validation)",
     "config": f"eval config (default {DEFAULT_EVAL_CONFIG})",
-    "limit": "only the split's first N examples; 0 = all (a rerun with a larger N resumes)",
+    "limit": "only N examples, taken from each task in turn; 0 = all (a rerun with a larger N resumes)",
     "run_id": "evaluate models/runs/<RUN_ID>/adapter instead of the config's model.adapter",
     "adapter": "PEFT adapter dir or run dir, overriding the config's model.adapter",
 })

@@ -1,0 +1,538 @@
+"""Products and product-page HTML: the five layout families, page boilerplate, mutilation, product rows."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import cache, lru_cache
+
+from scripts.sample_data.shops import (
+    AVAILABILITY,
+    PRODUCT_INSTRUCTION,
+    RELATED_SHARE,
+    SLOT_DESCRIPTIONS,
+    SLOT_TYPES,
+    Shop,
+)
+from scripts.sample_data.vocabulary import (
+    _NUMBER_SEPARATORS,
+    _OG_AVAILABILITY,
+    _SCHEMA_AVAILABILITY,
+    BRANDS,
+    COLORS,
+    CURRENCY_RATE,
+    DEPARTMENTS,
+    KINDS,
+    SENTENCES,
+    WORDS,
+    Kind,
+)
+
+# --- formatting helpers -----------------------------------------------------
+
+
+def _fmt_number(value: float, locale: str, decimals: int = 2) -> str:
+    thousands, decimal = _NUMBER_SEPARATORS[locale]
+    text = f"{value:,.{decimals}f}"
+    return text.replace(",", "\0").replace(".", decimal).replace("\0", thousands)
+
+
+def _fmt_price(value: float, shop: Shop) -> str:
+    number = _fmt_number(value, shop.locale)
+    if shop.currency == "USD":
+        return f"${number}"
+    if shop.currency == "GBP":
+        return f"£{number}"
+    if shop.currency == "PLN":
+        return f"{number} zł"
+    return f"€ {number}" if shop.locale == "nl" else f"{number} €"
+
+
+@lru_cache(maxsize=8192)
+def _slug(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+def _word(key: str, shop: Shop, **fmt: object) -> str:
+    text = WORDS[key][shop.locale]
+    return text.format(**fmt) if fmt else text
+
+
+def _price_value(rng: random.Random, kind: Kind, shop: Shop) -> float:
+    low, high = kind.price_range
+    base = rng.uniform(low, high) * CURRENCY_RATE[shop.currency]
+    cents = rng.choice((99, 0, 95, 90, 49, 99))
+    return round(int(base) + cents / 100, 2)
+
+
+# --- products ---------------------------------------------------------------
+
+
+@dataclass
+class Product:
+    kind: Kind
+    title: str
+    brand: str | None
+    price: float
+    original_price: float | None
+    currency: str
+    availability: str | None
+    sku: str | None
+    categories: list[str] | None
+    rating: float | None
+    review_count: int | None
+    image_url: str | None
+    limited_left: int
+    url: str
+
+    def answer(self) -> dict:
+        return {slot: getattr(self, slot) for slot in SLOT_TYPES}
+
+
+def _model_code(rng: random.Random) -> str:
+    letters = "".join(rng.choices("ABCDEFGHKLMPRSTVXZ", k=rng.randint(1, 3)))
+    number = int(10 ** rng.uniform(0.4, 3))  # 2..999, short numbers as often as long ones
+    return rng.choice(
+        (f"{letters}-{number}", f"{letters}{number}", f"{letters} {number} Pro", f"{letters}{number} Plus")
+    )
+
+
+def _product_url(rng: random.Random, shop: Shop, kind: Kind, title: str, sku: str | None) -> str:
+    number = rng.randint(10000, 999999)
+    plural = _slug(kind.names[shop.locale][1])
+    path = rng.choice(
+        (
+            f"/{plural}/{_slug(title)}-{number}.html",
+            f"/p/{number}",
+            f"/product/{_slug(title)}",
+            f"/{_slug(DEPARTMENTS[kind.department][shop.locale])}/{plural}/{_slug(title)}",
+            f"/index.php?route=product&id={number}",
+        )
+    )
+    return f"https://{shop.host}{path}"
+
+
+def _make_product(rng: random.Random, shop: Shop) -> Product:
+    kind = rng.choice(KINDS)
+    singular, plural = kind.names[shop.locale]
+    brand = rng.choice(BRANDS) if rng.random() > 0.1 else None
+    model = _model_code(rng)
+    extra = rng.choice(
+        ("", f", {rng.choice(COLORS[shop.locale])}", f" {rng.choice(COLORS[shop.locale])}", "")
+    )
+    title = f"{brand} {singular} {model}{extra}" if brand else f"{singular} {model}{extra}"
+    price = _price_value(rng, kind, shop)
+    original = None
+    if rng.random() < 0.7:
+        original = round(int(price * rng.uniform(1.1, 1.6)) + rng.choice((0.99, 0.0, 0.95)), 2)
+    availability = rng.choices(AVAILABILITY, weights=(70, 12, 6, 12))[0] if rng.random() > 0.04 else None
+    sku = None
+    if rng.random() > 0.1:
+        prefix = "".join(part[0] for part in re.split(r"[-.]", shop.domain)[:2]).upper()
+        sku = rng.choice(
+            (
+                f"{prefix}-{rng.randint(10000, 999999)}",
+                f"{rng.randint(10**7, 10**8 - 1)}",
+                f"{prefix}{rng.randint(100, 999)}{model[:2].strip('- ')}",
+            )
+        )
+    categories = [DEPARTMENTS[kind.department][shop.locale], plural] if rng.random() > 0.15 else None
+    rating = review_count = None
+    if rng.random() < 0.8:
+        rating = round(rng.uniform(2.8, 5.0), 1)
+        review_count = min(int(rng.paretovariate(1.1) * 4), 9999) if rng.random() > 0.05 else None
+    image_url = f"{shop.cdn}/{_slug(title)}-{rng.randint(1, 9999)}.jpg" if rng.random() > 0.1 else None
+    return Product(
+        kind=kind,
+        title=title,
+        brand=brand,
+        price=price,
+        original_price=original,
+        currency=shop.currency,
+        availability=availability,
+        sku=sku,
+        categories=categories,
+        rating=rating,
+        review_count=review_count,
+        image_url=image_url,
+        limited_left=rng.randint(2, 9),
+        url=_product_url(rng, shop, kind, title, sku),
+    )
+
+
+def _availability_text(p: Product, shop: Shop) -> str:
+    if p.availability is None:
+        return ""
+    return (
+        _word(p.availability, shop, n=p.limited_left)
+        if p.availability == "limited"
+        else _word(p.availability, shop)
+    )
+
+
+def _description(rng: random.Random, shop: Shop) -> str:
+    sentences = SENTENCES[shop.locale]
+    return " ".join(rng.sample(sentences, rng.randint(2, len(sentences))))
+
+
+def _breadcrumb_html(categories: list[str], shop: Shop) -> str:
+    links = [f'<a href="/">{_word("home", shop)}</a>']
+    links += [f'<a href="/{_slug(name)}">{name}</a>' for name in categories[:-1]]
+    links.append(f'<span class="current">{categories[-1]}</span>')
+    return '<nav class="breadcrumb" aria-label="breadcrumb">' + " &rsaquo; ".join(links) + "</nav>"
+
+
+def _rating_html(p: Product, shop: Shop, microdata: bool = False) -> str:
+    if p.rating is None:
+        return ""
+    value = _fmt_number(p.rating, shop.locale, 1)
+    if microdata:
+        count = (
+            f' (<span itemprop="reviewCount">{p.review_count}</span>)' if p.review_count is not None else ""
+        )
+        return (
+            '<div class="rating" itemprop="aggregateRating" itemscope '
+            'itemtype="https://schema.org/AggregateRating">'
+            f'<meta itemprop="ratingValue" content="{p.rating}">{_word("out_of", shop, r=value)}{count}</div>'
+        )
+    count = (
+        f' <a href="#reviews">{_word("reviews", shop, n=p.review_count)}</a>'
+        if p.review_count is not None
+        else ""
+    )
+    stars = f'<span class="stars" style="width:{int(p.rating * 20)}%"></span>'
+    return f'<div class="rating">{stars}{_word("out_of", shop, r=value)}{count}</div>'
+
+
+def _price_block(p: Product, shop: Shop, price_cls: str = "price", old_cls: str = "old-price") -> str:
+    old = (
+        f'<del class="{old_cls}">{_word("was", shop)} {_fmt_price(p.original_price, shop)}</del> '
+        if p.original_price
+        else ""
+    )
+    return f'<div class="price-box">{old}<span class="{price_cls}">{_fmt_price(p.price, shop)}</span></div>'
+
+
+def _core_microdata(p: Product, shop: Shop, rng: random.Random) -> str:
+    parts = ['<div class="product-detail" itemscope itemtype="https://schema.org/Product">']
+    if p.categories:
+        parts.append(_breadcrumb_html(p.categories, shop))
+    parts.append(f'<h1 itemprop="name" class="pdp-title">{p.title}</h1>')
+    if p.brand:
+        parts.append(
+            f'<div class="brand">{_word("brand", shop)}: <span itemprop="brand">{p.brand}</span></div>'
+        )
+    if p.image_url:
+        parts.append(f'<img itemprop="image" src="{p.image_url}" alt="{p.title}" width="600" loading="lazy">')
+    parts.append(_rating_html(p, shop, microdata=True))
+    parts.append('<div itemprop="offers" itemscope itemtype="https://schema.org/Offer">')
+    parts.append(f'<meta itemprop="priceCurrency" content="{p.currency}">')
+    if p.original_price:
+        parts.append(
+            f'<del class="old-price">{_word("was", shop)} {_fmt_price(p.original_price, shop)}</del>'
+        )
+    parts.append(f'<span itemprop="price" content="{p.price:.2f}">{_fmt_price(p.price, shop)}</span>')
+    if p.availability:
+        parts.append(
+            f'<link itemprop="availability" href="https://schema.org/{_SCHEMA_AVAILABILITY[p.availability]}">'
+            f'<span class="stock">{_availability_text(p, shop)}</span>'
+        )
+    parts.append("</div>")
+    if p.sku:
+        parts.append(f'<p class="sku">{_word("sku", shop)}: <span itemprop="sku">{p.sku}</span></p>')
+    parts.append(
+        f'<button type="submit" class="btn btn-primary add-to-cart">{_word("add_to_cart", shop)}</button>'
+    )
+    parts.append(
+        f'<div itemprop="description"><h2>{_word("description", shop)}</h2>'
+        f"<p>{_description(rng, shop)}</p></div></div>"
+    )
+    return "\n".join(part for part in parts if part)
+
+
+def _core_jsonld(p: Product, shop: Shop, rng: random.Random) -> str:
+    data: dict = {"@context": "https://schema.org", "@type": "Product", "name": p.title}
+    if p.image_url:
+        data["image"] = [p.image_url]
+    if p.brand:
+        data["brand"] = {"@type": "Brand", "name": p.brand}
+    if p.sku:
+        data["sku"] = p.sku
+    offer = {"@type": "Offer", "url": p.url, "priceCurrency": p.currency, "price": f"{p.price:.2f}"}
+    if p.availability:
+        offer["availability"] = f"https://schema.org/{_SCHEMA_AVAILABILITY[p.availability]}"
+    data["offers"] = offer
+    if p.rating is not None:
+        data["aggregateRating"] = {"@type": "AggregateRating", "ratingValue": str(p.rating)}
+        if p.review_count is not None:
+            data["aggregateRating"]["reviewCount"] = str(p.review_count)
+    scripts = [f'<script type="application/ld+json">{json.dumps(data, ensure_ascii=False)}</script>']
+    if p.categories:
+        crumbs = {
+            "@context": "https://schema.org",
+            "@type": "BreadcrumbList",
+            "itemListElement": [
+                {"@type": "ListItem", "position": i + 1, "name": name} for i, name in enumerate(p.categories)
+            ],
+        }
+        scripts.append(
+            f'<script type="application/ld+json">{json.dumps(crumbs, ensure_ascii=False)}</script>'
+        )
+    rng.shuffle(scripts)
+    visible = [
+        f'<main id="pdp"><h1 class="title">{p.title}</h1>',
+        _price_block(p, shop),
+        f'<p class="stock">{_availability_text(p, shop)}</p>' if p.availability else "",
+        f'<button class="cta">{_word("add_to_cart", shop)}</button>',
+        f'<section class="desc"><p>{_description(rng, shop)}</p></section></main>',
+    ]
+    return "\n".join(part for part in scripts + visible if part)
+
+
+def _core_divs(p: Product, shop: Shop, rng: random.Random) -> str:
+    c = shop.classes
+    parts = ['<div class="container"><div class="row">']
+    if p.categories:
+        parts.append(
+            '<ul class="crumbs">' + "".join(f"<li><a>{name}</a></li>" for name in p.categories) + "</ul>"
+        )
+    if p.image_url:
+        parts.append(f'<div class="gallery"><img data-src="{p.image_url}" src="{p.image_url}"></div>')
+    parts.append(f'<div class="col-md-6"><div class="{c["title"]}">{p.title}</div>')
+    if p.brand:
+        parts.append(f'<div class="{c["brand"]}"><a href="/{_slug(p.brand)}">{p.brand}</a></div>')
+    parts.append(_rating_html(p, shop))
+    parts.append(_price_block(p, shop, c["price"], c["old"]))
+    if p.availability:
+        parts.append(f'<div class="{c["stock"]}"><i class="icon"></i> {_availability_text(p, shop)}</div>')
+    if p.sku:
+        parts.append(f'<div class="meta">{_word("sku", shop)} {p.sku}</div>')
+    parts.append(f'<a class="btn" href="#">{_word("add_to_cart", shop)}</a></div></div>')
+    parts.append(f'<div class="tab-content"><p>{_description(rng, shop)}</p></div></div>')
+    return "\n".join(part for part in parts if part)
+
+
+def _core_table(p: Product, shop: Shop, rng: random.Random) -> str:
+    rows = []
+    if p.brand:
+        rows.append((_word("brand", shop), p.brand))
+    price = f'<font color="#cc0000"><b>{_fmt_price(p.price, shop)}</b></font>'
+    if p.original_price:
+        price = f"<s>{_fmt_price(p.original_price, shop)}</s><br>{price}"
+    rows.append((_word("price", shop), price))
+    if p.availability:
+        rows.append(("", _availability_text(p, shop)))
+    if p.sku:
+        rows.append((_word("sku", shop), p.sku))
+    if p.rating is not None:
+        count = f" ({_word('reviews', shop, n=p.review_count)})" if p.review_count is not None else ""
+        rows.append(("", _word("out_of", shop, r=_fmt_number(p.rating, shop.locale, 1)) + count))
+    cells = "\n".join(f'<tr><td class="lbl">{label}</td><td>{value}</td></tr>' for label, value in rows)
+    crumbs = ""
+    if p.categories:
+        crumbs = '<tr><td colspan="2"><small>' + " &gt; ".join(p.categories) + "</small></td></tr>\n"
+    image = f'<img src="{p.image_url}" border="0" width="300">' if p.image_url else "&nbsp;"
+    return (
+        f'<table width="100%" border="0" cellpadding="2" cellspacing="0">\n{crumbs}'
+        f'<tr><td colspan="2"><font size="4"><b>{p.title}</b></font></td></tr>\n'
+        f'<tr><td valign="top">{image}</td><td valign="top"><table cellpadding="3">\n{cells}\n</table>\n'
+        f'<input type="image" src="/images/buttons/buy.gif" alt="{_word("add_to_cart", shop)}"></td></tr>\n'
+        f'<tr><td colspan="2">{_description(rng, shop)}</td></tr></table>'
+    )
+
+
+def _core_opengraph(p: Product, shop: Shop, rng: random.Random) -> str:
+    metas = [("og:type", "product"), ("og:title", p.title), ("og:url", p.url)]
+    if p.image_url:
+        metas.append(("og:image", p.image_url))
+    if p.brand:
+        metas.append(("product:brand", p.brand))
+    metas += [("product:price:amount", f"{p.price:.2f}"), ("product:price:currency", p.currency)]
+    if p.availability:
+        metas.append(("product:availability", _OG_AVAILABILITY[p.availability]))
+    if p.sku:
+        metas.append(("product:retailer_item_id", p.sku))
+    if p.categories:
+        metas.append(("product:category", " > ".join(p.categories)))
+    head = "\n".join(f'<meta property="{prop}" content="{value}">' for prop, value in metas)
+    body = [
+        f'</head><body class="pdp"><h1>{p.title}</h1>',
+        _price_block(p, shop),
+        _rating_html(p, shop),
+        f'<span class="availability">{_availability_text(p, shop)}</span>' if p.availability else "",
+        f"<button>{_word('add_to_cart', shop)}</button><p>{_description(rng, shop)}</p>",
+    ]
+    return head + "\n" + "\n".join(part for part in body if part)
+
+
+_CORE_BUILDERS = {
+    "microdata": _core_microdata,
+    "jsonld": _core_jsonld,
+    "divs": _core_divs,
+    "table": _core_table,
+    "opengraph": _core_opengraph,
+}
+
+# --- page boilerplate and mutilation ----------------------------------------
+
+
+def _head_junk(rng: random.Random, shop: Shop) -> str:
+    return (
+        f'<!DOCTYPE html><html lang="{shop.locale}"><head><meta charset="utf-8">'
+        f'<link rel="stylesheet" href="/assets/app.{rng.randrange(16**6):06x}.css">'
+        "<style>.hdr{display:flex;gap:12px}.btn-primary{background:#e30613;color:#fff}"
+        ".cookie{position:fixed;bottom:0}</style>"
+    )
+
+
+@cache
+def _cookie_banner(shop: Shop) -> str:
+    return (
+        f'<div id="cookie-consent" class="cookie" role="dialog"><p>{_word("cookie", shop)} '
+        f'<a href="/privacy">Privacy</a></p><button id="accept-all" onclick="acceptCookies()">'
+        f'{_word("accept", shop)}</button><button class="secondary">Settings</button></div>'
+    )
+
+
+@cache
+def _nav_menu(shop: Shop) -> str:
+    items = [
+        f'<li><a href="/{_slug(d[shop.locale])}">{d[shop.locale]}</a></li>' for d in DEPARTMENTS.values()
+    ]
+    items.append(f'<li class="sale"><a href="/{_slug(_word("deals", shop))}">{_word("deals", shop)}</a></li>')
+    return (
+        f'<header class="hdr"><a class="logo" href="/"><img src="/logo.svg" alt="{shop.domain}"></a>'
+        f'<form action="/search"><input name="q" placeholder="{_word("search", shop)}..."></form>'
+        f'<a href="/account">{_word("account", shop)}</a> <a href="/cart" class="cart-link">0</a></header>'
+        f'<nav class="main-menu"><ul>{"".join(items)}</ul></nav>'
+    )
+
+
+@cache
+def _newsletter(shop: Shop) -> str:
+    return (
+        f'<section class="newsletter"><h3>{_word("newsletter", shop)}</h3><form method="post">'
+        '<input type="email" name="email" required><button type="submit">OK</button></form></section>'
+    )
+
+
+@cache
+def _footer(shop: Shop) -> str:
+    links = ("help", "contact", "shipping", "returns")
+    items = "".join(f'<li><a href="/{_slug(_word(k, shop))}">{_word(k, shop)}</a></li>' for k in links)
+    return (
+        f'<footer class="site-footer"><ul class="links">{items}</ul><p>{_word("hours", shop)}</p>'
+        f'<div class="payments"><img src="/img/pay/visa.svg"><img src="/img/pay/paypal.svg"></div>'
+        f"<p>&copy; 2026 {shop.domain}</p></footer>"
+    )
+
+
+def _tracking(rng: random.Random, shop: Shop) -> str:
+    return (
+        "<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}"
+        f"gtag('js',new Date());gtag('config','G-{rng.randrange(16**8):08X}');</script>"
+        '<script async src="https://connect.facebook.net/en_US/fbevents.js"></script>'
+        f'<img src="https://px.adsrv.net/p.gif?cb={rng.randrange(10**9)}" width="1" height="1" '
+        'style="display:none">'
+    )
+
+
+_ATTR_RE = re.compile(r'\s(?:class|id|style|alt|width|height|loading|rel|role|data-[\w-]+)="[^"]*"')
+_TAG_RE = re.compile(r"<(div|p|span|li|section)(?=[\s>])")
+_JOINERS = ("\n", "\n\n", "", "\n    ", "\t", "  \n")
+
+
+def _drop_attributes(html: str, rng: random.Random, rate: float) -> str:
+    return _ATTR_RE.sub(lambda m: "" if rng.random() < rate else m.group(0), html)
+
+
+def _inline_styles(html: str, rng: random.Random, rate: float) -> str:
+    styles = ("margin:0 4px", "display:none", "color:#333;font-size:13px", "padding:2px")
+    return _TAG_RE.sub(
+        lambda m: f'<{m.group(1)} style="{rng.choice(styles)}"' if rng.random() < rate else m.group(0), html
+    )
+
+
+def _mutilate(rng: random.Random, shop: Shop, core: str) -> str:
+    """Boilerplate around the core, cut mid-tag at both ends; the core is never cut."""
+    before = [_head_junk(rng, shop)] + [b(shop) for b in (_cookie_banner, _nav_menu) if rng.random() < 0.8]
+    after = [b(shop) for b in (_newsletter, _footer) if rng.random() < 0.7] + [_tracking(rng, shop)]
+    rng.shuffle(after)
+    before[0] = before[0][rng.randrange(1, len(before[0]) - 1) :]
+    after[-1] = after[-1][: rng.randrange(1, len(after[-1]) - 1)]
+    if rng.random() < 0.4:  # minified page: no line breaks in the template
+        core = re.sub(r"\n\s*", "", core)
+    html = "".join(part + rng.choice(_JOINERS) for part in [*before, core, *after])
+    html = _drop_attributes(html, rng, rate=rng.uniform(0.1, 0.5))
+    return _inline_styles(html, rng, rate=0.05).strip()
+
+
+# --- product rows -----------------------------------------------------------
+
+
+def _catalog() -> str:
+    return "\n".join(f"- {slot} ({SLOT_TYPES[slot]}): {desc}" for slot, desc in SLOT_DESCRIPTIONS.items())
+
+
+_CATALOG = _catalog()
+
+
+def _product_prompt(url: str, html: str) -> str:
+    return f"{PRODUCT_INSTRUCTION}\n\nCatalog:\n{_CATALOG}\n\nURL: {url}\n\nHTML:\n{html}"
+
+
+def _product_response(answer: dict, rng: random.Random) -> str:
+    """The strong model's raw output: mostly compact JSON, sometimes pretty, shuffled or fenced."""
+    style = rng.random()
+    if style < 0.08:
+        items = list(answer.items())
+        rng.shuffle(items)
+        answer = dict(items)
+    if style < 0.72:
+        return json.dumps(answer, ensure_ascii=False)
+    if style < 0.80:
+        return json.dumps(answer, ensure_ascii=False, separators=(",", ":"))
+    if style < 0.90:
+        return json.dumps(answer, ensure_ascii=False, indent=2)
+    body = json.dumps(answer, ensure_ascii=False, indent=rng.choice((None, 2)))
+    return f"```json\n{body}\n```" + rng.choice(("", "\n"))
+
+
+def _product_row(rng: random.Random, shop: Shop) -> tuple[str, str, str]:
+    product = _make_product(rng, shop)
+    core = _CORE_BUILDERS[shop.layout](product, shop, rng)
+    if rng.random() < RELATED_SHARE:  # other titles and prices on the page: distractors
+        core += (
+            f"\n<h3>{_word('related', shop)}</h3>" + _card_grid(rng, shop, product.kind, rng.randint(2, 4))[1]
+        )
+    html = _mutilate(rng, shop, core)
+    return product.url, _product_prompt(product.url, html), _product_response(product.answer(), rng)
+
+
+
+# --- product cards (also used by nav pages) -------------------------------
+
+Section = tuple[str, str]  # (keyword, html)
+
+
+def _card(rng: random.Random, shop: Shop, kind: Kind) -> str:
+    brand = rng.choice(BRANDS)
+    title = f"{brand} {kind.names[shop.locale][0]} {_model_code(rng)}"
+    slug = _slug(title)
+    href = f"/p/{slug}-{rng.randint(1000, 99999)}"
+    old = f"<s>{_fmt_price(_price_value(rng, kind, shop) * 1.2, shop)}</s> " if rng.random() < 0.3 else ""
+    return (
+        f'<div class="{shop.classes["card"]}"><a href="{href}"><img src="{shop.cdn}/{slug}.jpg" alt=""></a>'
+        f'<a class="name" href="{href}">{title}</a>'
+        f'<span class="price">{old}{_fmt_price(_price_value(rng, kind, shop), shop)}</span>'
+        f'<button class="add">{_word("add_to_cart", shop)}</button></div>'
+    )
+
+
+def _card_grid(rng: random.Random, shop: Shop, kind: Kind, n: int) -> Section:
+    cards = "".join(_card(rng, shop, kind) for _ in range(n))
+    return _word("add_to_cart", shop), f'<div class="product-grid">{cards}</div>'

@@ -73,7 +73,11 @@ def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, jud
     from scripts.evaluation.judge_config import JudgeConfig
 
     cfg = load_config(config, JudgeConfig)
-    run_dir, s = run_judge(cfg, split, float(max_cost) if max_cost is not None else None, judge_model or None)
+    with Progress(TextColumn("LLM judge"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        job = bar.add_task("judge", total=None)
+        run_dir, s = run_judge(cfg, split, float(max_cost) if max_cost is not None else None, judge_model or None,
+                               progress=lambda done, total: bar.update(job, completed=done, total=total))
     for task_name, t in s["tasks"].items():
         m = t["metrics"]
         headline = m.get("accuracy", m.get("slot_accuracy"))

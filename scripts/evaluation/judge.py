@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -194,8 +194,9 @@ class LLMJudge:
 
     def __init__(self, settings: JudgeSettings, cache: JudgeCache, model: str | None = None,
                  api_base: str | None = None, api_key: str | None = None, max_cost: float | None = None,
-                 sleep=asyncio.sleep):
+                 sleep=asyncio.sleep, progress: Callable[[int, int], None] | None = None):
         self.settings = settings
+        self._progress = progress  # (judged so far, to judge) after each paid call or give-up
         self.model = model or settings.model
         self.api_base = api_base
         self._api_key = api_key
@@ -263,9 +264,15 @@ class LLMJudge:
                 todo[key] = item
         semaphore = asyncio.Semaphore(self.settings.concurrency)
 
+        done = 0
+
         async def one(key: str, item: JudgeItem) -> None:
+            nonlocal done
             async with semaphore:
                 results[key] = await self._judge_one(key, item)
+            done += 1
+            if self._progress:
+                self._progress(done, len(todo))
 
         await asyncio.gather(*(one(k, it) for k, it in todo.items()))
         self.stats.not_judged = sum(r.status == "not_judged" for r in results.values())
@@ -360,7 +367,8 @@ def new_run_id(split: str, output_dir: Path) -> str:
 
 
 def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge_model: str | None = None,
-              run_id: str | None = None) -> tuple[Path, dict[str, Any]]:
+              run_id: str | None = None, progress: Callable[[int, int], None] | None = None,
+              ) -> tuple[Path, dict[str, Any]]:
     cand_path = candidates_path(cfg, split)
     if not cand_path.is_file():
         raise UserError(f"no candidates at {cand_path}: run fab eval.generate --split {split} first")
@@ -391,7 +399,7 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
 
     judge_info = resolve_judge(cfg, judge_model)
     rows, needs = _score_all(cfg, ds, matched)
-    judge_summary = _run_llm(cfg, rows, needs, judge_info, max_cost)
+    judge_summary = _run_llm(cfg, rows, needs, judge_info, max_cost, progress)
 
     run_id = run_id or new_run_id(split, cfg.output_dir)
     run_dir = cfg.output_dir / run_id
@@ -459,7 +467,8 @@ def _score_all(cfg: JudgeConfig, ds: DatasetsConfig, matched) -> tuple[list[dict
     return rows, needs
 
 
-def _run_llm(cfg: JudgeConfig, rows: list[dict], needs: list[int], info: dict, max_cost: float | None) -> dict:
+def _run_llm(cfg: JudgeConfig, rows: list[dict], needs: list[int], info: dict, max_cost: float | None,
+             progress: Callable[[int, int], None] | None = None) -> dict:
     summary: dict[str, Any] = {"model": info["model"], "api_base_set": bool(info["api_base"]),
                                "needed": len(needs), "enabled": bool(info["api_key"]),
                                "max_cost_usd": max_cost if max_cost is not None else cfg.judge.max_cost_usd}
@@ -469,7 +478,8 @@ def _run_llm(cfg: JudgeConfig, rows: list[dict], needs: list[int], info: dict, m
     if needs and info["api_key"]:
         cache = JudgeCache(cfg.cache_path)
         try:
-            judge = LLMJudge(cfg.judge, cache, info["model"], info["api_base"], info["api_key"], max_cost)
+            judge = LLMJudge(cfg.judge, cache, info["model"], info["api_base"], info["api_key"], max_cost,
+                             progress=progress)
             items = {i: JudgeItem(rows[i]["slot"], rows[i]["reference"], rows[i]["candidate"]) for i in needs}
             keys = {i: judge.key(it) for i, it in items.items()}
             results = judge.run(list(items.values()))

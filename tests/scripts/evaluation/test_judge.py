@@ -262,3 +262,14 @@ def test_cache_key_depends_on_model_prompt_version_slot_and_values(tmp_path):
     assert cache.get(base) is None
     cache.close()
     assert JudgeItem("t", 1, 2).slot == "t"
+
+
+def test_progress_reports_every_paid_call(tmp_path, judge_env):
+    cfg = make_inputs(tmp_path)
+    seen = []
+    with JudgeServer() as server:
+        judge_env(server)
+        run_judge(cfg, "validation", progress=lambda done, total: seen.append((done, total)))
+        requests = len(server.requests)
+    assert [done for done, _ in seen] == list(range(1, requests + 1))
+    assert {total for _, total in seen} == {requests} == {5}

@@ -40,6 +40,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, NamedTuple
 
 from scripts.config import DatasetsConfig, UserError, load_config
@@ -292,6 +293,18 @@ class _Predictor:
             self.summary.warnings += self.decoders[task][0].warnings
         return self.decoders[task]
 
+    def over_context_reason(self, page: Page, system: str) -> str | None:
+        from scripts.modeling import encode_chat
+        from scripts.training.data import prompt_messages
+
+        _, max_new = self.decoder(page.task)
+        messages = prompt_messages(SimpleNamespace(system_prompt=system, prompt=str(page.prompt)))
+        needed = len(encode_chat(self.tokenizer, messages)) + max_new
+        context = _context_length(self.model)
+        if needed > context:
+            return f"prompt + max_new_tokens = {needed} tokens exceeds the model's context of {context}"
+        return None
+
     def predict(self, pages: list[Page]) -> tuple[list[tuple], list[bool]]:
         """Rows (id, task, output, valid, model_sha, error) in the pages' order, and which were bad rows."""
         from scripts.evaluation.generate import generate_outputs
@@ -308,6 +321,10 @@ class _Predictor:
             spec = self.datasets.tasks[page.task]
             own = page.system_prompt if isinstance(page.system_prompt, str) else None
             system = own if own and own.strip() else spec.system_prompt
+            error = self.over_context_reason(page, system)
+            if error:  # would raise inside the model on every rerun: record it, never stop on it
+                rows[i], bad[i] = (page.id, page.task, None, False, sha, error), True
+                continue
             # Candidate ids are strings: carry the row's position, map back below.
             by_task.setdefault(page.task, []).append(page._replace(id=str(i), system_prompt=system))
         for task, items in by_task.items():
@@ -321,6 +338,10 @@ class _Predictor:
                     error = None if candidate.valid else invalid
                     rows[i] = (pages[i].id, task, candidate.raw, candidate.valid, sha, error)
         return rows, bad
+
+
+def _context_length(model) -> int:
+    return model.config.get_text_config().max_position_embeddings
 
 
 def bad_row_reason(page: Page, datasets: DatasetsConfig, registry: Path) -> str | None:

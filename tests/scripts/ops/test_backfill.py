@@ -170,3 +170,21 @@ def test_bad_input_is_a_one_line_user_error(models, tmp_path, case, message):
         backfill(db, "pages", model, _cfg(config), task="nope" if case == "bad_task" else None)
     assert message in str(exc.value) and "\n" not in str(exc.value)
     assert case != "no_db" or not db.exists()  # never creates an empty database
+
+
+def test_prompt_longer_than_the_context_is_a_bad_row_not_a_crash(models, tmp_path):
+    _, base, _, config = models
+    short_context = tmp_path / "short"
+    build_tiny_gemma(short_context, TOKENIZER_TEXTS)
+    model_config = json.loads((short_context / "config.json").read_text())
+    model_config["max_position_embeddings"] = 256
+    (short_context / "config.json").write_text(json.dumps(model_config))
+    pages = [("a", NAV, NAV_HTML, None), ("b", NAV, NAV_HTML * 40, None), ("c", NAV, NAV_HTML, None)]
+    db = write_pages_db(tmp_path / "pages.duckdb", pages)
+
+    s = backfill(db, "pages", short_context, _cfg(config))
+
+    got = predictions(db)
+    assert (s.predicted, s.bad) == (2, 1) and got["a"]["valid"] and got["c"]["valid"]
+    assert got["b"]["valid"] is False and "exceeds the model's context of 256" in got["b"]["error"]
+    assert backfill(db, "pages", short_context, _cfg(config)).skipped == 3  # a rerun does not stop on it

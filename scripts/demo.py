@@ -30,7 +30,7 @@ from scripts.config import REPO_ROOT, DatasetsConfig, TrainingConfig, load_confi
 
 SCHEMA_VERSION = "demo"
 RAW_DB = Path("data/raw/demo.duckdb")
-TINY_MODEL = Path("models/tiny-gemma3")
+TINY_MODEL = Path("models/demo-tiny-gemma3")  # models/tiny-gemma3 belongs to train.init-tiny
 RUN_ID = "demo"
 CONFIG_DIR = Path("reports/demo/configs")
 REPORT = Path("reports/demo_eval.md")

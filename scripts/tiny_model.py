@@ -189,6 +189,23 @@ def tiny_gemma_config(
     )
 
 
+def gemma3_270m_config(tokenizer) -> Gemma3TextConfig:
+    """google/gemma-3-270m's architecture as published (18 layers, 5 sliding : 1 global, hidden 640,
+    262,144-token vocabulary): random weights of the real size, for GPU speed and memory checks."""
+    layer_types = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(18)]
+    return Gemma3TextConfig(
+        vocab_size=262_144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256,
+        sliding_window=512, layer_types=layer_types, max_position_embeddings=BASE_MAX_POSITION_EMBEDDINGS,
+        rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+        },
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    )
+
+
 def build_tiny_gemma(
     output_dir: Path,
     texts: Iterable[str],
@@ -198,6 +215,7 @@ def build_tiny_gemma(
     num_layers: int = 2,
     seed: int = 0,
     embedding_scale: float = 1.0,
+    architecture: str = "tiny",
 ) -> Path:
     """Write tokenizer + random ``Gemma3ForCausalLM`` (safetensors) to ``output_dir``; return it.
 
@@ -205,12 +223,20 @@ def build_tiny_gemma(
     At hidden size 64 every logit is then bounded by about |E_row| x |norm(h)| = 0.16 x 8 = 1.3,
     so LoRA alone (embeddings and norms frozen, as in real fine-tuning) cannot express a
     confident answer; the real gemma-3-270m's rows are far larger. Training tests use 10.
+
+    ``architecture="270m"`` ignores the size arguments and builds :func:`gemma3_270m_config`
+    (268M random parameters, saved in bf16 like the real checkpoint) around the same small tokenizer.
     """
     output_dir = Path(output_dir)
     tokenizer = build_tokenizer(texts, vocab_size=vocab_size)
-    config = tiny_gemma_config(
-        tokenizer, vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers
-    )
+    if architecture == "270m":
+        config = gemma3_270m_config(tokenizer)
+    elif architecture == "tiny":
+        config = tiny_gemma_config(
+            tokenizer, vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers
+        )
+    else:
+        raise ValueError(f"architecture must be tiny or 270m, not {architecture!r}")
     torch.manual_seed(seed)
     model = Gemma3ForCausalLM(config)
     if embedding_scale != 1.0:
@@ -223,6 +249,8 @@ def build_tiny_gemma(
         eos_token_id=[tokenizer.eos_token_id, end_of_turn],
         pad_token_id=tokenizer.pad_token_id,
     )
+    if architecture == "270m":
+        model.to(torch.bfloat16)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)

@@ -1,0 +1,377 @@
+"""The GPU path in one run: train.run on both backends, eval.generate, package.export, 128k steps.
+
+    python bench/gpu_check.py --prepare DIR                 # CPU side: sample -> clean -> split into DIR
+    python bench/gpu_check.py --work DIR [--stages env,chain,evalspeed,longctx] [--lengths 8192,32768,131072]
+                              [--shape 270m|tiny] [--steps 40] [--out DIR]
+
+Meant for a machine with a GPU (it also runs on CPU with ``--shape tiny`` and short lengths, which
+is how it is checked before GPU time is spent). The model is google/gemma-3-270m's architecture with
+random weights (``scripts.tiny_model.gemma3_270m_config``: 18 layers, hidden 640, 262,144-token
+vocabulary) around the small locally trained tokenizer: the real weights cannot be downloaded here,
+and speed and memory depend on the shapes, not on the values.
+
+Stages, each heavy one in a child process (Unsloth patches transformers for the whole process; an
+OOM or a hang costs one row, not the run), results appended to ``<out>/gpu_check.jsonl``:
+
+* ``env``: torch build, device, bf16, versions, whether flash-attn / unsloth import.
+* ``chain``: ``run_training`` (configs/training.yaml, bf16, gradient checkpointing, the real
+  131072 context) for backend hf and unsloth on the prepared splits: tokens/s at steady state,
+  peak GPU memory, first/last loss; then, on the hf run, ``generate_candidates`` (constrained,
+  bf16 on the GPU) and ``export_bundle`` (fp32 merge, parity and reload gates, bf16 bundle).
+* ``evalspeed``: bench/eval_bench.py's constrained-vs-unconstrained and batch-16-vs-one-by-one
+  measurements with this model on this device.
+* ``longctx``: ONE training step (forward + backward, LoRA, gradient checkpointing, bf16) of one
+  sequence per length and backend, labels on its last 1024 tokens (an answer after a long prompt):
+  peak GPU memory (``torch.cuda.max_memory_allocated``) and tokens/s of the second step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA = "gpu"
+GIB = 2**30
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def peak_gib() -> float | None:
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / GIB, 2) if torch.cuda.is_available() else None
+
+
+def record(out: Path, row: dict) -> None:
+    line = json.dumps(row, default=str)
+    print("RESULT " + line, flush=True)
+    with open(out / "gpu_check.jsonl", "a") as fh:
+        fh.write(line + "\n")
+
+
+def quiet() -> None:
+    import logging
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("transformers", "peft", "trl", "torchao", "unsloth", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def training_cfg(work: Path, backend: str, steps: int, extra: dict | None = None):
+    from scripts.config import TrainingConfig, load_config
+
+    return load_config(REPO / "configs/training.yaml", TrainingConfig, {
+        "backend": backend,
+        "model.name_or_path": str(work / "base"),
+        "data.schema_version": SCHEMA,
+        "data.processed_dir": str(work / "processed"),
+        "output.runs_dir": str(work / "runs"),
+        "output.run_id": backend,
+        "train.max_steps": steps,
+        "train.grad_accum": 1,
+        "train.lr": 2.0e-3,  # random weights: a visible loss drop in a few dozen LoRA steps
+        "train.warmup_ratio": 0.0,
+        "train.logging_steps": 5,
+        "train.save_steps": 100_000,
+        **(extra or {}),
+    })
+
+
+# --- CPU side: data -------------------------------------------------------------------------------
+
+
+def prepare(work: Path, rows: int) -> None:
+    """Sample -> clean -> split -> tokenizer texts, with DuckDB (which the GPU machine need not have)."""
+    import yaml
+
+    from scripts.config import DatasetsConfig, load_config
+    from scripts.dataset.clean import clean_dataset
+    from scripts.dataset.split import split_dataset
+    from scripts.sample_data import generate_sample
+
+    raw = yaml.safe_load((REPO / "configs/datasets.yaml").read_text())
+    raw.update(processed_dir=str(work / "processed"), schema_version=SCHEMA)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "datasets.yaml").write_text(yaml.safe_dump(raw))
+    datasets = load_config(work / "datasets.yaml", DatasetsConfig)
+    generate_sample(work / "sample.duckdb", rows=rows, seed=0)
+    clean_dataset(work / "sample.duckdb", datasets, SCHEMA)
+    print("splits:", split_dataset(datasets).counts)
+    (work / "sample.duckdb").unlink()
+
+
+def build_base(work: Path, shape: str) -> None:
+    from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
+
+    texts, _ = texts_for_tokenizer(work / "processed" / SCHEMA / "splits")
+    build_tiny_gemma(work / "base", texts, seed=0, architecture=shape,
+                     **({"embedding_scale": 10.0} if shape == "tiny" else {}))
+
+
+# --- stages (children) ------------------------------------------------------------------------------
+
+
+def stage_env(work: Path, out: Path, args) -> None:
+    import importlib.metadata as md
+    import importlib.util
+
+    import torch
+
+    row = {"stage": "env", "python": platform.python_version(), "torch": torch.__version__,
+           "cuda": torch.version.cuda, "hip": torch.version.hip, "device": device()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        row.update(gpu=props.name, gpu_gib=round(props.total_memory / GIB, 1),
+                   bf16=torch.cuda.is_bf16_supported(), capability=f"{props.major}.{props.minor}")
+    for name in ("transformers", "peft", "trl", "accelerate", "xgrammar", "unsloth", "unsloth_zoo", "triton",
+                 "flash_attn", "xformers", "bitsandbytes", "vllm"):
+        try:
+            row[name] = md.version(name)
+        except md.PackageNotFoundError:
+            row[name] = None if importlib.util.find_spec(name) is None else "present"
+    record(out, row)
+
+
+def stage_train(work: Path, out: Path, args) -> None:
+    """run_training for one backend; steady-state tokens/s from metrics.jsonl."""
+    import io
+
+    from rich.console import Console
+
+    from scripts.training.run import run_training
+
+    backend = args.backend
+    cfg = training_cfg(work, backend, args.steps)
+    start = time.perf_counter()
+    result = run_training(cfg, console=Console(file=io.StringIO()), say=lambda s: print(" ", s, flush=True))
+    wall = time.perf_counter() - start
+    metrics = [json.loads(line) for line in (Path(result.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    speeds = [m.get("tokens_per_s") for m in metrics if m.get("tokens_per_s")]
+    record(out, {"stage": "train", "backend": result.backend, "reason": result.backend_reason,
+                 "steps": result.global_step, "examples": result.train_examples, "wall_s": round(wall, 1),
+                 "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+                 "tokens_per_s_last": speeds[-1] if speeds else None,
+                 "tokens_per_s_median": sorted(speeds)[len(speeds) // 2] if speeds else None,
+                 "peak_gib": peak_gib(), "adapter": result.adapter_dir, "metrics_keys": sorted(metrics[-1])})
+
+
+def stage_generate_export(work: Path, out: Path, args) -> None:
+    from scripts.config import load_config
+    from scripts.evaluation.config import EvalConfig
+    from scripts.evaluation.generate import generate_candidates
+    from scripts.packaging.export import PackageConfig, export_bundle
+
+    eval_cfg = load_config(REPO / "configs/eval.yaml", EvalConfig, {
+        "model.adapter": str(work / "runs" / "hf"),
+        "data.datasets_config": str(work / "datasets.yaml"),
+        "decoding.batch_size": 16,
+        "decoding.max_new_tokens": {"classification": 4, "extraction": 256},
+        "schema_bounds.max_string_length": 32,  # random weights loop inside strings
+        "schema_bounds.max_list_items": 3,
+        "output_dir": str(work / "model_outputs"),
+    })
+    start = time.perf_counter()
+    summary = generate_candidates(eval_cfg, "validation", limit=args.eval_limit)
+    record(out, {"stage": "generate", "written": summary.written, "valid_rate": summary.valid_rate,
+                 "tokens_per_s": summary.tokens_per_s, "per_task": summary.per_task,
+                 "wall_s": round(time.perf_counter() - start, 1), "peak_gib": peak_gib(),
+                 "warnings": summary.warnings[:3]})
+    package = load_config(REPO / "configs/package.yaml", PackageConfig, {
+        "adapter": str(work / "runs" / "hf"), "name": "gpu-check",
+        "data.datasets_config": str(work / "datasets.yaml"), "judge_dir": str(work / "judge"),
+    })
+    start = time.perf_counter()
+    bundle = export_bundle(package, work / "export", force=True)
+    files = {p.name: p.stat().st_size for p in Path(bundle.path).iterdir() if p.is_file()}
+    record(out, {"stage": "export", "path": bundle.path, "wall_s": round(time.perf_counter() - start, 1),
+                 "parity": json.loads(bundle.model_dump_json()).get("parity"), "files": files})
+
+
+def stage_step(work: Path, out: Path, args) -> None:
+    """One sequence of ``args.length`` tokens, two training steps; the second is timed."""
+    backend, length, attn = args.backend, args.length, args.attn
+    if backend == "unsloth":
+        from scripts.training.backends import import_unsloth
+
+        import_unsloth()
+    import torch
+
+    from scripts.training.backends import load_model
+    from scripts.training.prepare import load_checked_tokenizer
+
+    cfg = training_cfg(work, backend, 2, {"model.attn_implementation": attn})
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = load_model(cfg, backend, load_checked_tokenizer(cfg), dtype)
+    if backend == "hf":
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.to(device()).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    answer = min(1024, length)
+    torch.manual_seed(0)
+    ids = torch.randint(10, 2000, (1, length), device=device())
+    labels = ids.clone()
+    labels[:, : length - answer] = -100
+    extra = {"loss_chunk_size": cfg.loss.chunk_size} if backend == "hf" else {}
+    times = []
+    loaded = peak_gib()
+    for _ in range(2):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, use_cache=False,
+                     **extra).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    record(out, {"stage": "step", "backend": backend, "attn": attn, "length": length,
+                 "seconds": round(times[-1], 3), "first_s": round(times[0], 3),
+                 "tokens_per_s": round(length / times[-1]), "peak_gib": peak_gib(), "after_load_gib": loaded,
+                 "loss": round(loss.item(), 4), "attn_used": getattr(model.config, "_attn_implementation", None)})
+
+
+def stage_evalspeed(work: Path, out: Path, args) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    import eval_bench
+
+    from scripts.config import DatasetsConfig, load_config
+    from scripts.contracts import CleanRecord, read_jsonl
+    from scripts.evaluation.config import EvalConfig
+    from scripts.evaluation.generate import load_model, resolve_model
+
+    datasets = load_config(work / "datasets.yaml", DatasetsConfig)
+    splits = datasets.version_dir() / "splits"
+    held_out = [r for s in ("validation", "test", "train") for r in read_jsonl(splits / f"{s}.jsonl", CleanRecord)]
+    cfg = load_config(REPO / "configs/eval.yaml", EvalConfig, {
+        "model.merged": str(work / "base"),
+        "decoding.max_new_tokens": {"classification": 4, "extraction": 128},
+        "schema_bounds.max_string_length": 32,
+        "schema_bounds.max_list_items": 3,
+        "output_dir": str(work / "bench_outputs"),
+    })
+    model, tokenizer = load_model(cfg, resolve_model(cfg))
+    products = eval_bench.by_length(tokenizer, [r for r in held_out if r.task == eval_bench.EXTRACTOR][:16])
+    gen = eval_bench.Generator(cfg, model, tokenizer, datasets, eval_bench.EXTRACTOR)
+    eval_bench.bench_constrained(gen, products, rounds=2)
+    eval_bench.bench_batching(gen, products, 16, eval_bench.EXTRACTOR, passes=1)
+    record(out, {"stage": "evalspeed", "done": True, "model_params_m": round(model.num_parameters() / 1e6)})
+
+
+STARTED = time.perf_counter()
+STAGES = {"env": stage_env, "train": stage_train, "generate_export": stage_generate_export,
+          "step": stage_step, "evalspeed": stage_evalspeed}
+
+
+# --- parent -------------------------------------------------------------------------------------------
+
+
+def child(args, stage: str, timeout: int, **extra) -> bool:
+    left = args.deadline - (time.perf_counter() - STARTED)
+    if left < 30:
+        record(args.out, {"stage": stage, **extra, "error": f"skipped: {left:.0f}s left of --deadline"})
+        return False
+    timeout = int(min(timeout, left - 10))
+    cmd = [sys.executable, __file__, "--child", stage, "--work", str(args.work), "--out", str(args.out),
+           "--steps", str(args.steps), "--eval-limit", str(args.eval_limit)]
+    for key, value in extra.items():
+        cmd += [f"--{key}", str(value)]
+    label = " ".join(f"{k}={v}" for k, v in extra.items())
+    print(f"== {stage} {label} (timeout {timeout}s)", flush=True)
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, timeout=timeout, capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        record(args.out, {"stage": stage, **extra, "error": f"timeout after {timeout}s"})
+        return False
+    with open(args.out / f"{stage}.log", "a") as fh:
+        fh.write(f"== {label}\n{done.stdout}\n{done.stderr}\n")
+    for line in done.stdout.splitlines():
+        if not line.startswith("RESULT "):
+            print("   ", line[:200])
+    if done.returncode != 0:
+        tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-3:]
+        record(args.out, {"stage": stage, **extra, "error": f"exit {done.returncode}", "tail": tail})
+        return False
+    print(f"   ok in {time.perf_counter() - start:.0f}s", flush=True)
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prepare", type=Path, help="CPU side: write sample splits into this dir and stop")
+    parser.add_argument("--rows", type=int, default=600)
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("gpu-check-out"))
+    parser.add_argument("--stages", default="env,chain,evalspeed,longctx")
+    parser.add_argument("--shape", choices=["270m", "tiny"], default="270m")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--eval-limit", type=int, default=48)
+    parser.add_argument("--lengths", default="8192,32768,131072")
+    parser.add_argument("--backends", default="hf,unsloth")
+    parser.add_argument("--attns", default="sdpa", help="attention implementations for longctx (hf backend)")
+    parser.add_argument("--step-timeout", type=int, default=150)
+    parser.add_argument("--deadline", type=int, default=3600, help="seconds; later stages are skipped past it")
+    parser.add_argument("--child")
+    parser.add_argument("--backend")
+    parser.add_argument("--length", type=int)
+    parser.add_argument("--attn")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    quiet()
+    if args.prepare:
+        prepare(args.prepare, args.rows)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.child:
+        STAGES[args.child](args.work, args.out, args)
+        return
+    began = time.perf_counter()
+    stages = args.stages.split(",")
+    backends = args.backends.split(",")
+    if not (args.work / "base" / "config.json").is_file():
+        build_base(args.work, args.shape)
+        print(f"built {args.shape} base model in {args.work / 'base'}", flush=True)
+    if "env" in stages:
+        child(args, "env", 120)
+    if "chain" in stages:
+        for backend in backends:
+            child(args, "train", 300, backend=backend)
+        child(args, "generate_export", 300)
+    if "evalspeed" in stages:
+        child(args, "evalspeed", 300)
+    if "longctx" in stages:
+        for length in map(int, args.lengths.split(",")):
+            for backend in backends:
+                for attn in (args.attns.split(",") if backend == "hf" else ["sdpa"]):
+                    child(args, "step", args.step_timeout, backend=backend, length=length, attn=attn)
+    print(f"total {time.perf_counter() - began:.0f}s")
+    for line in (args.out / "gpu_check.jsonl").read_text().splitlines():
+        print(line[:400])
+
+
+if __name__ == "__main__":
+    main()

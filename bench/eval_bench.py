@@ -24,12 +24,18 @@ it through eval.generate's own loader (`model.merged`) and prints, in one run:
    candidates that are the references perturbed the way a small model errs
    (casing, spacing, locale price strings, reordered lists, truncated titles,
    brand suffixes, wrong values, omissions, hallucinations). Informational.
+5. the grammar's mask cost per row and decode step at Gemma 3's vocabulary
+   size: a tokenizer with 262,144 tokens trained here (sample pages plus
+   random words, since Gemma's own cannot be downloaded), the shipped
+   extraction grammar against the same schema with a 32-character
+   ``maxLength`` on strings (xgrammar's bounded-string form), each driven
+   through the reference answers of the validation split. Skipped by --quick.
 
 The tiny model's vocabulary (2,048) is far smaller than Gemma's (262,144), so
-the grammar's per-token mask is cheaper here than on the real model, while the
+the grammar's per-token mask is cheaper in (1) than on the real model, while the
 model's forward pass is cheaper still; read (1) as the grammar's overhead per
-decode step on CPU, not as a GPU serving number. Ratios, not absolute times,
-since the machine is noisy.
+decode step on CPU, not as a GPU serving number, and (5) for the mask at the
+real vocabulary size. Ratios, not absolute times, since the machine is noisy.
 """
 
 from __future__ import annotations
@@ -92,7 +98,7 @@ def build_model(tmp: Path, records, seed: int, max_new: int):
         "model.merged": str(tmp / "tiny"),
         "decoding.max_new_tokens": {"classification": 4, "extraction": max_new},
         # As in `fab demo`: a random tiny model loops inside strings; tight bounds keep answers short.
-        "schema_bounds.max_string_length": 32,
+        "schema_bounds.max_string_tokens": 12,
         "schema_bounds.max_list_items": 3,
         "output_dir": str(tmp / "model_outputs"),
     })
@@ -153,8 +159,10 @@ class Generator:
 
         cfg = with_decoding(self.cfg, constrained=constrained, batch_size=batch_size)
         decoder, default_max = self.decoders[constrained]
-        out = {"seconds": 0.0, "xgrammar_s": 0.0, "tokens": 0, "positions": 0, "valid": 0, "n": 0}
-        with xgrammar_timer() as spent:
+        from scripts.evaluation.decoding import StringBudget
+
+        out = {"seconds": 0.0, "xgrammar_s": 0.0, "budget_s": 0.0, "tokens": 0, "positions": 0, "valid": 0, "n": 0}
+        with xgrammar_timer() as spent, method_timer(StringBudget, "__call__") as budget:
             start = time.perf_counter()
             for batch in generate_outputs(cfg, self.model, self.tokenizer, decoder, self.spec, self.task,
                                           items, max_new or default_max, "bench"):
@@ -165,6 +173,7 @@ class Generator:
                 out["n"] += len(batch)
             out["seconds"] = time.perf_counter() - start
         out["xgrammar_s"] = spent[0]
+        out["budget_s"] = budget[0]
         return out
 
 
@@ -218,7 +227,8 @@ def bench_constrained(gen: Generator, prompts, rounds: int) -> None:
     cost = 1 - (c["positions"] / c["seconds"]) / (u["positions"] / u["seconds"])
     answer_cost = 1 - (c["tokens"] / c["seconds"]) / (u["tokens"] / u["seconds"])
     share = c["xgrammar_s"] / c["seconds"]
-    print(f"    xgrammar processor: {c['xgrammar_s']:.2f}s = {share:.0%} of constrained "
+    print(f"    xgrammar processor: {c['xgrammar_s']:.2f}s = {share:.0%}, StringBudget: {c['budget_s']:.2f}s = "
+          f"{c['budget_s'] / c['seconds']:.0%} of constrained "
           f"time; back-to-back pairs: median {statistics.median(pair_costs):+.1%} "
           f"(min {min(pair_costs):+.1%}, max {max(pair_costs):+.1%}; the noise)")
     print(f"    => constrained cost per decoded token {cost:+.1%} (per answer token {answer_cost:+.1%}) "
@@ -432,6 +442,84 @@ def bench_settled(tmp: Path, datasets_yaml: Path, datasets, records, rate: float
           f"not judged {summary['judge']['not_judged']})")
 
 
+# --- 5. mask cost at Gemma's vocabulary size ---------------------------------------------------
+
+
+def big_vocab_tokenizer(records, size: int, seed: int):
+    """A Gemma-style tokenizer with ``size`` tokens: the sample pages plus random words to reach the size."""
+    from scripts.tiny_model import build_tokenizer
+
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyzäöüßéèàçñ"
+    words = ["".join(rng.choice(letters) for _ in range(rng.randint(3, 12))) for _ in range(200_000)]
+    texts = [t for r in records["train"] for t in (r.system_prompt, r.prompt, r.target)]
+    texts += [" ".join(rng.choice(words) for _ in range(50)) for _ in range(40_000)]
+    return build_tokenizer(texts, vocab_size=size)
+
+
+def mask_costs(compiled, tokenizer, answers: list[str], max_steps: int) -> dict:
+    """Mean and worst seconds of ``fill_next_token_bitmask`` per step, driving the matcher through ``answers``."""
+    import xgrammar as xgr
+
+    bitmask = xgr.allocate_token_bitmask(1, compiled.tokenizer_info.vocab_size)
+    fills, rejected = [], 0
+    for answer in answers:
+        matcher = xgr.GrammarMatcher(compiled)
+        for token in tokenizer.encode(answer, add_special_tokens=False):
+            start = time.perf_counter()
+            matcher.fill_next_token_bitmask(bitmask, 0)
+            fills.append(time.perf_counter() - start)
+            if not matcher.accept_token(token):
+                rejected += 1  # longer than the bound: the rest of this answer is not allowed
+                break
+        if len(fills) >= max_steps:
+            break
+    return {"mean": statistics.mean(fills), "max": max(fills), "steps": len(fills), "rejected": rejected}
+
+
+def bench_big_vocab(datasets, records, size: int, seed: int) -> None:
+    import xgrammar as xgr
+
+    from scripts.evaluation.config import SchemaBounds
+    from scripts.evaluation.decoding import extraction_grammar, slots_json_schema
+    from scripts.modeling import end_of_turn_eos_ids
+
+    started = time.perf_counter()
+    tokenizer = big_vocab_tokenizer(records, size, seed)
+    info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=size,
+                                              stop_token_ids=end_of_turn_eos_ids(tokenizer))
+    compiler = xgr.GrammarCompiler(info, cache_enabled=False)
+    slots = datasets.tasks[EXTRACTOR].slots
+    bounds = SchemaBounds()
+    bounded_schema = slots_json_schema(slots, bounds)
+    for prop in bounded_schema["properties"].values():
+        typed = prop["anyOf"][0]
+        for string in (typed, typed.get("items", {})):
+            if string.get("type") == "string":
+                string["maxLength"] = 32
+    grammars = {
+        "shipped (strings unbounded + StringBudget)": extraction_grammar(slots, bounds),
+        "maxLength 32 on strings": xgr.Grammar.from_json_schema(
+            json.dumps(bounded_schema), any_whitespace=False, separators=(",", ":")),
+    }
+    answers = [r.target for r in records["validation"] if r.task == EXTRACTOR]
+    print(f"[5] grammar mask per row and decode step, vocabulary {len(tokenizer):,} (tokenizer trained here "
+          f"in {time.perf_counter() - started:.0f}s), reference answers of the validation split")
+    costs = {}
+    for name, grammar in grammars.items():
+        start = time.perf_counter()
+        compiled = compiler.compile_grammar(grammar)
+        compile_s = time.perf_counter() - start
+        costs[name] = mask_costs(compiled, tokenizer, answers, max_steps=600 if name.startswith("shipped") else 60)
+        c = costs[name]
+        print(f"    {name:<44} compile {compile_s * 1000:7.0f} ms; mask {c['mean'] * 1e3:8.3f} ms mean, "
+              f"{c['max'] * 1e3:8.2f} ms worst over {c['steps']} steps"
+              + (f" ({c['rejected']} answers longer than the bound)" if c["rejected"] else ""))
+    shipped, bounded = costs.values()
+    print(f"    => a character bound in the grammar costs {bounded['mean'] / shipped['mean']:,.0f}x the shipped "
+          f"grammar's mask; shipped: {shipped['mean'] * 1e3:.2f} ms per row and step")
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -469,6 +557,8 @@ def main() -> None:
         bench_batching(classifier, navs, 16, CLASSIFIER, passes, verdict=False)
         bench_judge(tmp, 96 if args.quick else 160, 12 if args.quick else 24, 0.2)
         bench_settled(tmp, datasets_yaml, datasets, records, args.perturb_rate, args.seed)
+        if not args.quick:
+            bench_big_vocab(datasets, records, 262_144, args.seed)
     print(f"total {time.perf_counter() - started:.0f}s")
 
 

@@ -186,7 +186,7 @@ def stage_generate_export(work: Path, out: Path, args) -> None:
         "data.datasets_config": str(work / "datasets.yaml"),
         "decoding.batch_size": 16,
         "decoding.max_new_tokens": {"classification": 4, "extraction": 256},
-        "schema_bounds.max_string_length": 32,  # random weights loop inside strings
+        "schema_bounds.max_string_tokens": 12,  # random weights loop inside strings
         "schema_bounds.max_list_items": 3,
         "output_dir": str(work / "model_outputs"),
     })
@@ -269,7 +269,7 @@ def stage_evalspeed(work: Path, out: Path, args) -> None:
     cfg = load_config(REPO / "configs/eval.yaml", EvalConfig, {
         "model.merged": str(work / "base"),
         "decoding.max_new_tokens": {"classification": 4, "extraction": 128},
-        "schema_bounds.max_string_length": 32,
+        "schema_bounds.max_string_tokens": 12,
         "schema_bounds.max_list_items": 3,
         "output_dir": str(work / "bench_outputs"),
     })

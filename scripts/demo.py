@@ -76,7 +76,7 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
             "decoding.batch_size": 4,
             # A tiny model loops inside strings: tight bounds keep every answer inside max_new_tokens.
             "decoding.max_new_tokens": {"classification": 4, "extraction": 512},
-            "schema_bounds.max_string_length": 32,
+            "schema_bounds.max_string_tokens": 12,
             "schema_bounds.max_list_items": 3,
             "output_dir": "reports/demo/model_outputs",
         },

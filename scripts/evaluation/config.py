@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -63,12 +63,24 @@ class DecodingSettings(StrictModel):
 class SchemaBounds(StrictModel):
     """Bounds of the constrained JSON: without them a weak model writes digits until max_new_tokens."""
 
-    max_string_length: int = Field(default=512, gt=0, description="characters per string (an escape is 1)")
+    max_string_tokens: int = Field(
+        default=128, gt=0, description="tokens a string value may take; then the next token must close it"
+    )
     max_list_items: int = Field(default=32, gt=0, description="items per string_list slot")
     number_minimum: float = Field(default=0.0, description="inclusive; prices, ratings are >= 0")
     number_maximum: float = Field(default=1e9, description="inclusive; xgrammar also caps decimals at 6")
     integer_minimum: int = Field(default=0, description="inclusive; counts are >= 0")
     integer_maximum: int = Field(default=1_000_000_000, description="inclusive")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_string_length" in data:
+            raise ValueError(
+                "max_string_length (characters) is now max_string_tokens (tokens per string value, "
+                "default 128): a character bound made xgrammar check the whole vocabulary at every step"
+            )
+        return data
 
     @model_validator(mode="after")
     def _ordered(self) -> SchemaBounds:

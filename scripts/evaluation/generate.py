@@ -202,7 +202,7 @@ def _round_robin_by_task(records: list[CleanRecord], limit: int | None) -> list[
 
 
 def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, total, progress) -> None:
-    from scripts.evaluation.decoding import make_compiler
+    from scripts.evaluation.decoding import make_compiler, max_answer_tokens
 
     compiler = make_compiler(tokenizer, model) if cfg.decoding.constrained else None
     by_task: dict[str, list[CleanRecord]] = {}
@@ -231,11 +231,16 @@ def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, to
                 if progress:
                     progress(summary.skipped + summary.written, total, summary.output_tokens)
     summary.per_task = dict(counts)
-    summary.warnings += [
-        f"{n} {task} answer(s) hit max_new_tokens before the end: raise decoding.max_new_tokens "
-        "or lower schema_bounds (constrained output is only valid once complete)"
-        for task, n in cut.items() if n
-    ]
+    for task, n in cut.items():
+        if n:
+            bound = ""
+            if datasets.tasks[task].kind == "extraction" and cfg.decoding.constrained:
+                room = max_answer_tokens(datasets.tasks[task].slots or {}, cfg.schema_bounds)
+                bound = f"; under schema_bounds a complete answer takes at most {room} tokens"
+            summary.warnings.append(
+                f"{n} {task} answer(s) hit max_new_tokens before the end: raise decoding.max_new_tokens "
+                f"or lower schema_bounds (constrained output is only valid once complete{bound})"
+            )
 
 
 def build_task_decoder(cfg: EvalConfig, model, tokenizer, spec: TaskSpec, task: str, compiler=None):
@@ -276,7 +281,7 @@ def generate_outputs(
 def _generate_batch(cfg, model, tokenizer, decoder, spec: TaskSpec, task, batch, max_new, model_label):
     import torch
 
-    from scripts.evaluation.decoding import slot_logprobs, token_end_offsets
+    from scripts.evaluation.decoding import slot_logprobs
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
@@ -304,11 +309,10 @@ def _generate_batch(cfg, model, tokenizer, decoder, spec: TaskSpec, task, batch,
         stop_at = next((i for i, t in enumerate(generated) if t in stops), None)
         content = generated if stop_at is None else generated[:stop_at]
         n_out = len(generated) if stop_at is None else stop_at + 1  # the stop token was generated too
-        raw = tokenizer.decode(content, skip_special_tokens=False)
+        raw, ends = decoder.decode(content)
         parsed, valid = decoder.parse(raw)
         slot_conf = None
         if spec.kind == "extraction" and content:
-            ends = token_end_offsets(tokenizer, content, raw)
             slot_conf = slot_logprobs(raw, ends, logprobs[row, : len(content)].tolist())
         prompt_text = tokenizer.decode(ids, skip_special_tokens=False)
         candidate = Candidate(

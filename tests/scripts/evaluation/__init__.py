@@ -82,6 +82,6 @@ def eval_config_dict(tmp: Path, adapter: str, datasets_config: Path, **decoding)
         "model": {"adapter": adapter, "runs_dir": str(tmp / "runs")},
         "data": {"datasets_config": str(datasets_config)},
         "decoding": {"batch_size": 2, "max_new_tokens": {"classification": 4, "extraction": 400}, **decoding},
-        "schema_bounds": {"max_string_length": 6, "max_list_items": 2},
+        "schema_bounds": {"max_string_tokens": 4, "max_list_items": 2},
         "output_dir": str(tmp / "model_outputs"),
     }

@@ -12,13 +12,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from scripts.config import REPO_ROOT, DatasetsConfig, load_config
 from scripts.evaluation.config import SchemaBounds
 from scripts.evaluation.decoding import (
+    StringLexer,
     TaskDecoder,
     json_value_spans,
     make_compiler,
+    max_answer_tokens,
     parse_output,
     slot_logprobs,
     slots_json_schema,
-    token_end_offsets,
     validate_extraction,
 )
 from scripts.evaluation.generate import chat_messages
@@ -26,7 +27,7 @@ from scripts.modeling import encode_chat
 from scripts.tiny_model import build_tiny_gemma
 from tests.scripts.evaluation import TOKENIZER_TEXTS, records
 
-BOUNDS = SchemaBounds(max_string_length=6, max_list_items=2)
+BOUNDS = SchemaBounds(max_string_tokens=4, max_list_items=2)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_schema_has_every_slot_required_nullable_typed_and_closed(tasks):
         {"type": "number", "minimum": 0.0, "maximum": 1e9}, {"type": "null"}
     ]
     assert schema["properties"]["categories"]["anyOf"][0] == {
-        "type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 2
+        "type": "array", "items": {"type": "string"}, "maxItems": 2
     }
 
 
@@ -89,7 +90,7 @@ def test_validation_rejects_wrong_type_bounds_and_keys(tasks):
     slots = tasks["productpage_extractor"].slots
     ok = dict.fromkeys(slots) | {"price": 12.5, "review_count": 3, "categories": ["a", "b"], "title": "x\"y"}
     assert validate_extraction(ok, slots, BOUNDS) == []
-    for bad in ({"price": "12"}, {"review_count": 1.5}, {"review_count": True}, {"title": "x" * 7},
+    for bad in ({"price": "12"}, {"review_count": 1.5}, {"review_count": True}, {"title": "\ud800"},
                 {"categories": ["a", "b", "c"]}, {"price": -1}, {"extra": 1}):
         assert validate_extraction(ok | bad, slots, BOUNDS), bad
     assert validate_extraction({k: v for k, v in ok.items() if k != "sku"}, slots, BOUNDS)
@@ -107,12 +108,16 @@ def test_extraction_grammar_accepts_escapes_and_rejects_spaces_and_unsorted_keys
         matcher = xgr.GrammarMatcher(decoder.compiled, terminate_without_stop_token=True)
         return matcher.accept_string(text) and matcher.is_terminated()
 
-    canonical = json.dumps(base | {"title": 'a"\\b', "price": 99.5, "categories": ["x"]},
+    canonical = json.dumps(base | {"title": 'a"\\b\u00e9 12\u20ac' + "x" * 600, "price": 99.5, "categories": ["x"]},
                            sort_keys=True, separators=(",", ":"))
-    assert accepts(canonical)
+    assert accepts(canonical)  # escapes of every kind; no length bound in the grammar itself
+    assert accepts(json.dumps(base | {"title": "Größe €"}, sort_keys=True, separators=(",", ":"),
+                              ensure_ascii=False))
     assert not accepts(json.dumps(base, sort_keys=True))  # ", " / ": " separators
     assert not accepts(json.dumps(base, separators=(",", ":")).replace('"availability"', '"zz"'))
-    assert not accepts(json.dumps(base | {"title": "x" * 7}, sort_keys=True, separators=(",", ":")))
+    assert not accepts(json.dumps(base | {"categories": ["a", "b", "c"]}, sort_keys=True, separators=(",", ":")))
+    assert not accepts(json.dumps(base | {"price": -1}, sort_keys=True, separators=(",", ":")))
+    assert not accepts(json.dumps(base, sort_keys=True, separators=(",", ":")).replace("null}", '"a\nb"}'))
 
 
 # --- constrained generation on the random model -----------------------------
@@ -133,14 +138,65 @@ def test_constrained_extraction_is_always_schema_valid_json_then_stops(tiny, tas
     model, tok = tiny
     spec = tasks["productpage_extractor"]
     decoder = TaskDecoder.build(tok, model, spec, BOUNDS)
-    new, _ = _generate(model, tok, decoder, _prompts(tok, "extraction"), max_new=400)
+    new, _ = _generate(model, tok, decoder, _prompts(tok, "extraction"), max_new=max_answer_tokens(spec.slots, BOUNDS))
     for row in new.tolist():
         content, stopped = _split_at_stop(row, decoder.stop_token_ids)
-        assert stopped, "ran into max_new_tokens: the bounds did not bound the output"
+        assert stopped, "ran into max_answer_tokens: the bounds did not bound the output"
         raw = tok.decode(content)
         value = json.loads(raw)
         assert validate_extraction(value, spec.slots, BOUNDS) == [], raw
         assert decoder.parse(raw) == (value, True)
+
+
+def test_string_lexer_follows_strings_escapes_and_counts_tokens():
+    lexer = StringLexer()
+    for piece, state, spent, key in ((b'{"ti', "in", 1, True), (b'tle":', "out", 1, True),
+                                     (b'"a\\', "escape", 1, False), (b'u00', "hex", 2, False),
+                                     (b'e9x', "in", 3, False), (b'\\"', "in", 4, False),
+                                     (b'","', "in", 1, True), (b'b":["', "in", 1, False),
+                                     (b'x","', "in", 1, False), (b'y"]}', "out", 1, False)):
+        lexer.feed(piece)
+        assert (lexer.state, lexer.tokens_in_string, lexer.is_key) == (state, spent, key), piece
+    assert not lexer.must_close(1)
+    keyed = StringLexer()
+    keyed.feed(b'{"xy')
+    assert keyed.tokens_in_string == 1 and not keyed.must_close(1)  # keys belong to the grammar
+    valued = StringLexer()
+    valued.feed(b'{"k":"xy')
+    assert valued.must_close(1) and not valued.must_close(2)
+
+
+def _string_overruns(tok, decoder: TaskDecoder, rows: list[list[int]], max_tokens: int) -> int:
+    """Tokens that did NOT close a string although it had taken ``max_tokens`` tokens already."""
+    overruns = 0
+    for row in rows:
+        lexer = StringLexer()
+        for token in _split_at_stop(row, decoder.stop_token_ids)[0]:
+            overruns += lexer.must_close(max_tokens) and not decoder.token_bytes[token].startswith(b'"')
+            lexer.feed(decoder.token_bytes[token])
+    return overruns
+
+
+def test_string_budget_closes_every_string_at_max_string_tokens(tiny, tasks):
+    """The random model loops inside strings: with a large budget its strings overrun 2 tokens, with 2 never."""
+    model, tok = tiny
+    spec = tasks["productpage_extractor"]
+    prompts = _prompts(tok, "extraction")
+    loose = TaskDecoder.build(tok, model, spec, SchemaBounds(max_string_tokens=40, max_list_items=2))
+    new, _ = _generate(model, tok, loose, prompts, max_new=200)
+    assert _string_overruns(tok, loose, new.tolist(), 2) > 0
+    tight_bounds = SchemaBounds(max_string_tokens=2, max_list_items=2)
+    tight = TaskDecoder.build(tok, model, spec, tight_bounds)
+    new, _ = _generate(model, tok, tight, prompts, max_new=max_answer_tokens(spec.slots, tight_bounds))
+    assert _string_overruns(tok, tight, new.tolist(), 2) == 0
+    for row in new.tolist():
+        content, stopped = _split_at_stop(row, tight.stop_token_ids)
+        assert stopped and tight.parse(tok.decode(content))[1]
+
+
+def test_schema_bounds_name_the_renamed_string_bound():
+    with pytest.raises(ValueError, match="max_string_tokens"):
+        SchemaBounds(max_string_length=512)
 
 
 def test_unconstrained_random_model_fails_validation(tiny, tasks):
@@ -206,13 +262,20 @@ def test_slot_logprob_averages_the_tokens_of_each_value():
     assert json_value_spans("YES") is None and json_value_spans('{"a":') is None
 
 
-def test_token_offsets_cover_the_decoded_text_with_byte_fallback(tiny):
-    _, tok = tiny
+def test_decode_matches_the_tokenizer_and_keeps_json_around_invalid_utf8(tiny, tasks):
+    model, tok = tiny
+    decoder = TaskDecoder.build(tok, model, tasks["productpage_extractor"], BOUNDS)
     text = '{"title":"Größe ދ 12 €"}'
     ids = tok.encode(text, add_special_tokens=False)
-    decoded = tok.decode(ids)
-    ends = token_end_offsets(tok, ids, decoded)
-    assert ends[-1] == len(decoded) and ends == sorted(ends)
+    decoded, ends = decoder.decode(ids)
+    assert decoded == text == tok.decode(ids)
+    assert ends[-1] == len(text) and ends == sorted(ends) and len(ends) == len(ids)
+    # Byte tokens spelling U+DACC (a UTF-16 surrogate, which xgrammar accepts inside a string),
+    # then the closing quote as a byte token too: the quote must survive decoding.
+    surrogate = [tok.convert_tokens_to_ids(f"<0x{b:02X}>") for b in (0xED, 0xAB, 0x8C, 0x22)]
+    ids = tok.encode('{"a":"x', add_special_tokens=False) + surrogate + tok.encode("}", add_special_tokens=False)
+    raw, ends = decoder.decode(ids)
+    assert json.loads(raw) == {"a": "x\ufffd\ufffd\ufffd"} and ends[-1] == len(raw)
 
 
 def test_compiler_uses_the_model_vocab_size(tiny):

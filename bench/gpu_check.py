@@ -1,8 +1,11 @@
 """The GPU path in one run: train.run on both backends, eval.generate, package.export, 128k steps.
 
-    python bench/gpu_check.py --prepare DIR                 # CPU side: sample -> clean -> split into DIR
-    python bench/gpu_check.py --work DIR [--stages env,chain,evalspeed,longctx] [--lengths 8192,32768,131072]
-                              [--shape 270m|tiny] [--steps 40] [--out DIR]
+    .venv/bin/python bench/gpu_check.py --work /tmp/gpu-check [--stages env,chain,evalspeed,longctx]
+        [--lengths 8192,32768,131072] [--backends hf,unsloth] [--attns sdpa,flex_attention]
+        [--shape 270m|tiny] [--steps 40] [--out DIR] [--deadline SECONDS]
+    .venv/bin/python bench/gpu_check.py --prepare DIR   # only the data (needs DuckDB), e.g. for another host
+
+The sample splits are prepared in ``--work`` on the first run (sample -> clean -> split).
 
 Meant for a machine with a GPU (it also runs on CPU with ``--shape tiny`` and short lengths, which
 is how it is checked before GPU time is spent). The model is google/gemma-3-270m's architecture with
@@ -352,6 +355,8 @@ def main() -> None:
     began = time.perf_counter()
     stages = args.stages.split(",")
     backends = args.backends.split(",")
+    if not (args.work / "processed" / SCHEMA / "splits" / "train.jsonl").is_file():
+        prepare(args.work, args.rows)
     if not (args.work / "base" / "config.json").is_file():
         build_base(args.work, args.shape)
         print(f"built {args.shape} base model in {args.work / 'base'}", flush=True)

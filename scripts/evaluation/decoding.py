@@ -18,11 +18,13 @@ What the grammar allows, per task kind (the registry in configs/datasets.yaml):
 
 Strings carry no ``maxLength`` in the grammar: xgrammar 0.2.8 cannot tell at
 compile time which tokens a bounded repetition (``maxLength``, ``char{0,N}``)
-accepts, so it checks nearly the whole vocabulary at every step inside a
-string. Measured on one CPU core with a 262,144-token vocabulary (Gemma 3's
-size): about 0.1 s per row and decode step at a 32-character bound and 1.2 s at
-512, against 0.1 ms for an unbounded string. :class:`StringBudget` bounds the
-strings instead, in tokens: once a string has taken
+accepts, so it checks most of the vocabulary at every step inside a string.
+Per row and decode step on one CPU core with a 262,144-token vocabulary
+(Gemma 3's size): 0.03-0.1 ms unbounded; 5 ms with the converter's
+``maxLength: 32`` (bench/eval_bench.py [5]); 95 ms and 1.2 s with the
+hand-written ``char{0,32}`` / ``char{0,512}`` grammar this module used before,
+i.e. minutes per batch on the real model. :class:`StringBudget` bounds the
+strings instead, in tokens: once a string value has taken
 ``schema_bounds.max_string_tokens`` tokens, the next token must close it. With
 every string and list bounded, a complete answer fits in
 :func:`max_answer_tokens`; given that many ``max_new_tokens`` the output is
@@ -246,7 +248,8 @@ class StringBudget(LogitsProcessor):
                 lexer.feed(self.token_bytes[token])
         for row, lexer in enumerate(self.lexers):
             if lexer.must_close(self.max_tokens):
-                kept = scores[row].masked_fill(~self.closing.to(scores.device), float("-inf"))
+                self.closing = self.closing.to(scores.device)
+                kept = scores[row].masked_fill(~self.closing, float("-inf"))
                 if torch.isfinite(kept).any():
                     scores[row] = kept
         return scores

@@ -273,7 +273,7 @@ def bench_batching(gen: Generator, prompts, batch: int, label: str, passes: int,
 def bench_judge(tmp: Path, n_fast: int, n_slow: int, latency: float) -> None:
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # before litellm is imported: no download
     from scripts.config import load_config
-    from scripts.evaluation.judge import JudgeCache, JudgeItem, LLMJudge
+    from scripts.evaluation.llm_judge import JudgeCache, JudgeItem, LLMJudge
     from scripts.evaluation.judge_config import JudgeConfig
     from tests.scripts.evaluation.judge_server import JudgeServer
 

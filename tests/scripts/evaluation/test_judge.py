@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 from scripts.config import REPO_ROOT, UserError, load_config
-from scripts.evaluation.judge import (
-    CLOSE, OPEN, JudgeCache, JudgeItem, LLMJudge, build_messages, run_judge,
-)
+from scripts.evaluation.judge import run_judge
 from scripts.evaluation.judge_config import JudgeConfig
+from scripts.evaluation.llm_judge import CLOSE, OPEN, JudgeCache, JudgeItem, LLMJudge, build_messages
 from tests.scripts.evaluation.judge_server import JudgeServer, decide
 
 KEY = "sk-judge-test-never-print-7731"
@@ -252,7 +251,7 @@ def test_missing_candidates_is_a_one_line_user_error(tmp_path):
 
 
 def test_cache_key_depends_on_model_prompt_version_slot_and_values(tmp_path):
-    from scripts.evaluation.judge import cache_key
+    from scripts.evaluation.llm_judge import cache_key
 
     base = cache_key("m", "v1", "title", "a", "b")
     assert base == cache_key("m", "v1", "title", "a", "b")

@@ -2,7 +2,6 @@
 
 import shutil
 
-import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer

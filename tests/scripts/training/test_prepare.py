@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from scripts.config import REPO_ROOT, TrainingConfig, UserError, load_config
-from scripts.contracts import SplitManifest, sha256_file
+from scripts.contracts import SplitManifest
 from scripts.training.prepare import prepare_run
 from tests.scripts.training.conftest import tiny_config
 

@@ -31,6 +31,7 @@ from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights,
 
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "README.md"
+STRUCTURED_OUTPUTS_FILE = "structured_outputs.json"
 GENERATION_PROMPT_TOKENS = 8  # tokens kept from the end of a cut prompt: "<end_of_turn>\n<start_of_turn>model\n"
 LOGIT_POSITIONS = 64  # last positions whose logits are compared (full vocab x 64, not x prompt length)
 PACKAGES = ("torch", "transformers", "peft", "safetensors", "tokenizers", "accelerate")
@@ -146,6 +147,7 @@ def export_bundle(
         if size > cfg.max_bundle_gib * 2**30:
             warnings.append(f"bundle is {size / 2**30:.2f} GiB, above max_bundle_gib {cfg.max_bundle_gib}")
         eval_summary = _latest_eval(cfg.judge_dir)
+        (tmp / STRUCTURED_OUTPUTS_FILE).write_text(json.dumps(structured_outputs(cfg), indent=2) + "\n")
         (tmp / CARD_FILE).write_text(_model_card(name, resolved, parity, eval_summary, command, cfg))
         manifest = _manifest(tmp, name, resolved, parity, rope, eval_summary, command, cfg)
         (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
@@ -156,9 +158,27 @@ def export_bundle(
     return ExportResult(path=dest, size_bytes=size, parity=parity, warnings=warnings, vllm_command=command)
 
 
+def structured_outputs(cfg: PackageConfig) -> dict[str, Any]:
+    """Per task: its system prompt and the vLLM ``structured_outputs`` request field that asks for
+    what eval.generate's grammar allows (the labels, or the slot schema of ``slots_json_schema``)."""
+    from scripts.evaluation.config import SchemaBounds
+    from scripts.evaluation.decoding import slots_json_schema
+
+    tasks = load_config(cfg.data.datasets_config, DatasetsConfig).tasks
+    return {
+        task: {
+            "system_prompt": spec.system_prompt,
+            "structured_outputs": {"choice": list(spec.labels or [])} if spec.kind == "classification"
+            else {"json": slots_json_schema(spec.slots or {}, SchemaBounds())},
+        }
+        for task, spec in tasks.items()
+    }
+
+
 def vllm_command(dest: Path, cfg: PackageConfig) -> str:
     dtype = "bfloat16" if cfg.dtype == "bf16" else "float32"
-    backend = json.dumps({"backend": cfg.vllm.structured_outputs_backend})
+    # Compact JSON, as the training targets were written; xgrammar and guidance honour it.
+    backend = json.dumps({"backend": cfg.vllm.structured_outputs_backend, "disable_any_whitespace": True})
     return (
         f"vllm serve {dest} --dtype {dtype} --max-model-len {cfg.vllm.max_model_len} "
         f"--structured-outputs-config '{backend}' --generation-config auto "
@@ -340,9 +360,13 @@ Gemma 3 fine-tuned for the crawler's `navpage_classifier` (YES/NO) and
 ```
 
 Send requests with the same system prompts as training, `temperature: 0`, and
-structured outputs: `{{"structured_outputs": {{"choice": ["YES", "NO"]}}}}` for
-the classifier, `{{"structured_outputs": {{"json": <schema>}}}}` for the
-extractor. Generation stops at `<end_of_turn>` (in `generation_config.json`).
+the task's `structured_outputs` field: both are in `{STRUCTURED_OUTPUTS_FILE}`
+(`{{"choice": ["YES", "NO"]}}` for the classifier, the slot schema for the
+extractor). Generation stops at `<end_of_turn>` (in `generation_config.json`).
+The schema leaves string length open on purpose (a `maxLength` makes xgrammar
+check the whole vocabulary at every step inside a string); cap a runaway answer
+with the request's `max_tokens`, as `decoding.max_new_tokens` in
+`configs/eval.yaml` does for evaluation.
 
 ## Checks passed at export
 

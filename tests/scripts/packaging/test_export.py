@@ -6,9 +6,10 @@ import yaml
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from scripts.config import UserError, load_config
+from scripts.config import DatasetsConfig, UserError, load_config
 from scripts.contracts import BundleManifest, sha256_file
-from scripts.evaluation.config import EvalConfig
+from scripts.evaluation.config import EvalConfig, SchemaBounds
+from scripts.evaluation.decoding import slots_json_schema
 from scripts.evaluation.generate import generate_candidates
 from scripts.modeling import end_of_turn_eos_ids, rope_summary
 from scripts.packaging.export import PackageConfig, export_bundle
@@ -92,7 +93,17 @@ def test_export_writes_a_bundle_that_reloads_and_matches_the_adapter(trained_run
 
     card = (bundle / "README.md").read_text()
     assert f"vllm serve {bundle} --dtype float32 --max-model-len 131072" in card
+    assert '"disable_any_whitespace": true' in card and "structured_outputs.json" in card
     assert "No evaluation run found" in card
+
+    # what a vLLM client sends per task: the grammar eval.generate used, from the same schema
+    served = json.loads((bundle / "structured_outputs.json").read_text())
+    tasks = load_config(datasets, DatasetsConfig).tasks
+    assert served["navpage_classifier"]["structured_outputs"] == {"choice": ["YES", "NO"]}
+    extractor = served["productpage_extractor"]
+    assert extractor["structured_outputs"]["json"] == slots_json_schema(tasks["productpage_extractor"].slots,
+                                                                        SchemaBounds())
+    assert extractor["system_prompt"] == tasks["productpage_extractor"].system_prompt
 
 
 def test_bf16_export_and_refusals(trained_run):

@@ -14,6 +14,7 @@ from scripts.tiny_model import (
     GEMMA_SPECIAL_TOKENS,
     build_tiny_gemma,
     build_tokenizer,
+    gemma3_270m_config,
 )
 
 TEXTS = [
@@ -184,3 +185,13 @@ def test_embedding_scale_multiplies_the_tied_embedding_only(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(scaled)
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # still tied
     assert model.lm_head.weight.std().item() == pytest.approx(0.2, rel=0.1)
+
+
+def test_270m_config_has_the_published_shape(tok):
+    """268M parameters (as google/gemma-3-270m), a global layer every sixth, Gemma's vocabulary."""
+    config = gemma3_270m_config(tok)
+    with torch.device("meta"):  # shapes only: nothing allocated
+        model = Gemma3ForCausalLM(config)
+    assert 265e6 < model.num_parameters() < 271e6
+    assert [i + 1 for i, t in enumerate(config.layer_types) if t == "full_attention"] == [6, 12, 18]
+    assert config.vocab_size == 262_144 and config.sliding_window == 512 and config.head_dim == 256

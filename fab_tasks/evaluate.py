@@ -14,7 +14,7 @@ from invoke import task
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fab_tasks._common import console, user_errors
-from scripts.config import UserError, load_config
+from scripts.config import UserError, load_config, with_overrides
 
 DEFAULT_EVAL_CONFIG = "configs/eval.yaml"
 
@@ -34,9 +34,9 @@ def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id=
 
     if run_id and adapter:
         raise UserError("pass --run-id or --adapter, not both")
-    cfg = load_config(config, EvalConfig, {"model.adapter": adapter} if adapter else {})
+    cfg = load_config(config, EvalConfig, {"model.adapter": adapter or None})
     if run_id:
-        cfg.model.adapter = str(cfg.model.runs_dir / run_id)
+        cfg = with_overrides(cfg, {"model.adapter": str(cfg.model.runs_dir / run_id)}, config)
     started = time.perf_counter()
     with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn(),
@@ -72,11 +72,11 @@ def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, jud
     from scripts.evaluation.judge import run_judge
     from scripts.evaluation.judge_config import JudgeConfig
 
-    cfg = load_config(config, JudgeConfig)
+    cfg = load_config(config, JudgeConfig, {"judge.max_cost_usd": max_cost})
     with Progress(TextColumn("LLM judge"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         job = bar.add_task("judge", total=None)
-        run_dir, s = run_judge(cfg, split, float(max_cost) if max_cost is not None else None, judge_model or None,
+        run_dir, s = run_judge(cfg, split, cfg.judge.max_cost_usd, judge_model or None,
                                progress=lambda done, total: bar.update(job, completed=done, total=total))
     for task_name, t in s["tasks"].items():
         m = t["metrics"]

@@ -69,10 +69,10 @@ def backfill(c, source="", table="pages", model="", limit=0, task="", batch_size
 
     if not source or not model:
         raise UserError("pass --source DB and --model PATH (a merged export or a run/adapter dir)")
-    cfg = load_config(config, EvalConfig)
+    cfg = load_config(config, EvalConfig, {"decoding.batch_size": int(batch_size) or None})
     with _progress("backfill") as on_progress:
         s = run_backfill(Path(source), table, model, cfg, limit=int(limit) or None, task=task or None,
-                         batch_size=int(batch_size) or None, progress=on_progress)
+                         progress=on_progress)
     for warning in s.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(s.headline())

@@ -45,19 +45,16 @@ def prepare(c, config=DEFAULT_CONFIG, run_id=""):
 @user_errors
 def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", run_id="", nproc=1):
     """LoRA SFT (answer-only loss, rope-scaled 131072 context); checkpoints, metrics.jsonl, adapter/."""
-    max_steps = int(max_steps) if max_steps is not None else None
     if int(nproc) > 1:
         from scripts.training.ddp import launch
 
         result = launch(config, int(nproc), run_id=run_id or None, resume=resume or None, max_steps=max_steps,
                         backend=backend or None, say=console.print)
     else:
-        from scripts.training.run import run_training
+        from scripts.training.run import run_training, training_config
 
-        result = run_training(
-            load_config(config, TrainingConfig), run_id=run_id or None, resume=resume or None,
-            max_steps=max_steps, backend=backend or None, console=console, say=console.print,
-        )
+        result = run_training(training_config(config, max_steps=max_steps, backend=backend or None),
+                              run_id=run_id or None, resume=resume or None, console=console, say=console.print)
     if result.interrupted_by:
         console.print(f"{result.interrupted_by}: stopped at step {result.global_step}, checkpoint saved in "
                       f"{result.run_dir}/checkpoints; continue with `fab train.run --resume latest`")

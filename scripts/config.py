@@ -162,12 +162,28 @@ def load_config(
         raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
-    for dotted, value in (overrides or {}).items():
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for dotted, value in overrides.items():
         set_dotted(raw, dotted, value)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{path}: {_first_error(exc)}") from exc
+        raise UserError(f"{path}: {_first_error(exc, overrides)}") from exc
+
+
+def with_overrides(cfg: ConfigT, overrides: dict[str, Any], source: str = "config") -> ConfigT:
+    """A validated copy of ``cfg`` with dotted-key overrides; a bad value is the same one-line
+    `UserError` as in `load_config`."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not overrides:
+        return cfg
+    raw = cfg.model_dump(mode="json")
+    for dotted, value in overrides.items():
+        set_dotted(raw, dotted, value)
+    try:
+        return type(cfg).model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{source}: {_first_error(exc, overrides)}") from exc
 
 
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -177,12 +193,17 @@ def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError, overrides: dict[str, Any] | None = None) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"unknown key `{where}`"
-    return f"`{where}`: {err['msg']}" + (f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else "")
+    more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    for dotted, value in (overrides or {}).items():
+        if where == dotted or where.startswith(dotted + "."):
+            # a command-line value: say which one, the file itself may be fine
+            return f"`{dotted}` = {value} (override): {err['msg']}{more}"
+    return f"`{where}`: {err['msg']}{more}"
 
 
 def config_snapshot(cfg: BaseModel) -> dict[str, Any]:

@@ -25,18 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scripts.config import REPO_ROOT, TrainingConfig, UserError, load_config
-from scripts.training.backends import pick_backend
-from scripts.training.prepare import check_splits
-from scripts.training.run import RESULT, RunResult, check_same_base, resolve_run, run_training
-
-
-def _overrides(cfg: TrainingConfig, max_steps: int | None, backend: str | None) -> TrainingConfig:
-    if max_steps is not None:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": int(max_steps)})})
-    if backend:
-        cfg = cfg.model_copy(update={"backend": backend})
-    return cfg
+from scripts.config import REPO_ROOT, UserError
+from scripts.training.run import RESULT, RunResult, run_training, setup_run, training_config
 
 
 def launch(
@@ -52,21 +42,17 @@ def launch(
 ) -> RunResult:
     """Start ``nproc`` ranks on this host; return rank 0's ``RunResult`` (from ``<run_dir>/result.json``)."""
     config = Path(config).resolve()
-    cfg = _overrides(load_config(config, TrainingConfig), max_steps, backend)
-    chosen, reason = pick_backend(cfg.backend, nproc=nproc)
-    check_splits(cfg)
-    run_dir, checkpoint = resolve_run(cfg, run_id, resume)
-    if checkpoint is not None:
-        check_same_base(cfg, run_dir, checkpoint)
-        say(f"resuming {run_dir.name} from {checkpoint.name} (step {checkpoint.name.rsplit('-', 1)[-1]})")
+    cfg = training_config(config, max_steps=max_steps, backend=backend)
+    setup = setup_run(cfg, run_id=run_id, resume=resume, nproc=nproc, say=say, say_backend=False)
+    chosen, reason, run_dir, checkpoint = setup.backend, setup.backend_reason, setup.run_dir, setup.checkpoint
     say(f"launching {nproc} processes (torchrun, DDP) on run {run_dir.name}, backend {chosen} ({reason})")
     (run_dir / RESULT).unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
            f"--nproc-per-node={nproc}", "-m", "scripts.training.ddp",
            "--config", str(config), "--backend", chosen]
     cmd += ["--resume", str(checkpoint)] if checkpoint is not None else ["--run-id", run_dir.name]
-    if max_steps is not None:
-        cmd += ["--max-steps", str(int(max_steps))]
+    if cfg.train.max_steps is not None:
+        cmd += ["--max-steps", str(cfg.train.max_steps)]
     pythonpath = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     done = subprocess.run(cmd, cwd=Path.cwd(), env=env, timeout=timeout)
@@ -83,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="hf")
     parser.add_argument("--run-id")
     parser.add_argument("--resume")
-    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--max-steps")
     args = parser.parse_args(argv)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     console = None
@@ -92,9 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
         console = Console()
     result = run_training(
-        load_config(args.config, TrainingConfig), run_id=args.run_id, resume=args.resume,
-        max_steps=args.max_steps, backend=args.backend, console=console,
-        say=console.print if console else (lambda *_: None),
+        training_config(args.config, max_steps=args.max_steps, backend=args.backend), run_id=args.run_id,
+        resume=args.resume, console=console, say=console.print if console else (lambda *_: None),
     )
     import torch.distributed as dist
 

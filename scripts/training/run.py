@@ -5,7 +5,8 @@
     fab train.run --config configs/training.yaml --backend hf --run-id 20261125T101500Z
 
     from scripts.training.run import run_training
-    result = run_training(cfg, resume="latest", max_steps=6)
+    cfg = training_config("configs/training.yaml", max_steps=6)     # CLI overrides, validated
+    result = run_training(cfg, resume="latest")
 
 Run directory ``<runs_dir>/<run_id>/``: config.yaml, dataset_manifest.json,
 prepare.json (from ``train.prepare``, run here when no prepared run exists),
@@ -28,12 +29,13 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
 
-from scripts.config import TrainingConfig, UserError
+from scripts.config import TrainingConfig, UserError, load_config
 from scripts.training.backends import import_unsloth, pick_backend, resolve_dtype
 from scripts.training.prepare import CONFIG_FILE, check_splits, load_checked_tokenizer, prepare_run, read_prepare
 
@@ -196,35 +198,56 @@ def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, 
     return trainer
 
 
-def run_training(
-    cfg: TrainingConfig,
-    *,
-    run_id: str | None = None,
-    resume: str | None = None,
-    max_steps: int | None = None,
-    backend: str | None = None,
-    extra_callbacks: tuple = (),
-    console=None,
-    say=print,
-) -> RunResult:
-    if max_steps is not None:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": int(max_steps)})})
-    if backend:
-        cfg = cfg.model_copy(update={"backend": backend})
-    chosen, reason = pick_backend(cfg.backend, nproc=world_size())
-    say(f"backend: {chosen} ({reason})")
+def training_config(
+    path: str | Path, *, max_steps: int | str | None = None, backend: str | None = None
+) -> TrainingConfig:
+    """The training config with ``train.run``'s command-line overrides, validated with the file in one
+    pass: ``--backend hfx`` or ``--max-steps 0`` is the same one-line `UserError` as a bad YAML value."""
+    overrides = {"train.max_steps": None if max_steps in (None, "") else max_steps, "backend": backend or None}
+    return load_config(path, TrainingConfig, overrides)
+
+
+@dataclass
+class RunSetup:
+    backend: str
+    backend_reason: str
+    run_dir: Path
+    checkpoint: Path | None  # the checkpoint to resume from, or None for a fresh start
+
+
+def setup_run(cfg: TrainingConfig, *, run_id: str | None, resume: str | None, nproc: int, say=print,
+              say_backend: bool = True) -> RunSetup:
+    """Backend, splits check, run dir and resume checkpoint: the same steps in this process, in the
+    ``--nproc`` launcher and in every torchrun rank. Unsloth, when chosen, is imported here, before
+    anything imports transformers/PEFT/TRL."""
+    chosen, reason = pick_backend(cfg.backend, nproc=nproc)
+    if say_backend:
+        say(f"backend: {chosen} ({reason})")
     if chosen == "unsloth":
         late = import_unsloth()  # before transformers/PEFT/TRL, as Unsloth requires
         if late:
             log.warning("unsloth imported after %s: its patches may be incomplete", ", ".join(late))
-    from scripts.training.callbacks import MetricsCallback, RichProgressCallback, SignalCheckpoint, write_loss_plot
-
     check_splits(cfg)
     run_dir, checkpoint = resolve_run(cfg, run_id, resume)
     if checkpoint is not None:
         check_same_base(cfg, run_dir, checkpoint)
         say(f"resuming {run_dir.name} from {checkpoint.name} (step {checkpoint.name.rsplit('-', 1)[-1]})")
+    return RunSetup(chosen, reason, run_dir, checkpoint)
 
+
+def run_training(
+    cfg: TrainingConfig,
+    *,
+    run_id: str | None = None,
+    resume: str | None = None,
+    extra_callbacks: tuple = (),
+    console=None,
+    say=print,
+) -> RunResult:
+    """Train ``cfg`` (overrides already applied: `training_config`); rank 0 writes the run's files."""
+    setup = setup_run(cfg, run_id=run_id, resume=resume, nproc=world_size(), say=say)
+    chosen, reason, run_dir, checkpoint = setup.backend, setup.backend_reason, setup.run_dir, setup.checkpoint
+    from scripts.training.callbacks import MetricsCallback, RichProgressCallback, SignalCheckpoint, write_loss_plot
     from scripts.training.backends import load_model
     from scripts.training.data import build_dataset, load_split
 

@@ -55,6 +55,20 @@ def test_fab_user_errors_are_one_line(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("flags, line", [
+    (("--backend", "hfx"), "`backend` = hfx (override): Input should be 'auto', 'unsloth' or 'hf'"),
+    (("--max-steps", "0"), "`train.max_steps` = 0 (override): Input should be greater than 0"),
+    (("--max-steps", "0", "--nproc", "2"), "`train.max_steps` = 0 (override): Input should be greater than 0"),
+])
+def test_fab_train_run_validates_overrides_like_yaml(flags, line):
+    """A bad flag is the same one-line error as a bad YAML value, in-process and under --nproc."""
+    done = fab("train.run", *flags, "--config", "configs/training_tiny.yaml")
+    assert done.returncode == 1 and done.stdout == ""
+    config = "configs/training_tiny.yaml" if "--nproc" not in flags else str(REPO_ROOT / "configs/training_tiny.yaml")
+    assert done.stderr.strip() == f"error: {config}: {line}"
+
+
+@pytest.mark.integration
 def test_fab_train_run_nproc_2_ddp_on_cpu_gloo(tiny_root, tmp_path):
     """Two torchrun ranks (gloo, CPU) train one adapter; only rank 0 writes metrics, checkpoints, adapter."""
     from safetensors.torch import load_file

@@ -45,6 +45,23 @@ def test_overrides_are_validated_too(tmp_path):
         load_config(path, DatasetsConfig, {"split.ratios": {"train": 0.9, "validation": 0.2, "test": 0.1}})
 
 
+def test_a_bad_override_names_its_key_and_value():
+    from scripts.config import TrainingConfig, with_overrides
+
+    path = REPO_ROOT / "configs/training_tiny.yaml"
+    with pytest.raises(UserError) as err:
+        load_config(path, TrainingConfig, {"backend": "hfx"})
+    assert str(err.value) == f"{path}: `backend` = hfx (override): Input should be 'auto', 'unsloth' or 'hf'"
+    with pytest.raises(UserError) as err:
+        load_config(path, TrainingConfig, {"train.max_steps": "0"})
+    assert str(err.value) == f"{path}: `train.max_steps` = 0 (override): Input should be greater than 0"
+    cfg = load_config(path, TrainingConfig, {"train.max_steps": "7", "backend": None})  # None: not given
+    assert cfg.train.max_steps == 7 and cfg.backend == "auto"
+    assert with_overrides(cfg, {"train.lr": 1e-3}).train.lr == 1e-3 and cfg.train.lr != 1e-3
+    with pytest.raises(UserError, match=r"^cli: `train.lr` = -1 \(override\): Input should be greater than 0$"):
+        with_overrides(cfg, {"train.lr": -1}, "cli")
+
+
 def test_missing_file_and_bad_yaml_are_one_line(tmp_path):
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "nope.yaml", DatasetsConfig)
@@ -66,3 +83,4 @@ def test_secrets_are_masked_by_value_and_by_key(monkeypatch):
 def test_token_counts_are_not_mistaken_for_secrets():
     dumped = mask_secrets({"max_tokens": 5, "prompt_tokens": 9, "hf_token": "abc", "API_KEY": "k"})
     assert dumped == {"max_tokens": 5, "prompt_tokens": 9, "hf_token": MASK, "API_KEY": MASK}
+

@@ -79,10 +79,8 @@ def main(config: str, out: str, run_id: str, backend: str = "unsloth") -> None:
     import torch
     import trl
 
-    from scripts.config import TrainingConfig, load_config
-
     probe = make_probe()
-    result = run.run_training(load_config(config, TrainingConfig), run_id=run_id, backend=backend,
+    result = run.run_training(run.training_config(config, backend=backend), run_id=run_id,
                               extra_callbacks=(probe,), say=print)
     facts.update(
         result=result.model_dump(), trainable=probe.trainable, changed=probe.changed,

@@ -221,6 +221,27 @@ class RopeSettings(StrictModel):
     factor: float = Field(default=4.0, ge=1.0, description="pretrained context (32768) x factor = max_seq_length")
 
 
+FLASH_ATTENTION_ALIAS = "use_flash_attention_2"
+
+
+def flash_attention_alias(data: Any) -> Any:
+    """``use_flash_attention_2: true`` (the key of the product brief and older transformers) means
+    ``attn_implementation: flash_attention_2``; ``false`` means sdpa instead of ``auto``. A contradiction
+    with an explicit ``attn_implementation`` is an error, never a silent pick."""
+    if not isinstance(data, dict) or FLASH_ATTENTION_ALIAS not in data:
+        return data
+    data = dict(data)
+    flag = data.pop(FLASH_ATTENTION_ALIAS)
+    if not isinstance(flag, bool):
+        raise ValueError(f"{FLASH_ATTENTION_ALIAS} must be true or false, got {flag!r}")
+    chosen = data.get("attn_implementation", "auto")
+    wanted = "flash_attention_2" if flag else "sdpa"
+    if chosen != "auto" and (chosen == "flash_attention_2") != flag:
+        raise ValueError(f"{FLASH_ATTENTION_ALIAS}: {str(flag).lower()} contradicts attn_implementation: {chosen}")
+    data["attn_implementation"] = wanted if chosen == "auto" else chosen
+    return data
+
+
 class ModelSettings(StrictModel):
     name_or_path: str = Field(default="google/gemma-3-270m", description="HF id or local dir of the base model")
     tokenizer: str | None = Field(default=None, description="HF id or local dir; default: name_or_path")
@@ -232,8 +253,11 @@ class ModelSettings(StrictModel):
     attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
         default="auto",
         description="auto: flash_attention_2 on a GPU with flash-attn (sliding windows without a seq x seq mask), "
-        "else sdpa; eager materialises seq x seq scores: short contexts only",
+        "else sdpa; eager materialises seq x seq scores: short contexts only. "
+        "`use_flash_attention_2: true` is accepted as an alias of flash_attention_2",
     )
+
+    _flash_attention_alias = model_validator(mode="before")(flash_attention_alias)
 
     @property
     def tokenizer_path(self) -> str:

@@ -241,7 +241,9 @@ def _rocm_env_check() -> Check:
 def _flash_attn_check(stage: str | None) -> Check:
     present = importlib.util.find_spec("flash_attn") is not None
     version = _installed_version("flash-attn") or _installed_version("flash_attn")
-    detail = (version or "installed") if present else "not installed (SDPA/eager used)"
+    alias = "model.use_flash_attention_2: true (= attn_implementation: flash_attention_2)"
+    detail = (f"{version or 'installed'}; attn_implementation auto uses it on a GPU, as does {alias}" if present
+              else f"not installed (SDPA/eager used); {alias} needs it")
     return Check("flash-attn", _status(present, stage, optional=True), detail)
 
 

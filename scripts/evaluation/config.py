@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from scripts.config import StrictModel
+from scripts.config import StrictModel, flash_attention_alias
 
 
 class EvalModelSettings(StrictModel):
@@ -31,8 +31,11 @@ class EvalModelSettings(StrictModel):
         default="auto", description="auto: bf16 on GPU, fp32 on CPU (Gemma 3 overflows in fp16)"
     )
     attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
-        default="auto", description="auto: flash_attention_2 on a GPU with flash-attn, else sdpa"
+        default="auto", description="auto: flash_attention_2 on a GPU with flash-attn, else sdpa; "
+        "`use_flash_attention_2: true` is accepted as an alias of flash_attention_2"
     )
+
+    _flash_attention_alias = model_validator(mode="before")(flash_attention_alias)
 
 
 class EvalDataSettings(StrictModel):

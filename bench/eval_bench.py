@@ -190,10 +190,9 @@ def total(runs: list[dict]) -> Counter:
 
 
 def by_length(tokenizer, items):
-    from scripts.evaluation.generate import chat_messages
-    from scripts.modeling import encode_chat
+    from scripts.chat import encode_chat, prompt_messages
 
-    return sorted(items, key=lambda r: len(encode_chat(tokenizer, chat_messages(r))), reverse=True)
+    return sorted(items, key=lambda r: len(encode_chat(tokenizer, prompt_messages(r))), reverse=True)
 
 
 # --- 1. constrained vs unconstrained ---------------------------------------------------------

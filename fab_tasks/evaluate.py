@@ -69,6 +69,7 @@ DEFAULT_JUDGE_CONFIG = "configs/judge_slots.yaml"
 @user_errors
 def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, judge_model=""):
     """Score candidates per slot (exact/numeric/fuzzy/set), LLM-judge the rest -> reports/judge/<run_id>/."""
+    from scripts.contracts import JudgeSummary
     from scripts.evaluation.judge import run_judge
     from scripts.evaluation.judge_config import JudgeConfig
 
@@ -78,15 +79,15 @@ def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, jud
         job = bar.add_task("judge", total=None)
         run_dir, s = run_judge(cfg, split, cfg.judge.max_cost_usd, judge_model or None,
                                progress=lambda done, total: bar.update(job, completed=done, total=total))
-    for task_name, t in s["tasks"].items():
-        m = t["metrics"]
-        headline = m.get("accuracy", m.get("slot_accuracy"))
-        console.print(f"{task_name}: n {t['n']}, {t['acceptance']['verdict']}, accuracy "
-                      f"{headline if headline is None else f'{headline:.1%}'}, valid {t['json_validity']:.1%}")
-    j = s["judge"]
-    note = f" [yellow]{j['disabled_reason']}[/]" if j.get("disabled_reason") else ""
-    console.print(f"judge: {j['calls']} calls, {j['cache_hits']} cached, {j['not_judged']} not judged, "
-                  f"${j['cost_usd']:.4f}{note}")
+    summary = JudgeSummary.model_validate(s)
+    for task_name, t in summary.tasks.items():
+        headline = t.metrics.get("accuracy", t.metrics.get("slot_accuracy"))
+        console.print(f"{task_name}: n {t.n}, {t.acceptance.verdict}, accuracy "
+                      f"{headline if headline is None else f'{headline:.1%}'}, valid {t.json_validity:.1%}")
+    j = summary.judge
+    note = f" [yellow]{j.disabled_reason}[/]" if j.disabled_reason else ""
+    console.print(f"judge: {j.calls} calls, {j.cache_hits} cached, {j.not_judged} not judged, "
+                  f"${j.cost_usd:.4f}{note}")
     console.print(f"wrote {run_dir}/ (results.jsonl, summary.json)")
     console.print(f"run id: {run_dir.name}")
 

@@ -136,6 +136,188 @@ class BundleManifest(Record):
     files: dict[str, FileEntry] = Field(description="every other file in the bundle: sha256 and size")
 
 
+# --- dataset.stats ----------------------------------------------------------
+
+
+class TokenCounter(BaseModel):
+    source: str
+    exact: bool
+    note: str
+
+
+class TaskSplitStats(BaseModel):
+    n: int
+    prompt_tokens: dict[str, int]
+    prompt_tokens_mean: float
+    target_tokens_mean: float
+    over_max_seq_length: int
+    labels: dict[str, int] | None = None
+    slot_fill_rate: dict[str, float] | None = None
+    answer_in_prompt: float | None = None
+    answer_in_truncated_prompt: float | None = None
+
+
+class StatsReport(BaseModel):
+    """data/processed/<schema_version>/stats.json, read by ops.project_tokens."""
+
+    schema_version: str
+    tokenizer: TokenCounter
+    max_seq_length: int
+    per_split: dict[str, dict[str, TaskSplitStats]]
+    top_domains: dict[str, list[tuple[str, int]]]
+    near_duplicates_across_splits: int
+    near_duplicate_examples: list[list[str]]
+
+
+# --- train.run ----------------------------------------------------------------
+
+
+class MetricsRow(Record):
+    """One line of models/runs/<run_id>/metrics.jsonl (one per logging step)."""
+
+    step: int
+    epoch: float
+    loss: float | None = Field(description="mean training loss over the answer tokens since the last line")
+    lr: int | float | None  # int | float: a value is written back exactly as the trainer logged it
+    grad_norm: int | float | None
+    tokens: int | float | None = Field(description="input tokens seen so far (all ranks)")
+    tokens_per_s: int | float | None
+    peak_memory_mb: float
+
+
+class RunResult(BaseModel):
+    """models/runs/<run_id>/result.json: what ``train.run`` did (rank 0 of a DDP run)."""
+
+    run_id: str
+    run_dir: str
+    backend: str
+    backend_reason: str
+    resumed_from: str | None
+    global_step: int
+    interrupted_by: str | None = None
+    adapter_dir: str | None = None
+    final_loss: float | None = None
+    train_examples: int
+    dropped_too_long: int
+    truncated: int
+    world_size: int = 1
+    rank_adapter_sha256: list[str] | None = None  # one per DDP rank, all equal; None on one process
+
+
+# --- eval.judge -----------------------------------------------------------------
+
+
+class JudgeRow(Record):
+    """One scored slot (``slot`` is ``label`` for a classification): reports/judge/<run_id>/results.jsonl."""
+
+    id: str
+    task: str
+    domain: str
+    valid: bool
+    confidence: float | None
+    slot: str
+    reference: Any
+    candidate: Any = Field(description="the parsed value, or the raw output (500 chars) when invalid")
+    score: float
+    method: Literal["exact", "numeric", "fuzzy", "set", "llm", "invalid", "truncated"]
+    truncated: bool = Field(default=False, description="the value was cut by schema_bounds while generating")
+    outcome: Literal["correct", "wrong", "hallucination", "omission", "not_judged"]
+    passed: bool
+    undecided: bool
+    rationale: str
+    judge: str | None = Field(description="judged | cached | not_judged when the LLM judge saw it")
+    cached: bool
+
+
+class AcceptanceCheck(Record):
+    metric: str
+    op: Literal[">=", "<="]
+    threshold: float
+    value: float | None
+    ok: bool
+
+
+class Acceptance(Record):
+    verdict: Literal["PASS", "FAIL", "NO THRESHOLDS"]
+    checks: list[AcceptanceCheck]
+
+
+class TaskSummary(Record):
+    kind: Literal["classification", "extraction"]
+    n: int
+    json_validity: float | None
+    latency: dict[str, float | None]
+    classification: dict[str, Any] | None = Field(default=None, description="metrics, confusion, ci95")
+    slots: dict[str, dict[str, Any]] | None = Field(default=None, description="extraction: per-slot table")
+    reference_empty_slots: int | None = None
+    truncated_answers: int | None = Field(default=None, description="answers closed early by constrained decoding")
+    metrics: dict[str, Any] = Field(description="headline metrics the acceptance thresholds read")
+    per_domain: dict[str, dict[str, Any]]
+    escalation: dict[str, Any]
+    acceptance: Acceptance
+
+
+class JudgeRunStats(Record):
+    """The LLM judge's part of a run: calls, cache hits, cost."""
+
+    model: str
+    api_base_set: bool
+    needed: int
+    enabled: bool
+    max_cost_usd: float | None
+    disabled_reason: str | None = None
+    judged: int
+    not_judged: int
+    calls: int
+    requests: int
+    retries: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    errors: int
+    error_examples: list[Any]
+    budget_stopped: bool
+    wall_s: float
+
+
+class JudgeSummary(Record):
+    """reports/judge/<run_id>/summary.json, read by eval.report, package.export and the eval.judge task."""
+
+    tasks: dict[str, TaskSummary]
+    judge: JudgeRunStats
+    run_id: str
+    split: str
+    created_at: str
+    model: list[str]
+    constrained: list[bool]
+    dataset: dict[str, Any]
+    candidates_file: str
+    candidates_sha256: str
+    n: int
+    references_without_candidate: int
+    candidates_without_reference: int
+    config: dict[str, Any]
+
+
+# --- ops.backfill ---------------------------------------------------------------
+
+
+class PredictionRow(Record):
+    """One row of the backfill's ``predictions`` table (``created_at`` is added at insert time)."""
+
+    id: Any = Field(description="the source table's id, in its own type (text, integer, ...)")
+    task: str | None
+    output: str | None
+    valid: bool
+    model_sha: str
+    error: str | None = None
+
+    def insert_values(self, created_at) -> tuple:
+        """In the table's column order: id, task, output, valid, model_sha, created_at, error."""
+        return (self.id, self.task, self.output, self.valid, self.model_sha, created_at, self.error)
+
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 

@@ -1,12 +1,27 @@
-"""Find and load the weights to run: base + LoRA adapter (PEFT) or a merged export.
+"""The one model layer: find and load a base model, a LoRA adapter on its base, or a merged bundle.
 
-    from scripts.model_loading import load_resolved, resolve_weights
-    resolved = resolve_weights("latest", Path("models/runs"))      # or a run dir / adapter dir
-    model, tokenizer = load_resolved(resolved, dtype="auto")
+    from scripts.model_loading import load_base, load_resolved, load_tokenizer, resolve_weights
+    model = load_base("google/gemma-3-270m", dtype="auto", rope=(4.0, 131072))  # training, before LoRA
+    resolved = resolve_weights("latest", Path("models/runs"))      # or a run dir / adapter dir / merged=
+    model, tokenizer = load_resolved(resolved, dtype="auto")       # eval, export, backfill
 
-Used by eval.generate, package.export and ops.backfill, so all three load a
-run the same way: the run's rope scaling goes into the base config before the
-adapter is attached, and `<end_of_turn>` is an EOS.
+Every stage loads through here, so all of them follow the same rules:
+
+- where the files come from (``pretrained_kwargs``): a local dir loads as is,
+  and a path that looks local but is missing is reported as missing; a hub id
+  loads from the local cache first, else from the hub with
+  ``HUGGINGFACE_TOKEN`` when the hub answers; when it cannot be loaded at all
+  the one-line error names ``fab train.import-gguf``;
+- one dtype rule (``torch_dtype``: bf16 on a GPU, fp32 on CPU, never fp16,
+  in which Gemma 3 overflows) and one attention rule
+  (``scripts.modeling.resolve_attn_implementation``);
+- a run's rope scaling goes into the base config before the weights load
+  (and before an adapter is attached), and ``<end_of_turn>`` is an EOS.
+
+``scripts.modeling`` holds the Gemma 3 specifics this layer applies,
+``scripts.hub`` the token and the reachability probe, ``scripts.chat`` the
+chat format, ``scripts.tiny_model`` the tiny models of the demo and tests,
+``scripts.training.backends`` the LoRA wrapping (hf or Unsloth) on top.
 """
 
 from __future__ import annotations
@@ -15,6 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.config import UserError, load_config
+
+IMPORT_HINT = ("import it from a GGUF file with `fab train.import-gguf`, or set HUGGINGFACE_TOKEN "
+               "(licence accepted on the hub)")
+LOCAL_HINT = "fix the path, or build it with `fab train.init-tiny` or `fab train.import-gguf`"
+
 
 @dataclass
 class ResolvedModel:
@@ -83,50 +103,126 @@ def training_rope(run_dir: Path | None) -> tuple[float, int] | None:
     return training.model.rope.factor, training.model.max_seq_length
 
 
-def torch_dtype(choice: str, device: str):
+def torch_dtype(choice: str, gpu: bool | None = None):
+    """The one dtype rule: ``bf16``/``fp32`` as asked; ``auto`` is bf16 on a GPU, fp32 on CPU."""
     import torch
 
-    if choice == "bf16" or (choice == "auto" and device == "cuda"):
+    gpu = torch.cuda.is_available() if gpu is None else gpu
+    if choice == "bf16" or (choice == "auto" and gpu):
         return torch.bfloat16
     return torch.float32
 
 
-def pretrained_kwargs(name_or_path: str) -> dict:
-    """A local dir loads directly; a hub id must be in the local cache unless the hub is reachable."""
-    from scripts.hub import hub_reachable, hub_token
+def looks_local(name_or_path: str) -> bool:
+    """A path rather than a hub id (``org/name``): it exists, is absolute or ``./``-relative, has more
+    than one ``/``, or its first folder exists here (``models/tiny-gemma3``)."""
+    path = Path(name_or_path).expanduser()
+    if path.exists() or path.is_absolute() or name_or_path.startswith((".", "~")):
+        return True
+    return name_or_path.count("/") > 1 or ("/" in name_or_path and path.parent.is_dir())
 
-    if Path(name_or_path).is_dir():
-        return {}
+
+def _cached(repo_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str) or not hub_reachable():
+    try:
+        return any(isinstance(try_to_load_from_cache(repo_id, name), str)
+                   for name in ("config.json", "tokenizer_config.json"))
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def hub_unavailable(name_or_path: str, reason: str) -> UserError:
+    return UserError(f"cannot load {name_or_path} from the Hugging Face hub ({reason}); {IMPORT_HINT}")
+
+
+def pretrained_kwargs(name_or_path: str) -> dict:
+    """``from_pretrained`` keywords for a model or tokenizer: local dir -> none; hub id -> the local
+    cache when it holds it, else the hub with the token; `UserError` when neither can work."""
+    from scripts.hub import hub_reachable, hub_token
+
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return {}
+    if path.exists():
+        raise UserError(f"{name_or_path} is a file, not a model dir (config.json + weights); {LOCAL_HINT}")
+    if looks_local(name_or_path):
+        raise UserError(f"local model dir {name_or_path} does not exist; {LOCAL_HINT}")
+    if _cached(name_or_path):
         return {"local_files_only": True}
+    if not hub_reachable():
+        raise hub_unavailable(name_or_path, "not in the local cache and the hub is unreachable")
     return {"token": hub_token()}
+
+
+def load_error(name_or_path: str, exc: Exception, kwargs: dict) -> UserError:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if kwargs:  # a hub id: gated without a token, unknown repo, cache incomplete
+        return hub_unavailable(name_or_path, reason)
+    return UserError(f"cannot load {name_or_path}: {reason}")
+
+
+def load_model_config(name_or_path: str, rope: tuple[float, int] | None = None, kwargs: dict | None = None):
+    """The model's config, with rope scaling ``(factor, max_seq_length)`` applied when given."""
+    from transformers import AutoConfig
+
+    from scripts.modeling import apply_rope_scaling
+
+    kwargs = pretrained_kwargs(name_or_path) if kwargs is None else kwargs
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise load_error(name_or_path, exc, kwargs) from exc
+    if rope is not None:
+        try:
+            apply_rope_scaling(config, factor=rope[0], max_seq_length=rope[1])
+        except ValueError as exc:
+            raise UserError(f"model.rope / model.max_seq_length: {exc}") from exc
+    return config
+
+
+def load_base(name_or_path: str, *, dtype="auto", attn_implementation: str = "auto",
+              rope: tuple[float, int] | None = None):
+    """A causal LM from a local dir or hub id: rope scaling through ``config=`` (never as a
+    ``from_pretrained`` keyword), one dtype rule (``dtype`` may already be a torch dtype), one
+    attention rule. On CPU; callers move it."""
+    from transformers import AutoModelForCausalLM
+
+    from scripts.modeling import resolve_attn_implementation
+
+    kwargs = pretrained_kwargs(name_or_path)
+    config = load_model_config(name_or_path, rope, kwargs)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            name_or_path, config=config, dtype=torch_dtype(dtype) if isinstance(dtype, str) else dtype,
+            attn_implementation=resolve_attn_implementation(attn_implementation), **kwargs,
+        )
+    except OSError as exc:
+        raise load_error(name_or_path, exc, kwargs) from exc
+
+
+def load_tokenizer(name_or_path: str):
+    """A tokenizer by the same rules as the model (local dir, cache, hub)."""
+    from transformers import AutoTokenizer
+
+    kwargs = pretrained_kwargs(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise load_error(name_or_path, exc, kwargs) from exc
 
 
 def load_resolved(resolved: ResolvedModel, dtype: str = "auto", attn_implementation: str = "auto"):
     """(model, tokenizer) on the best device, eval mode; LoRA attached (not merged) via PEFT."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from scripts.hub import load_tokenizer
-    from scripts.modeling import apply_rope_scaling, resolve_attn_implementation, restore_end_of_turn_eos
+    from scripts.modeling import restore_end_of_turn_eos
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    kwargs = pretrained_kwargs(resolved.base)
-    try:
-        config = AutoConfig.from_pretrained(resolved.base, **kwargs)
-        rope = training_rope(resolved.run_dir)
-        if rope is not None and rope[0] > 1:
-            apply_rope_scaling(config, factor=rope[0], max_seq_length=rope[1])
-        model = AutoModelForCausalLM.from_pretrained(
-            resolved.base, config=config, dtype=torch_dtype(dtype, device),
-            attn_implementation=resolve_attn_implementation(attn_implementation), **kwargs,
-        )
-        tokenizer = load_tokenizer(resolved.tokenizer_dir)
-    except OSError as exc:
-        message = f"cannot load base model {resolved.base}: {exc}; set model.base to a local dir"
-        raise UserError(message) from exc
+    rope = training_rope(resolved.run_dir)
+    model = load_base(resolved.base, dtype=torch_dtype(dtype, gpu=device == "cuda"),
+                      attn_implementation=attn_implementation, rope=rope if rope and rope[0] > 1 else None)
+    tokenizer = load_tokenizer(resolved.tokenizer_dir)
     if resolved.adapter_dir is not None:
         from peft import PeftModel
 

@@ -1,14 +1,16 @@
-"""Gemma 3 specifics in one place: rope scaling to 128k, stop tokens, chat encoding.
+"""Gemma 3 specifics in one place: rope scaling to 128k, stop tokens, the attention kernel.
 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from scripts.modeling import apply_rope_scaling, encode_chat, restore_end_of_turn_eos, rope_summary
+    from scripts.modeling import apply_rope_scaling, restore_end_of_turn_eos, rope_summary
 
     config = AutoConfig.from_pretrained(base)
     apply_rope_scaling(config, factor=4.0, max_seq_length=131072)   # before the model is built
     model = AutoModelForCausalLM.from_pretrained(base, config=config)
     rope_summary(model)   # {"full_attention": {"rope_type": "linear", "factor": 4.0, ...}, ...}
     restore_end_of_turn_eos(model, tokenizer)   # after Unsloth, which keeps only <eos>
-    ids = encode_chat(tokenizer, messages)      # exactly one <bos>
+
+Loading goes through ``scripts.model_loading``, which applies these; the chat
+format is ``scripts.chat``.
 
 How transformers 5.17 spells Gemma 3 rope (models/gemma3/configuration_gemma3.py,
 ``Gemma3TextConfig.convert_rope_params_to_dict``): ``rope_parameters`` is keyed
@@ -162,23 +164,6 @@ def restore_end_of_turn_eos(model, tokenizer) -> None:
     model.generation_config.eos_token_id = current + [i for i in wanted if i not in current]
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-
-
-def encode_chat(tokenizer, messages: list[dict], *, add_generation_prompt: bool = True) -> list[int]:
-    """Token ids of a chat rendered by the tokenizer's template, with exactly one leading ``<bos>``.
-
-    The template already writes ``<bos>``; tokenising its *text* with the default
-    ``add_special_tokens=True`` would add a second one. This renders and
-    tokenises in one step (``apply_chat_template(tokenize=True)``) and checks.
-    """
-    encoded = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
-    )
-    ids = list(encoded["input_ids"])
-    bos = tokenizer.bos_token_id
-    if not ids or ids[0] != bos or ids[1:2] == [bos]:
-        raise ValueError(f"chat encoding must start with exactly one <bos> ({bos}), got {ids[:3]}")
-    return ids
 
 
 def resolve_attn_implementation(choice: str) -> str:

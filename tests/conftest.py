@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -33,3 +36,32 @@ def datasets_cfg(tmp_path) -> DatasetsConfig:
     return load_config(
         REPO_ROOT / "configs/datasets.yaml", DatasetsConfig, {"processed_dir": str(tmp_path / "processed")}
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma(tmp_path_factory) -> Path:
+    """One tiny random Gemma 3 (hidden 64, 2 layers) + locally trained tokenizer for the whole session,
+    built from a config, never downloaded. Shared: tests read it; to change it, copy it first."""
+    from scripts.tiny_model import build_tiny_gemma
+    from tests.scripts.evaluation import TOKENIZER_TEXTS
+
+    return build_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma3") / "model", TOKENIZER_TEXTS)
+
+
+FAB = [str(Path(sys.executable).parent / "fab"), "--search-root", str(REPO_ROOT)]
+
+
+def fab_command(*args: str) -> list[str]:
+    """The real `fab` entry point of this environment on the repo's fabfile, from any working dir."""
+    return [*FAB, *args]
+
+
+def fab(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
+        check: bool = False) -> subprocess.CompletedProcess:
+    """Run `fab ARGS` in ``cwd`` (COLUMNS=200, so rich does not wrap the lines tests read); ``env`` adds
+    variables; ``check`` asserts exit 0 and shows the output's tail when it is not."""
+    run = subprocess.run(fab_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "COLUMNS": "200", **(env or {})})
+    if check:
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    return run

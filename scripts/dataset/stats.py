@@ -20,46 +20,17 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import orjson
-from pydantic import BaseModel
 
 from scripts.config import DatasetsConfig, UserError
-from scripts.contracts import CleanRecord, atomic_write, read_jsonl
+from scripts.contracts import CleanRecord, StatsReport, TaskSplitStats, TokenCounter, atomic_write, read_jsonl
 from scripts.dataset.split import SPLITS, SPLITS_DIR
-from scripts.hub import load_tokenizer
+from scripts.model_loading import load_tokenizer
 
 STATS_FILE = "stats.json"
 # Chat-template tokens around one single-turn example (<bos>, turn markers, role names).
 TEMPLATE_OVERHEAD_TOKENS = 12
 _APPROX_PIECE = re.compile(r"\w+|[^\w\s]")
 _FINGERPRINT_STRIP = re.compile(r"[\d\s]+")
-
-
-class TokenCounter(BaseModel):
-    source: str
-    exact: bool
-    note: str
-
-
-class TaskSplitStats(BaseModel):
-    n: int
-    prompt_tokens: dict[str, int]
-    prompt_tokens_mean: float
-    target_tokens_mean: float
-    over_max_seq_length: int
-    labels: dict[str, int] | None = None
-    slot_fill_rate: dict[str, float] | None = None
-    answer_in_prompt: float | None = None
-    answer_in_truncated_prompt: float | None = None
-
-
-class StatsReport(BaseModel):
-    schema_version: str
-    tokenizer: TokenCounter
-    max_seq_length: int
-    per_split: dict[str, dict[str, TaskSplitStats]]
-    top_domains: dict[str, list[tuple[str, int]]]
-    near_duplicates_across_splits: int
-    near_duplicate_examples: list[list[str]]
 
 
 def load_token_counter(name_or_path: str) -> tuple[Callable[[list[str]], list[list[int]]], TokenCounter]:

@@ -10,8 +10,8 @@
 
 Writes ``<output_dir>/<split>_candidates.jsonl`` (``scripts.contracts.Candidate``).
 
-* Prompts are rendered by the tokenizer's chat template (``encode_chat``) from
-  training's ``prompt_messages`` (system prompt + prompt), so both see the same text.
+* Prompts are rendered by the tokenizer's chat template (``scripts.chat``: ``encode_chat`` of
+  ``prompt_messages``, system prompt + prompt), as in training, so both see the same text.
 * Per task, prompts are sorted by length and generated in batches with left
   padding; greedy unless ``decoding.greedy: false``; stops at ``<end_of_turn>``
   or ``<eos>``; ``max_new_tokens`` per task kind.
@@ -72,13 +72,6 @@ class GenerateSummary:
 
 
 # --- inputs ----------------------------------------------------------------
-
-
-def chat_messages(record: CleanRecord) -> list[dict[str, str]]:
-    """The prompt as chat messages: training's own function, so the two can never drift apart."""
-    from scripts.training.data import prompt_messages
-
-    return prompt_messages(record)
 
 
 def split_path(cfg: EvalConfig, datasets: DatasetsConfig, split: str) -> Path:
@@ -268,9 +261,9 @@ def generate_outputs(
     ``cfg.decoding.batch_size`` per call; yields each batch's [(Candidate, seconds)].
     Used by eval.generate and ops.backfill.
     """
-    from scripts.modeling import encode_chat
+    from scripts.chat import encode_chat, prompt_messages
 
-    encoded = [(r, encode_chat(tokenizer, chat_messages(r))) for r in items]
+    encoded = [(r, encode_chat(tokenizer, prompt_messages(r))) for r in items]
     encoded.sort(key=lambda pair: len(pair[1]), reverse=True)
     size = cfg.decoding.batch_size
     for start in range(0, len(encoded), size):

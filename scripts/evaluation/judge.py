@@ -23,7 +23,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from scripts.config import DatasetsConfig, UserError, load_config, mask_secrets
-from scripts.contracts import Candidate, CleanRecord, atomic_write, read_jsonl, sha256_file
+from scripts.contracts import Candidate, CleanRecord, JudgeRow, JudgeSummary, atomic_write, read_jsonl, sha256_file
 from scripts.evaluation import escalation as esc
 from scripts.evaluation.judge_config import JudgeConfig
 from scripts.evaluation.llm_judge import JudgeCache, JudgeItem, JudgeResult, JudgeStats, LLMJudge
@@ -113,6 +113,10 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
         "candidates_without_reference": unmatched,
         "config": mask_secrets(cfg.model_dump(mode="json")),
     })
+    # the files other stages read must match their contracts (validated here, written as they are)
+    JudgeSummary.model_validate(summary)
+    for row in rows:
+        JudgeRow.model_validate(row)
     with atomic_write(run_dir / RESULTS_FILE, "w") as fh:
         for row in rows:
             fh.write(json.dumps(mask_secrets(row), ensure_ascii=False, default=str) + "\n")

@@ -44,6 +44,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, NamedTuple
 
 from scripts.config import DatasetsConfig, UserError, load_config
+from scripts.contracts import PredictionRow
 from scripts.evaluation.config import EvalConfig
 from scripts.model_loading import ResolvedModel, resolve_weights
 
@@ -53,7 +54,7 @@ ProgressFn = Callable[[int, int], None]  # (pages written this run, pages pendin
 
 
 class Page(NamedTuple):
-    """One row to predict; ``system_prompt`` and ``prompt`` are what ``chat_messages`` reads."""
+    """One row to predict; ``system_prompt`` and ``prompt`` are what ``scripts.chat.prompt_messages`` reads."""
 
     id: Any
     task: str | None
@@ -256,13 +257,13 @@ def _run(con, summary, columns, cfg, datasets, resolved, limit, task, batch_size
             created_at = datetime.now(timezone.utc).replace(tzinfo=None)  # UTC; naive: no pytz for readers
             con.begin()  # one transaction per batch: a kill before COMMIT leaves none of its rows
             con.executemany(f"INSERT INTO {PREDICTIONS} VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [(*r[:5], created_at, r[5]) for r in records])
+                            [r.insert_values(created_at) for r in records])
             con.commit()
             summary.batches += 1
-            for (_, _, _, valid, _, _), is_bad in zip(records, bad):
+            for row, is_bad in zip(records, bad):
                 summary.bad += is_bad
                 summary.predicted += not is_bad
-                summary.valid += bool(valid)
+                summary.valid += row.valid
             if progress:
                 progress(summary.written, pending)
     finally:
@@ -294,8 +295,7 @@ class _Predictor:
         return self.decoders[task]
 
     def over_context_reason(self, page: Page, system: str) -> str | None:
-        from scripts.modeling import encode_chat
-        from scripts.training.data import prompt_messages
+        from scripts.chat import encode_chat, prompt_messages
 
         _, max_new = self.decoder(page.task)
         messages = prompt_messages(SimpleNamespace(system_prompt=system, prompt=str(page.prompt)))
@@ -305,25 +305,27 @@ class _Predictor:
             return f"prompt + max_new_tokens = {needed} tokens exceeds the model's context of {context}"
         return None
 
-    def predict(self, pages: list[Page]) -> tuple[list[tuple], list[bool]]:
-        """Rows (id, task, output, valid, model_sha, error) in the pages' order, and which were bad rows."""
+    def predict(self, pages: list[Page]) -> tuple[list[PredictionRow], list[bool]]:
+        """Prediction rows in the pages' order, and which were bad rows."""
         from scripts.evaluation.generate import generate_outputs
 
         sha = self.summary.model_sha
-        rows: list[tuple | None] = [None] * len(pages)
+        rows: list[PredictionRow | None] = [None] * len(pages)
         bad = [False] * len(pages)
         by_task: dict[str, list[Page]] = {}
         for i, page in enumerate(pages):
             error = bad_row_reason(page, self.datasets, self.cfg.data.datasets_config)
             if error:
-                rows[i], bad[i] = (page.id, page.task, None, False, sha, error), True
+                rows[i], bad[i] = PredictionRow(id=page.id, task=page.task, output=None, valid=False,
+                                                model_sha=sha, error=error), True
                 continue
             spec = self.datasets.tasks[page.task]
             own = page.system_prompt if isinstance(page.system_prompt, str) else None
             system = own if own and own.strip() else spec.system_prompt
             error = self.over_context_reason(page, system)
             if error:  # would raise inside the model on every rerun: record it, never stop on it
-                rows[i], bad[i] = (page.id, page.task, None, False, sha, error), True
+                rows[i], bad[i] = PredictionRow(id=page.id, task=page.task, output=None, valid=False,
+                                                model_sha=sha, error=error), True
                 continue
             # Candidate ids are strings: carry the row's position, map back below.
             by_task.setdefault(page.task, []).append(page._replace(id=str(i), system_prompt=system))
@@ -336,7 +338,8 @@ class _Predictor:
                 for candidate, _ in batch:
                     i = int(candidate.id)
                     error = None if candidate.valid else invalid
-                    rows[i] = (pages[i].id, task, candidate.raw, candidate.valid, sha, error)
+                    rows[i] = PredictionRow(id=pages[i].id, task=task, output=candidate.raw,
+                                            valid=candidate.valid, model_sha=sha, error=error)
         return rows, bad
 
 

@@ -10,13 +10,12 @@ model's own tokens are listed but cost only what `small_model` says.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from scripts.config import StrictModel, UserError
-from scripts.contracts import atomic_write
+from scripts.contracts import StatsReport, atomic_write
 
 PROJECTION_JSON = "token_projection.json"
 PROJECTION_MD = "token_projection.md"
@@ -114,14 +113,18 @@ def _tokens_per_page(stats_file: Path) -> dict[str, tuple[float, float]]:
     """Mean prompt and answer tokens per task, weighted over all splits."""
     if not stats_file.is_file():
         raise UserError(f"{stats_file} not found; run `fab dataset.stats` first")
-    stats = json.loads(stats_file.read_text())
+    try:
+        stats = StatsReport.model_validate_json(stats_file.read_bytes())
+    except ValidationError as exc:
+        raise UserError(f"{stats_file} does not match the stats contract ({exc.errors()[0]['msg']}); "
+                        "rerun `fab dataset.stats`") from exc
     sums: dict[str, list[float]] = {}
-    for tasks in stats["per_split"].values():
+    for tasks in stats.per_split.values():
         for task, s in tasks.items():
             acc = sums.setdefault(task, [0.0, 0.0, 0.0])
-            acc[0] += s["n"]
-            acc[1] += s["prompt_tokens_mean"] * s["n"]
-            acc[2] += s["target_tokens_mean"] * s["n"]
+            acc[0] += s.n
+            acc[1] += s.prompt_tokens_mean * s.n
+            acc[2] += s.target_tokens_mean * s.n
     return {task: (p / n, a / n) for task, (n, p, a) in sums.items() if n}
 
 

@@ -23,10 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from scripts.config import DatasetsConfig, StrictModel, UserError, load_config, mask_secrets
-from scripts.contracts import BundleManifest, CleanRecord, file_entry, read_jsonl, sha256_file
+from scripts.contracts import BundleManifest, CleanRecord, JudgeSummary, file_entry, read_jsonl, sha256_file
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights, training_rope
 
 MANIFEST_FILE = "manifest.json"
@@ -216,8 +216,7 @@ def _parity_records(cfg: PackageConfig) -> list[CleanRecord]:
 
 def _prompt_ids(tokenizer, record: CleanRecord, limit: int) -> list[int]:
     """Chat-formatted prompt; a long one keeps its head and the generation prompt at the end."""
-    from scripts.modeling import encode_chat
-    from scripts.training.data import prompt_messages
+    from scripts.chat import encode_chat, prompt_messages
 
     ids = encode_chat(tokenizer, prompt_messages(record))
     if len(ids) <= limit:
@@ -294,11 +293,14 @@ def _latest_eval(judge_dir: Path) -> dict[str, Any] | None:
     summaries = sorted(judge_dir.glob("*/summary.json"), key=lambda p: p.parent.name)
     if not summaries:
         return None
-    summary = json.loads(summaries[-1].read_text())
+    try:
+        summary = JudgeSummary.model_validate_json(summaries[-1].read_bytes())
+    except ValidationError as exc:
+        raise UserError(f"{summaries[-1]} does not match the judge summary contract "
+                        f"({exc.errors()[0]['msg']}); rerun `fab eval.judge`") from exc
     return {
         "run_id": summaries[-1].parent.name,
-        "tasks": {task: {"verdict": t.get("acceptance", {}).get("verdict"), "metrics": t.get("metrics", {})}
-                  for task, t in summary.get("tasks", {}).items()},
+        "tasks": {task: {"verdict": t.acceptance.verdict, "metrics": t.metrics} for task, t in summary.tasks.items()},
     }
 
 

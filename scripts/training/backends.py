@@ -4,9 +4,11 @@
     backend, why = pick_backend(cfg.backend)          # ("hf", "auto: no GPU found")
     model = load_model(cfg, backend)                  # LoRA-wrapped, rope-scaled, ready for SFTTrainer
 
-Both backends end with the same model: rope scaling written into the config
-by the project (``scripts.modeling.apply_rope_scaling``; Unsloth's Gemma 3
-loader ignores its own ``rope_scaling``), checked from the live rotary
+Both backends load the base model through ``scripts.model_loading`` (the same
+local-dir / cache / hub rule and dtype rule as eval, export and backfill) and
+end with the same model: rope scaling written into the config by the project
+(``scripts.modeling.apply_rope_scaling``; Unsloth's Gemma 3 loader ignores
+its own ``rope_scaling``), checked from the live rotary
 buffers, ``<end_of_turn>`` restored as an EOS, LoRA on ``cfg.lora``.
 Unsloth is imported lazily (``import_unsloth``), and before transformers,
 PEFT and TRL, as it requires: nothing this module or ``scripts.training.run``
@@ -20,12 +22,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-from pathlib import Path
 
 import torch
 
+from scripts import model_loading
 from scripts.config import TrainingConfig, UserError
-from scripts.hub import hub_reachable, hub_token
+from scripts.hub import hub_token
+from scripts.model_loading import load_base, pretrained_kwargs, torch_dtype
 
 log = logging.getLogger(__name__)
 UNSLOTH_BEFORE = ("trl", "transformers", "peft")  # the modules Unsloth must patch before they load
@@ -69,35 +72,9 @@ def pick_backend(
     return "hf", "auto: GPU found but unsloth is not installed"
 
 
-def resolve_dtype(setting: str, gpu: bool | None = None) -> torch.dtype:
-    gpu = torch.cuda.is_available() if gpu is None else gpu
-    if setting == "bf16" or (setting == "auto" and gpu):
-        return torch.bfloat16
-    return torch.float32
-
-
-def pretrained_kwargs(name_or_path: str) -> dict:
-    """Local dir: nothing; hub id: the cache only when offline, else the token."""
-    if Path(name_or_path).is_dir():
-        return {}
-    return {"token": hub_token()} if hub_reachable() else {"local_files_only": True}
-
-
 def load_model_config(cfg: TrainingConfig):
     """The base model's config with the project's rope scaling applied (UserError if impossible)."""
-    from transformers import AutoConfig
-
-    from scripts.modeling import apply_rope_scaling
-
-    try:
-        config = AutoConfig.from_pretrained(cfg.model.name_or_path, **pretrained_kwargs(cfg.model.name_or_path))
-    except OSError as exc:
-        raise UserError(f"cannot load model config {cfg.model.name_or_path}: {str(exc).splitlines()[0]}") from exc
-    try:
-        apply_rope_scaling(config, cfg.model.rope.factor, cfg.model.max_seq_length)
-    except ValueError as exc:
-        raise UserError(f"model.rope / model.max_seq_length: {exc}") from exc
-    return config
+    return model_loading.load_model_config(cfg.model.name_or_path, (cfg.model.rope.factor, cfg.model.max_seq_length))
 
 
 def check_rope(model, cfg: TrainingConfig) -> dict:
@@ -114,7 +91,7 @@ def check_rope(model, cfg: TrainingConfig) -> dict:
 
 
 def load_model(cfg: TrainingConfig, backend: str, tokenizer, dtype: torch.dtype | None = None):
-    dtype = dtype or resolve_dtype(cfg.model.dtype)
+    dtype = dtype or torch_dtype(cfg.model.dtype)
     if backend == "unsloth":
         return _load_unsloth(cfg, tokenizer, dtype)
     return _load_hf(cfg, tokenizer, dtype)
@@ -131,17 +108,12 @@ def lora_config(cfg: TrainingConfig):
 
 def _load_hf(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
 
-    from scripts.modeling import resolve_attn_implementation, restore_end_of_turn_eos
+    from scripts.modeling import restore_end_of_turn_eos
     from scripts.training.loss import install_chunked_loss
 
-    config = load_model_config(cfg)  # rope goes in through config=, never as from_pretrained kwargs
-    model = AutoModelForCausalLM.from_pretrained(
-        cfg.model.name_or_path, config=config, dtype=dtype,
-        attn_implementation=resolve_attn_implementation(cfg.model.attn_implementation),
-        **pretrained_kwargs(cfg.model.name_or_path),
-    )
+    model = load_base(cfg.model.name_or_path, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
+                      rope=(cfg.model.rope.factor, cfg.model.max_seq_length))
     check_rope(model, cfg)
     restore_end_of_turn_eos(model, tokenizer)
     install_chunked_loss(model)
@@ -156,6 +128,7 @@ def _load_unsloth(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
 
     from scripts.modeling import apply_rope_scaling, resolve_attn_implementation, restore_end_of_turn_eos
 
+    pretrained_kwargs(cfg.model.name_or_path)  # a missing dir or an unreachable hub id: the same one-line error
     model, _ = FastModel.from_pretrained(
         model_name=cfg.model.name_or_path,
         max_seq_length=cfg.model.max_seq_length,

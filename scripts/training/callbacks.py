@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from scripts.contracts import MetricsRow, read_jsonl
+
 
 def peak_memory_mb() -> float:
     """Peak accelerator memory when training on a GPU, else peak resident memory of this process."""
@@ -44,15 +46,15 @@ class MetricsCallback(TrainerCallback):
         if tokens is not None and now > last_time:
             rate = (tokens - (last_tokens or 0)) / (now - last_time) if last_tokens is not None else None
         self._last = (now, tokens)
-        row = {
-            "step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "loss": float(logs["loss"]),
-            "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"), "tokens": tokens,
-            "tokens_per_s": round(rate, 1) if rate is not None else None,
-            "peak_memory_mb": round(peak_memory_mb(), 1),
-        }
+        row = MetricsRow(
+            step=state.global_step, epoch=round(state.epoch or 0.0, 4), loss=float(logs["loss"]),
+            lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"), tokens=tokens,
+            tokens_per_s=round(rate, 1) if rate is not None else None,
+            peak_memory_mb=round(peak_memory_mb(), 1),
+        )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(json.dumps(row.model_dump()) + "\n")
 
 
 class RichProgressCallback(TrainerCallback):
@@ -119,14 +121,12 @@ class SignalCheckpoint(TrainerCallback):
         return control
 
 
-def read_metrics(path: Path) -> list[dict]:
-    if not Path(path).is_file():
-        return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def read_metrics(path: Path) -> list[MetricsRow]:
+    return list(read_jsonl(Path(path), MetricsRow)) if Path(path).is_file() else []
 
 
 def write_loss_plot(metrics_path: Path, out: Path) -> Path | None:
-    rows = [r for r in read_metrics(metrics_path) if r.get("loss") is not None]
+    rows = [r for r in read_metrics(metrics_path) if r.loss is not None]
     if not rows:
         return None
     import matplotlib
@@ -135,7 +135,7 @@ def write_loss_plot(metrics_path: Path, out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="." if len(rows) < 50 else None)
+    ax.plot([r.step for r in rows], [r.loss for r in rows], marker="." if len(rows) < 50 else None)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("training loss (answer tokens)")
     ax.grid(alpha=0.3)

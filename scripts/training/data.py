@@ -4,7 +4,7 @@
     records = load_split(cfg.data, "train")
     dataset, stats = build_dataset(records, tokenizer, cfg.model.max_seq_length, cfg.data.truncation)
 
-Each example is rendered once by the chat template (``scripts.modeling.encode_chat``:
+Each example is rendered once by the chat template (``scripts.chat.encode_chat``:
 exactly one ``<bos>``) as system + user prompt -> assistant target. Labels are
 -100 everywhere except the answer tokens and the ``<end_of_turn>`` that closes
 them; the template's newline after ``<end_of_turn>`` is not part of the
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from scripts.chat import encode_chat, prompt_messages
 from scripts.config import TrainingDataSettings
 from scripts.contracts import CleanRecord, read_jsonl
 
@@ -50,19 +51,9 @@ def load_split(data: TrainingDataSettings, split: str) -> list[CleanRecord]:
     return list(read_jsonl(split_path(data, split), CleanRecord))
 
 
-def prompt_messages(record: CleanRecord) -> list[dict]:
-    """The conversation the model sees at training *and* generation time."""
-    return [
-        {"role": "system", "content": record.system_prompt},
-        {"role": "user", "content": record.prompt},
-    ]
-
-
 def encode_example(tokenizer, record: CleanRecord) -> tuple[list[int], list[int], int, int]:
     """``(input_ids, labels, head_len, tail_len)``; prompt tokens in ``[head_len, len(prompt) - tail_len)``
     are the user's text, the only part ``truncate_prompt_left`` may cut."""
-    from scripts.modeling import encode_chat  # lazily: importing this module must not import transformers
-
     prompt = prompt_messages(record)
     prompt_ids = encode_chat(tokenizer, prompt, add_generation_prompt=True)
     full_ids = encode_chat(

@@ -79,7 +79,7 @@ def check_splits(cfg: TrainingConfig) -> SplitManifest:
 
 
 def load_checked_tokenizer(cfg: TrainingConfig):
-    from scripts.hub import load_tokenizer
+    from scripts.model_loading import load_tokenizer
 
     name = cfg.model.tokenizer_path
     try:

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel
-
 from scripts.config import TrainingConfig, UserError, load_config
-from scripts.training.backends import import_unsloth, pick_backend, resolve_dtype
+from scripts.contracts import RunResult
+from scripts.model_loading import torch_dtype
+from scripts.training.backends import import_unsloth, pick_backend
 from scripts.training.prepare import CONFIG_FILE, check_splits, load_checked_tokenizer, prepare_run, read_prepare
 
 log = logging.getLogger(__name__)
@@ -44,23 +44,6 @@ CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
-
-
-class RunResult(BaseModel):
-    run_id: str
-    run_dir: str
-    backend: str
-    backend_reason: str
-    resumed_from: str | None
-    global_step: int
-    interrupted_by: str | None = None
-    adapter_dir: str | None = None
-    final_loss: float | None = None
-    train_examples: int
-    dropped_too_long: int
-    truncated: int
-    world_size: int = 1
-    rank_adapter_sha256: list[str] | None = None  # one per DDP rank, all equal; None on one process
 
 
 def world_size() -> int:
@@ -256,7 +239,7 @@ def run_training(
         load_split(cfg.data, "train"), tokenizer, cfg.model.max_seq_length, cfg.data.truncation)
     if len(train_dataset) == 0:
         raise UserError("no training example fits max_seq_length; see `fab train.prepare`")
-    dtype = resolve_dtype(cfg.model.dtype)
+    dtype = torch_dtype(cfg.model.dtype)
     from transformers import set_seed
 
     set_seed(cfg.train.seed)  # LoRA A matrices are drawn at load time: same seed, same initial adapter

@@ -1,29 +1,19 @@
 """`fab train.prepare` / `fab train.run` end to end through the real `fab` entry point."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from scripts.config import REPO_ROOT
+from tests.conftest import fab
 from tests.scripts.training.conftest import tiny_config, tiny_root, write_config  # noqa: F401 (fixture)
-
-FAB = [sys.executable, "-c", "from fabric.main import program; program.run()"]
-
-
-def fab(*args, cwd=REPO_ROOT):
-    return subprocess.run([*FAB, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-
 
 @pytest.mark.integration
 def test_fab_train_run_end_to_end(tiny_root, tmp_path):
-    if "train.run" not in fab("-l").stdout:
-        pytest.skip("fabfile.py does not register the train collection yet")
     runs = tmp_path / "runs"
     config = write_config(tmp_path / "training.yaml",
                           tiny_config(tiny_root, runs, train={"max_steps": 3, "save_steps": 2}))
-    done = fab("train.run", "--config", str(config), "--run-id", "e2e")
+    done = fab(REPO_ROOT, "train.run", "--config", str(config), "--run-id", "e2e")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "backend: hf (requested)" in done.stdout and "trained 3 steps" in done.stdout
     run_dir = runs / "e2e"
@@ -33,7 +23,7 @@ def test_fab_train_run_end_to_end(tiny_root, tmp_path):
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
 
-    resumed = fab("train.run", "--config", str(config), "--run-id", "e2e", "--resume", "latest",
+    resumed = fab(REPO_ROOT, "train.run", "--config", str(config), "--run-id", "e2e", "--resume", "latest",
                   "--max-steps", "4")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming e2e from checkpoint-3 (step 3)" in resumed.stdout and "trained 4 steps" in resumed.stdout
@@ -41,17 +31,32 @@ def test_fab_train_run_end_to_end(tiny_root, tmp_path):
 
 @pytest.mark.integration
 def test_fab_user_errors_are_one_line(tmp_path):
-    if "train.run" not in fab("-l").stdout:
-        pytest.skip("fabfile.py does not register the train collection yet")
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO_ROOT / "configs/training.yaml").read_text().replace("  lr: 2.0e-4", "  lrate: 2.0e-4"))
-    done = fab("train.prepare", "--config", str(bad))
+    done = fab(REPO_ROOT, "train.prepare", "--config", str(bad))
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: {bad}: unknown key `train.lrate`"
     missing = tiny_config(tmp_path, tmp_path / "runs")  # tmp_path has no splits
-    done = fab("train.run", "--config", str(write_config(tmp_path / "m.yaml", missing)), "--backend", "hf")
+    done = fab(REPO_ROOT, "train.run", "--config", str(write_config(tmp_path / "m.yaml", missing)), "--backend", "hf")
     assert done.returncode == 1 and "run `fab dataset.split` first" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.integration
+def test_fab_train_says_which_model_cannot_be_found(tiny_root, tmp_path):
+    """A missing local dir is reported as missing; an unloadable hub id names `fab train.import-gguf`."""
+    gone = tmp_path / "models" / "gemma-typo"
+    cfg = tiny_config(tiny_root, tmp_path / "runs", model={"name_or_path": str(gone)})
+    done = fab(REPO_ROOT, "train.prepare", "--config", str(write_config(tmp_path / "gone.yaml", cfg)))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: local model dir {gone} does not exist; fix the path")
+    cfg = tiny_config(tiny_root, tmp_path / "runs", model={"name_or_path": "google/gemma-3-270m"})
+    done = fab(REPO_ROOT, "train.run", "--config", str(write_config(tmp_path / "hub.yaml", cfg)),
+               env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")})
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("error: cannot load google/gemma-3-270m from the Hugging Face hub (not in the "
+                                  "local cache and the hub is unreachable)")
+    assert "`fab train.import-gguf`" in done.stderr
 
 
 @pytest.mark.integration
@@ -62,7 +67,7 @@ def test_fab_user_errors_are_one_line(tmp_path):
 ])
 def test_fab_train_run_validates_overrides_like_yaml(flags, line):
     """A bad flag is the same one-line error as a bad YAML value, in-process and under --nproc."""
-    done = fab("train.run", *flags, "--config", "configs/training_tiny.yaml")
+    done = fab(REPO_ROOT, "train.run", *flags, "--config", "configs/training_tiny.yaml")
     assert done.returncode == 1 and done.stdout == ""
     config = "configs/training_tiny.yaml" if "--nproc" not in flags else str(REPO_ROOT / "configs/training_tiny.yaml")
     assert done.stderr.strip() == f"error: {config}: {line}"
@@ -74,14 +79,11 @@ def test_fab_train_run_nproc_2_ddp_on_cpu_gloo(tiny_root, tmp_path):
     from safetensors.torch import load_file
 
     from scripts.training.run import adapter_fingerprint
-
-    if "train.run" not in fab("-l").stdout:
-        pytest.skip("fabfile.py does not register the train collection yet")
     runs = tmp_path / "runs"
     config = write_config(tmp_path / "training.yaml",
                           tiny_config(tiny_root, runs, train={"max_steps": 3, "save_steps": 2,
                                                               "per_device_batch_size": 2}))
-    done = fab("train.run", "--config", str(config), "--run-id", "ddp", "--nproc", "2")
+    done = fab(REPO_ROOT, "train.run", "--config", str(config), "--run-id", "ddp", "--nproc", "2")
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     assert "launching 2 processes (torchrun, DDP) on run ddp, backend hf" in done.stdout
@@ -114,10 +116,8 @@ def test_fab_train_run_nproc_2_ddp_on_cpu_gloo(tiny_root, tmp_path):
 
 @pytest.mark.integration
 def test_fab_train_run_unsloth_with_nproc_is_one_line_error(tiny_root, tmp_path):
-    if "train.run" not in fab("-l").stdout:
-        pytest.skip("fabfile.py does not register the train collection yet")
     config = write_config(tmp_path / "training.yaml", tiny_config(tiny_root, tmp_path / "runs"))
-    done = fab("train.run", "--config", str(config), "--backend", "unsloth", "--nproc", "2")
+    done = fab(REPO_ROOT, "train.run", "--config", str(config), "--backend", "unsloth", "--nproc", "2")
     assert done.returncode == 1
     assert done.stderr.strip() == ("error: --nproc 2: Unsloth trains on a single GPU; "
                                    "use --backend hf for multi-process DDP")

@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Gemma3TextConfig, LogitsProcessor
 
+from scripts.chat import encode_chat
 from scripts.modeling import (
     apply_rope_scaling,
-    encode_chat,
     end_of_turn_eos_ids,
     restore_end_of_turn_eos,
     rope_summary,

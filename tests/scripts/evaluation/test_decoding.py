@@ -22,8 +22,7 @@ from scripts.evaluation.decoding import (
     slots_json_schema,
     validate_extraction,
 )
-from scripts.evaluation.generate import chat_messages
-from scripts.modeling import encode_chat
+from scripts.chat import encode_chat, prompt_messages
 from scripts.tiny_model import build_tiny_gemma
 from tests.scripts.evaluation import TOKENIZER_TEXTS, records
 
@@ -45,7 +44,7 @@ def tasks():
 
 def _prompts(tok, kind: str) -> list[list[int]]:
     rows = [r for r in records(4, 4) if r.kind == kind]
-    return [encode_chat(tok, chat_messages(r)) for r in rows]
+    return [encode_chat(tok, prompt_messages(r)) for r in rows]
 
 
 def _generate(model, tok, decoder: TaskDecoder, prompts: list[list[int]], max_new: int):

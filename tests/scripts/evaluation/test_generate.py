@@ -12,13 +12,12 @@ import torch
 from scripts.config import UserError
 from scripts.contracts import Candidate, read_jsonl
 from scripts.evaluation.config import EvalConfig
+from scripts.chat import encode_chat, prompt_messages
 from scripts.evaluation.generate import (
-    chat_messages,
     generate_candidates,
     load_done,
     resolve_model,
 )
-from scripts.modeling import encode_chat
 from scripts.tiny_model import build_tiny_gemma
 from tests.scripts.evaluation import (
     TOKENIZER_TEXTS,
@@ -135,7 +134,7 @@ def test_adapter_outputs_equal_a_direct_peft_models_greedy_outputs(setup, tmp_pa
     stops = [tok.eos_token_id, tok.convert_tokens_to_ids("<end_of_turn>")]
     differs = False
     for record in rows:
-        ids = torch.tensor([encode_chat(tok, chat_messages(record))])
+        ids = torch.tensor([encode_chat(tok, prompt_messages(record))])
         max_new = 4 if record.kind == "classification" else 12
         with torch.inference_mode():
             out = peft.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new,

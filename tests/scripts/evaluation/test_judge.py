@@ -139,6 +139,15 @@ def test_run_scores_judges_caches_and_writes_the_run(tmp_path, judge_env, capsys
     text = (run_dir / "summary.json").read_text() + (run_dir / "results.jsonl").read_text()
     assert KEY not in text and KEY not in capsys.readouterr().out
     assert Path(cfg.cache_path).is_file()
+    # what eval.report, package.export and the eval.judge task read back: the typed contracts
+    from scripts.contracts import JudgeRow, JudgeSummary, read_jsonl
+
+    typed = JudgeSummary.model_validate_json((run_dir / "summary.json").read_bytes())
+    assert typed.judge.calls == 5 and typed.tasks[EXTRACTOR].acceptance.verdict == ext["acceptance"]["verdict"]
+    assert typed.tasks[CLASSIFIER].metrics["accuracy"] == pytest.approx(4 / 6, abs=1e-3)
+    typed_rows = list(read_jsonl(run_dir / "results.jsonl", JudgeRow))
+    assert len(typed_rows) == len(rows) and {r.method for r in typed_rows} >= {"fuzzy", "llm", "numeric", "invalid"}
+    assert next(r for r in typed_rows if r.id == "prod-hall" and r.slot == "original_price").outcome == "hallucination"
 
 
 def test_retries_after_429_and_500(tmp_path, judge_env):

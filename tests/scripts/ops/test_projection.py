@@ -3,17 +3,24 @@ import json
 import pytest
 
 from scripts.config import REPO_ROOT, UserError, load_config
+from scripts.contracts import StatsReport, TaskSplitStats, TokenCounter
 from scripts.ops.projection import OpsConfig, project_tokens, render_markdown, write_projection
 
 
 def stats_file(tmp_path):
-    per_split = {
-        "train": {"navpage_classifier": {"n": 3, "prompt_tokens_mean": 1000.0, "target_tokens_mean": 1.0},
-                  "productpage_extractor": {"n": 1, "prompt_tokens_mean": 3000.0, "target_tokens_mean": 100.0}},
-        "test": {"navpage_classifier": {"n": 1, "prompt_tokens_mean": 2000.0, "target_tokens_mean": 1.0}},
-    }
+    """A `dataset.stats` report (the StatsReport contract) with hand-picked means."""
+    def task(n: int, prompt: float, target: float) -> TaskSplitStats:
+        return TaskSplitStats(n=n, prompt_tokens={"p50": int(prompt), "max": int(prompt)}, prompt_tokens_mean=prompt,
+                              target_tokens_mean=target, over_max_seq_length=0)
+
+    report = StatsReport(
+        schema_version="v1", tokenizer=TokenCounter(source="tok", exact=True, note="tokenizer tok"),
+        max_seq_length=131072, top_domains={}, near_duplicates_across_splits=0, near_duplicate_examples=[],
+        per_split={"train": {"navpage_classifier": task(3, 1000.0, 1.0), "productpage_extractor": task(1, 3000.0, 100.0)},
+                   "test": {"navpage_classifier": task(1, 2000.0, 1.0)}},
+    )
     path = tmp_path / "stats.json"
-    path.write_text(json.dumps({"per_split": per_split}))
+    path.write_text(report.model_dump_json(indent=2))
     return path
 
 
@@ -59,4 +66,11 @@ def test_missing_stats_and_unknown_task_are_user_errors(tmp_path):
         project_tokens(cfg)
     cfg.stats_file = tmp_path / "nope.json"
     with pytest.raises(UserError, match="run `fab dataset.stats` first"):
+        project_tokens(cfg)
+
+
+def test_a_stats_file_off_the_contract_is_one_line(tmp_path):
+    cfg = config(tmp_path)
+    cfg.stats_file.write_text(json.dumps({"per_split": {}}))  # hand-written, not by dataset.stats
+    with pytest.raises(UserError, match=r"stats.json does not match the stats contract .*rerun `fab dataset.stats`$"):
         project_tokens(cfg)

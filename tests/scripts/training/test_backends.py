@@ -5,7 +5,8 @@ import torch
 
 from scripts.config import UserError
 from scripts.modeling import rope_summary
-from scripts.training.backends import load_model, pick_backend, resolve_dtype
+from scripts.model_loading import torch_dtype
+from scripts.training.backends import load_model, pick_backend
 from scripts.training.prepare import load_checked_tokenizer
 from tests.scripts.training.conftest import tiny_config
 
@@ -36,9 +37,9 @@ def test_unsloth_requested_but_missing_is_a_user_error():
 
 
 def test_dtype_auto_is_bf16_on_gpu_fp32_on_cpu():
-    assert resolve_dtype("auto", gpu=True) == torch.bfloat16
-    assert resolve_dtype("auto", gpu=False) == torch.float32
-    assert resolve_dtype("bf16", gpu=False) == torch.bfloat16 and resolve_dtype("fp32", gpu=True) == torch.float32
+    assert torch_dtype("auto", gpu=True) == torch.bfloat16
+    assert torch_dtype("auto", gpu=False) == torch.float32
+    assert torch_dtype("bf16", gpu=False) == torch.bfloat16 and torch_dtype("fp32", gpu=True) == torch.float32
 
 
 def _check_scaled(model):

@@ -5,8 +5,8 @@ from transformers import AutoTokenizer
 
 from scripts.config import TrainingDataSettings
 from scripts.contracts import CleanRecord
-from scripts.modeling import encode_chat
-from scripts.training.data import IGNORE_INDEX, build_examples, encode_example, load_split, prompt_messages
+from scripts.chat import encode_chat, prompt_messages
+from scripts.training.data import IGNORE_INDEX, build_examples, encode_example, load_split
 
 
 @pytest.fixture(scope="module")

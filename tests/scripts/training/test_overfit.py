@@ -8,8 +8,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scripts.config import TrainingDataSettings
 from scripts.contracts import CleanRecord, read_jsonl
-from scripts.modeling import apply_rope_scaling, encode_chat, end_of_turn_eos_ids
-from scripts.training.data import prompt_messages
+from scripts.chat import encode_chat, prompt_messages
+from scripts.modeling import apply_rope_scaling, end_of_turn_eos_ids
 from scripts.training.run import run_training
 from tests.scripts.training.conftest import tiny_config
 

@@ -50,11 +50,11 @@ def test_lora_params_change_base_params_do_not_and_loss_falls(tiny_root, tmp_pat
 
     run_dir = tmp_path / "runs" / "r1"
     metrics = read_metrics(run_dir / "metrics.jsonl")
-    assert [m["step"] for m in metrics] == list(range(1, 9))
-    assert all(isinstance(m["loss"], float) and m["lr"] is not None and m["grad_norm"] is not None
-               and m["peak_memory_mb"] > 0 for m in metrics)
-    assert all(m["tokens_per_s"] > 0 for m in metrics[1:])
-    assert max(m["loss"] for m in metrics[-2:]) < 0.6 * metrics[0]["loss"]
+    assert [m.step for m in metrics] == list(range(1, 9))
+    assert all(isinstance(m.loss, float) and m.lr is not None and m.grad_norm is not None
+               and m.peak_memory_mb > 0 for m in metrics)
+    assert all(m.tokens_per_s > 0 for m in metrics[1:])
+    assert max(m.loss for m in metrics[-2:]) < 0.6 * metrics[0].loss
     assert (run_dir / "loss.png").stat().st_size > 1000
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
     adapter = run_dir / "adapter"
@@ -89,10 +89,10 @@ def test_sigterm_checkpoint_then_resume_equals_straight_run(tiny_root, tmp_path)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5), key
-    steps = [m["step"] for m in read_metrics(runs / "killed" / "metrics.jsonl")]
+    steps = [m.step for m in read_metrics(runs / "killed" / "metrics.jsonl")]
     assert steps == [1, 2, 3, 4, 5, 6]
-    straight_losses = [m["loss"] for m in read_metrics(runs / "straight" / "metrics.jsonl")]
-    killed_losses = [m["loss"] for m in read_metrics(runs / "killed" / "metrics.jsonl")]
+    straight_losses = [m.loss for m in read_metrics(runs / "straight" / "metrics.jsonl")]
+    killed_losses = [m.loss for m in read_metrics(runs / "killed" / "metrics.jsonl")]
     assert killed_losses == pytest.approx(straight_losses, abs=1e-4)
 
 

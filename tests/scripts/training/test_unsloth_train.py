@@ -68,7 +68,7 @@ def test_unsloth_backend_trains_like_hf(tiny_root, tmp_path):
 
     # loss logged and falling
     run_dir = runs / "u"
-    losses = [m["loss"] for m in read_metrics(run_dir / "metrics.jsonl")]
+    losses = [m.loss for m in read_metrics(run_dir / "metrics.jsonl")]
     assert len(losses) == 3 and losses[-1] < 0.8 * losses[0]
 
     # the model that trained: rope x4 on global layers only, <end_of_turn> an EOS again

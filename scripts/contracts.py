@@ -114,6 +114,11 @@ class Candidate(Record):
     slot_logprob: dict[str, float] | None = Field(
         default=None, description="extraction: mean token log-probability of each slot's value"
     )
+    truncated_slots: list[str] = Field(
+        default_factory=list,
+        description="slots closed early by constrained decoding (max_new_tokens or the string bound), in "
+        "answer order; classification: ['label']. Scored wrong whatever their value",
+    )
 
 
 class BundleManifest(Record):
@@ -220,7 +225,9 @@ class JudgeRow(Record):
     candidate: Any = Field(description="the parsed value, or the raw output (500 chars) when invalid")
     score: float
     method: Literal["exact", "numeric", "fuzzy", "set", "llm", "invalid", "truncated"]
-    truncated: bool = Field(default=False, description="the value was cut by schema_bounds while generating")
+    truncated: bool = Field(
+        default=False, description="closed early by constrained decoding (max_new_tokens or the string bound): wrong"
+    )
     outcome: Literal["correct", "wrong", "hallucination", "omission", "not_judged"]
     passed: bool
     undecided: bool

@@ -23,14 +23,22 @@ Per row and decode step on one CPU core with a 262,144-token vocabulary
 (Gemma 3's size): 0.03-0.1 ms unbounded; 5 ms with the converter's
 ``maxLength: 32`` (bench/eval_bench.py [5]); 95 ms and 1.2 s with the
 hand-written ``char{0,32}`` / ``char{0,512}`` grammar this module used before,
-i.e. minutes per batch on the real model. :class:`StringBudget` bounds the
-strings instead, in tokens: once a string value has taken
-``schema_bounds.max_string_tokens`` tokens, the next token must close it. With
-every string and list bounded, a complete answer fits in
-:func:`max_answer_tokens`; given that many ``max_new_tokens`` the output is
-valid by construction. :func:`validate_extraction` checks what
-:func:`slots_json_schema` states; the tests prove every constrained output
-passes it.
+i.e. minutes per batch on the real model.
+
+After the grammar, :class:`scripts.evaluation.closing.AnswerCloser` (one cursor per
+row, following the answer byte by byte) closes a string value once it has taken
+``schema_bounds.max_string_tokens`` tokens, bans ``\\uD800``-``\\uDFFF`` escapes,
+and, as the answer nears ``max_new_tokens``, keeps only tokens after which the
+shortest valid completion (close the string, end the list, ``null`` for the
+remaining slots, ``}``, stop) still fits. So every constrained answer is complete
+and schema-valid within the budget actually given; ``min_new_tokens`` (the
+all-``null`` answer, or the longest label, plus the stop token) is the smallest
+budget allowed. The steps where that closing refused the model's own choice mark
+the slots they cut (``Candidate.truncated_slots``). :func:`max_answer_tokens` is
+the most a complete answer can take under the bounds (what a vLLM request, which
+cannot close at a budget, needs as ``max_tokens``). :func:`validate_extraction`
+checks what :func:`slots_json_schema` states; the tests prove every constrained
+output passes it.
 """
 
 from __future__ import annotations
@@ -45,12 +53,9 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from scripts.config import TaskSpec
+from scripts.evaluation.closing import AnswerCloser, CloserSpec, truncated_slots
 from scripts.evaluation.config import SchemaBounds
 from scripts.modeling import end_of_turn_eos_ids
-
-_QUOTE, _BACKSLASH, _U, _COMMA = 0x22, 0x5C, 0x75, 0x2C
-_LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 0x7B, 0x7D, 0x5B, 0x5D
-
 
 # --- schema and validation -------------------------------------------------
 
@@ -58,7 +63,7 @@ _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 0x7B, 0x7D, 0x5B, 0x5D
 def slots_json_schema(slots: dict[str, str], bounds: SchemaBounds) -> dict[str, Any]:
     """The JSON schema a task's answer must satisfy (all keys required, all nullable).
 
-    String length is bounded in tokens at generation time (:class:`StringBudget`), not here.
+    String length is bounded in tokens at generation time (``closing.AnswerCloser``), not here.
     """
     string = {"type": "string"}
     types = {
@@ -173,88 +178,6 @@ def extraction_grammar(slots: dict[str, str], bounds: SchemaBounds):
     )
 
 
-# --- string length bound ---------------------------------------------------
-
-
-@dataclass
-class StringLexer:
-    """Where one row's output stands in JSON: outside any string, inside a key or value string, or
-    inside an escape.
-
-    Fed the bytes of each generated token; counts the tokens the current string has taken
-    (the one that opened it included). A string is a key when it opens in an object after
-    ``{`` or ``,``.
-    """
-
-    state: str = "out"  # out | in | escape (after a backslash) | hex (in \\uXXXX)
-    hex_left: int = 0
-    tokens_in_string: int = 0
-    is_key: bool = False
-    containers: list[int] = field(default_factory=list)  # open { and [ outside strings
-    last: int = 0  # the last structural byte outside strings
-
-    def feed(self, data: bytes) -> None:
-        opened = False
-        for byte in data:
-            if self.state == "out":
-                if byte == _QUOTE:
-                    self.is_key = bool(self.containers) and self.containers[-1] == _LBRACE and self.last in (
-                        _LBRACE, _COMMA)
-                    self.state, opened = "in", True
-                elif byte in (_LBRACE, _LBRACKET):
-                    self.containers.append(byte)
-                elif byte in (_RBRACE, _RBRACKET) and self.containers:
-                    self.containers.pop()
-                self.last = byte
-            elif self.state == "in":
-                if byte == _BACKSLASH:
-                    self.state = "escape"
-                elif byte == _QUOTE:
-                    self.state = "out"
-            elif self.state == "escape":
-                self.state, self.hex_left = ("hex", 4) if byte == _U else ("in", 0)
-            else:
-                self.hex_left -= 1
-                if self.hex_left == 0:
-                    self.state = "in"
-        if self.state != "out":
-            self.tokens_in_string = 1 if opened else self.tokens_in_string + 1
-
-    def must_close(self, max_tokens: int) -> bool:
-        """A value string (keys are the grammar's) that has taken ``max_tokens`` and is not mid-escape."""
-        return self.state == "in" and not self.is_key and self.tokens_in_string >= max_tokens
-
-
-class StringBudget(LogitsProcessor):
-    """Closes any JSON string value that has taken ``max_tokens`` tokens: the bound the grammar leaves out.
-
-    Placed after the grammar mask: for a row whose current string is spent (and not inside an
-    escape), only the grammar-allowed tokens that begin with a quote stay, so the string ends
-    and the grammar carries on. Never empties a row (the grammar always allows a bare ``"``
-    there). One instance per ``generate`` call, like xgrammar's processor.
-    """
-
-    def __init__(self, token_bytes: list[bytes], closing: torch.Tensor, max_tokens: int):
-        self.token_bytes = token_bytes
-        self.closing = closing
-        self.max_tokens = max_tokens
-        self.lexers: list[StringLexer] | None = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.lexers is None:  # first step: nothing generated yet
-            self.lexers = [StringLexer() for _ in range(input_ids.shape[0])]
-        else:
-            for lexer, token in zip(self.lexers, input_ids[:, -1].tolist()):
-                lexer.feed(self.token_bytes[token])
-        for row, lexer in enumerate(self.lexers):
-            if lexer.must_close(self.max_tokens):
-                self.closing = self.closing.to(scores.device)
-                kept = scores[row].masked_fill(~self.closing, float("-inf"))
-                if torch.isfinite(kept).any():
-                    scores[row] = kept
-        return scores
-
-
 # --- logits processors that record confidence ------------------------------
 
 
@@ -315,12 +238,13 @@ class TaskDecoder:
     bounds: SchemaBounds
     stop_token_ids: list[int]
     compiled: Any = None  # xgr.CompiledGrammar when constrained
-    token_bytes: list[bytes] = field(default_factory=list)  # per token id: its bytes (decode, StringBudget)
-    closing: torch.Tensor | None = None  # constrained extraction: per token id, its bytes begin with a quote
+    token_bytes: list[bytes] = field(default_factory=list)  # per token id: its bytes (decode, closing)
+    closer: CloserSpec | None = None  # constrained: string bound, surrogate ban, closing within the budget
     label_first_ids: dict[str, int] | None = None
     warnings: list[str] = field(default_factory=list)
     _last_first_step: FirstStepLogits | None = None
     _last_chosen: ChosenTokenLogprobs | None = None
+    _last_closer: AnswerCloser | None = None
 
     @classmethod
     def build(
@@ -340,8 +264,11 @@ class TaskDecoder:
         else:
             info = tokenizer_info(tokenizer, model)
         decoder.token_bytes = list(info.decoded_vocab)
-        if constrained and spec.kind == "extraction":
-            decoder.closing = torch.tensor([b.startswith(b'"') for b in decoder.token_bytes])
+        if constrained:
+            quote = torch.tensor([b.startswith(b'"') for b in decoder.token_bytes]) \
+                if spec.kind == "extraction" else None
+            excluded = set(tokenizer.all_special_ids) | set(info.special_token_ids)
+            decoder.closer = CloserSpec.for_task(spec, decoder.token_bytes, excluded, stop_ids, quote, bounds)
         if spec.kind == "classification":
             labels = spec.labels or []
             first = {label: tokenizer.encode(label, add_special_tokens=False)[0] for label in labels}
@@ -357,10 +284,23 @@ class TaskDecoder:
         labels = self.spec.labels or [""]
         return max(len(tokenizer.encode(label, add_special_tokens=False)) for label in labels)
 
-    def processors(self) -> LogitsProcessorList:
-        """Fresh processors for ONE generate call (xgrammar's keeps per-call matcher state)."""
+    @property
+    def min_new_tokens(self) -> int | None:
+        """Constrained: the smallest max_new_tokens that holds a complete answer (stop token included)."""
+        return self.closer.min_new_tokens if self.closer else None
+
+    def processors(self, max_new_tokens: int | None = None) -> LogitsProcessorList:
+        """Fresh processors for ONE generate call (xgrammar's keeps per-call matcher state).
+
+        ``max_new_tokens``: the call's budget; constrained answers close within it
+        (None: no budget closing, only the string bound).
+        """
+        if self.closer and max_new_tokens is not None and max_new_tokens < self.closer.min_new_tokens:
+            raise ValueError(f"max_new_tokens {max_new_tokens} < {self.closer.min_new_tokens}, the shortest "
+                             f"complete answer")
         processors: list[LogitsProcessor] = []
         self._last_first_step = None
+        self._last_closer = None
         if self.label_first_ids:
             # Before the grammar mask: raw logits (the label tokens are allowed
             # by the grammar anyway, so masked or not they read the same).
@@ -370,11 +310,32 @@ class TaskDecoder:
             import xgrammar as xgr
 
             processors.append(xgr.contrib.hf.LogitsProcessor(self.compiled))
-        if self.closing is not None:
-            processors.append(StringBudget(self.token_bytes, self.closing, self.bounds.max_string_tokens))
+        # Confidence before the closing: a token it forces reads the model's own (grammar-masked)
+        # log-prob, not a renormalised 0.
         self._last_chosen = ChosenTokenLogprobs()
         processors.append(self._last_chosen)
+        if self.closer is not None:
+            self._last_closer = AnswerCloser(self.closer, max_new_tokens)
+            processors.append(self._last_closer)
         return LogitsProcessorList(processors)
+
+    def refused_steps(self, row: int) -> list[int]:
+        """Generated-token indexes of the last call's row where the closing refused the model's choice."""
+        if self._last_closer is None or not self._last_closer.interventions:
+            return []
+        return self._last_closer.interventions[row]
+
+    def lost_rows(self) -> int:
+        """Rows of the last call whose output the closing could not follow (0 unless there is a bug)."""
+        return self._last_closer.lost if self._last_closer is not None else 0
+
+    def truncated(self, raw: str, token_ends: list[int], row: int) -> list[str]:
+        """Slots of the last call's row that the closing cut (``["label"]`` for classification)."""
+        steps = self.refused_steps(row)
+        if not steps:
+            return []
+        spans = json_value_spans(raw) if self.spec.kind == "extraction" else None
+        return truncated_slots(raw, token_ends, steps, spans, self.spec.kind)
 
     def label_probs(self) -> list[dict[str, float]] | None:
         """Per row of the last call: softmax over the labels' first-token logits."""

@@ -31,6 +31,8 @@ def confidence(candidate: Candidate) -> float | None:
     """The small model's confidence in [0, 1], or None when it cannot be trusted at all."""
     if not candidate.valid:
         return None
+    if candidate.truncated_slots:  # closed early: some slot is cut, whatever the tokens' probabilities
+        return 0.0
     if candidate.label_probs:
         return float(max(candidate.label_probs.values()))
     if candidate.slot_logprob:

@@ -15,6 +15,10 @@ Writes ``<output_dir>/<split>_candidates.jsonl`` (``scripts.contracts.Candidate`
 * Per task, prompts are sorted by length and generated in batches with left
   padding; greedy unless ``decoding.greedy: false``; stops at ``<end_of_turn>``
   or ``<eos>``; ``max_new_tokens`` per task kind.
+* Constrained answers are complete and schema-valid within ``max_new_tokens``
+  (``scripts.evaluation.closing``): near the budget decoding steers to the
+  shortest valid completion; the slots it cut are listed in ``truncated_slots``
+  and scored wrong. A budget below the shortest complete answer is a config error.
 * Resumable: ids already in the file are skipped; each batch's lines are
   appended, flushed and fsynced, so a crash loses at most the batch in flight;
   a half-written last line (crash mid-write) is cut off on the next run.
@@ -27,7 +31,9 @@ Writes ``<output_dir>/<split>_candidates.jsonl`` (``scripts.contracts.Candidate`
   grammar mask, i.e. renormalised over what the grammar allows). Processed,
   because that is the distribution the token was actually chosen from: mass
   the raw model puts on forbidden continuations (prose, a 20th digit) says
-  nothing about which allowed value is right, and forced tokens read 0.
+  nothing about which allowed value is right. Read *before* the closing's own
+  restriction (string bound, budget), so a token it forces shows the model's
+  probability of it and a forced close lowers the slot's confidence.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class GenerateSummary:
     generate_s: float = 0.0
     repaired_partial_line: bool = False
     per_task: dict[str, int] = field(default_factory=dict)
+    truncated: int = 0  # answers closed early at max_new_tokens / the string bound (slots marked)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -204,6 +211,7 @@ def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, to
     out.parent.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
     cut: Counter[str] = Counter()  # answers that ran out of max_new_tokens before the grammar completed
+    closed: Counter[str] = Counter()  # constrained answers with slots closed early (truncated_slots)
     with open(out, "ab") as fh:
         for task, records in by_task.items():
             spec = datasets.tasks[task]
@@ -216,6 +224,8 @@ def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, to
                 os.fsync(fh.fileno())
                 for candidate, seconds in candidates:
                     cut[task] += not candidate.valid and candidate.output_tokens >= max_new
+                    closed[task] += bool(candidate.truncated_slots)
+                    summary.truncated += bool(candidate.truncated_slots)
                     summary.written += 1
                     summary.valid += candidate.valid
                     summary.output_tokens += candidate.output_tokens
@@ -226,13 +236,20 @@ def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, to
     summary.per_task = dict(counts)
     for task, n in cut.items():
         if n:
-            bound = ""
-            if datasets.tasks[task].kind == "extraction" and cfg.decoding.constrained:
-                room = max_answer_tokens(datasets.tasks[task].slots or {}, cfg.schema_bounds)
-                bound = f"; under schema_bounds a complete answer takes at most {room} tokens"
             summary.warnings.append(
-                f"{n} {task} answer(s) hit max_new_tokens before the end: raise decoding.max_new_tokens "
-                f"or lower schema_bounds (constrained output is only valid once complete{bound})"
+                f"{n} {task} answer(s) hit max_new_tokens before the end (unconstrained decoding cannot "
+                f"close an answer): raise decoding.max_new_tokens"
+            )
+    for task, n in closed.items():
+        if n:
+            spec = datasets.tasks[task]
+            room = (f"; a complete answer under schema_bounds takes at most "
+                    f"{max_answer_tokens(spec.slots or {}, cfg.schema_bounds)} tokens"
+                    if spec.kind == "extraction" else "")
+            summary.warnings.append(
+                f"{n} {task} answer(s) were closed early (valid, the cut slots marked truncated and scored "
+                f"wrong): at decoding.max_new_tokens.{spec.kind}={cfg.decoding.max_new_tokens_for(spec.kind)} "
+                f"or schema_bounds.max_string_tokens={cfg.schema_bounds.max_string_tokens}{room}"
             )
 
 
@@ -244,7 +261,14 @@ def build_task_decoder(cfg: EvalConfig, model, tokenizer, spec: TaskSpec, task: 
         tokenizer, model, spec, cfg.schema_bounds, constrained=cfg.decoding.constrained, compiler=compiler,
     )
     max_new = cfg.decoding.max_new_tokens_for(spec.kind)
-    if spec.kind == "classification" and max_new <= decoder.label_token_counts(tokenizer):
+    if decoder.min_new_tokens is not None and max_new < decoder.min_new_tokens:
+        shortest = "its longest label" if spec.kind == "classification" else "all slots null"
+        raise UserError(
+            f"decoding.max_new_tokens.{spec.kind}={max_new} is below {decoder.min_new_tokens}, the fewest "
+            f"tokens a complete {task} answer takes ({shortest}, then the stop token); raise it"
+        )
+    if decoder.min_new_tokens is None and spec.kind == "classification" \
+            and max_new <= decoder.label_token_counts(tokenizer):
         raise UserError(
             f"decoding.max_new_tokens.classification={max_new} cannot fit the longest label of "
             f"{task} plus its stop token; raise it"
@@ -288,7 +312,7 @@ def _generate_batch(cfg, model, tokenizer, decoder, spec: TaskSpec, task, batch,
     with torch.inference_mode():
         sequences = model.generate(
             input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new,
-            logits_processor=decoder.processors(), eos_token_id=decoder.stop_token_ids,
+            logits_processor=decoder.processors(max_new), eos_token_id=decoder.stop_token_ids,
             pad_token_id=pad, **sampling,
         )
     elapsed = time.perf_counter() - started
@@ -307,6 +331,7 @@ def _generate_batch(cfg, model, tokenizer, decoder, spec: TaskSpec, task, batch,
         slot_conf = None
         if spec.kind == "extraction" and content:
             slot_conf = slot_logprobs(raw, ends, logprobs[row, : len(content)].tolist())
+        truncated = decoder.truncated(raw, ends, row) if valid else []
         prompt_text = tokenizer.decode(ids, skip_special_tokens=False)
         candidate = Candidate(
             id=record.id, task=task, kind=spec.kind,
@@ -314,6 +339,7 @@ def _generate_batch(cfg, model, tokenizer, decoder, spec: TaskSpec, task, batch,
             model=model_label, constrained=cfg.decoding.constrained, raw=raw, parsed=parsed, valid=valid,
             latency_s=round(elapsed / len(batch), 6), prompt_tokens=len(ids), output_tokens=n_out,
             label_probs=label_probs[row] if label_probs else None, slot_logprob=slot_conf,
+            truncated_slots=truncated,
         )
         results.append((candidate, elapsed / len(batch)))
     return results

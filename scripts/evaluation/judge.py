@@ -28,7 +28,7 @@ from scripts.evaluation import escalation as esc
 from scripts.evaluation.judge_config import JudgeConfig
 from scripts.evaluation.llm_judge import JudgeCache, JudgeItem, JudgeResult, JudgeStats, LLMJudge
 from scripts.evaluation.scoring import (
-    SlotScore, bootstrap_ci, classification_metrics, invalid_slot, is_empty, score_slot,
+    SlotScore, bootstrap_ci, classification_metrics, invalid_slot, is_empty, score_slot, truncated_slot,
 )
 
 RESULTS_FILE, SUMMARY_FILE = "results.jsonl", "summary.json"
@@ -132,14 +132,21 @@ def _score_all(cfg: JudgeConfig, ds: DatasetsConfig, matched) -> tuple[list[dict
         spec = ds.tasks.get(ref.task)
         base = {"id": ref.id, "task": ref.task, "domain": ref.domain, "valid": cand.valid,
                 "confidence": esc.confidence(cand)}
+        cut = set(cand.truncated_slots)
         if ref.kind == "classification":
             reference = ref.target.strip().upper()
             predicted = str(cand.parsed).strip().upper() if cand.valid and cand.parsed is not None else None
+            truncated = cand.valid and bool(cut)
+            rationale = ""
+            if truncated:  # a label forced at the budget is no answer: the <invalid> column, never correct
+                rationale = f"{truncated_slot().detail}: {predicted}"
+                predicted = None
             ok = predicted == reference
+            method = "invalid" if not cand.valid else "truncated" if truncated else "exact"
             rows.append({**base, "slot": "label", "reference": reference, "candidate": predicted,
-                         "score": 1.0 if ok else 0.0, "method": "exact" if cand.valid else "invalid",
+                         "score": 1.0 if ok else 0.0, "method": method, "truncated": truncated,
                          "outcome": "correct" if ok else "wrong", "passed": ok, "undecided": False,
-                         "rationale": "", "judge": None, "cached": False})
+                         "rationale": rationale, "judge": None, "cached": False})
             continue
         try:
             target = json.loads(ref.target)
@@ -153,8 +160,13 @@ def _score_all(cfg: JudgeConfig, ds: DatasetsConfig, matched) -> tuple[list[dict
             candidate = parsed.get(slot) if parsed is not None else None
             example_spec = (ref.slot_specs or {}).get(slot) if isinstance(ref.slot_specs, dict) else None
             rule = cfg.rule_for(ref.task, slot, slot_types.get(slot), example_spec)
-            s: SlotScore = score_slot(reference, candidate, rule) if parsed is not None else invalid_slot()
-            rows.append({**base, "slot": slot, "reference": reference,
+            if parsed is None:
+                s: SlotScore = invalid_slot()
+            elif slot in cut:
+                s = truncated_slot()
+            else:
+                s = score_slot(reference, candidate, rule)
+            rows.append({**base, "slot": slot, "reference": reference, "truncated": parsed is not None and slot in cut,
                          "candidate": candidate if parsed is not None else cand.raw[:500],
                          **{k: v for k, v in s.as_dict().items() if k != "detail"},
                          "rationale": s.detail, "judge": None, "cached": False})
@@ -245,6 +257,7 @@ def _summarise(cfg: JudgeConfig, ds: DatasetsConfig, matched, rows, judge_summar
         trows = rows_by_task[task]
         out: dict[str, Any] = {"kind": kind, "n": len(pairs),
                                "json_validity": _rate(sum(c.valid for c in cands), len(cands)),
+                               "truncated_answers": sum(bool(c.valid and c.truncated_slots) for c in cands),
                                "latency": _latency(cands)}
         correct_by_id: dict[str, bool] = {}
         if kind == "classification":
@@ -299,6 +312,7 @@ def _slot_table(trows: list[dict]) -> dict[str, Any]:
             "n": n, "passed": passed, "accuracy": _rate(passed, n),
             "accuracy_decided": _rate(passed, decided), "not_judged": outcomes["not_judged"],
             "hallucinations": outcomes["hallucination"], "omissions": outcomes["omission"],
+            "truncated": sum(bool(r.get("truncated")) for r in srows),
             "hallucination_rate": _rate(outcomes["hallucination"], ref_empty),
             "omission_rate": _rate(outcomes["omission"], n - ref_empty),
             "reference_empty": ref_empty,

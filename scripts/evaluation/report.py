@@ -233,13 +233,15 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
             srows = []
             for slot, s in t["slots"].items():
                 row = [f"`{slot}`", str(s["n"]), _pct(s["accuracy"]), _pct(s["hallucination_rate"]),
-                       _pct(s["omission_rate"]), str(s["not_judged"]), str(s["llm_judged"]),
+                       _pct(s["omission_rate"]), str(s.get("truncated", 0)), str(s["not_judged"]),
+                       str(s["llm_judged"]),
                        ", ".join(f"{k} {v}" for k, v in s["methods"].items())]
                 if baseline:
                     row.append(_delta(s["accuracy"], bslots.get(slot, {}).get("accuracy")))
                 srows.append(row)
             lines += _table(["slot", "n", "accuracy", "hallucination (of empty refs)", "omission (of filled refs)",
-                             "not judged", "LLM-judged", "methods"] + (["Δ accuracy"] if baseline else []), srows)
+                             "truncated (scored wrong)", "not judged", "LLM-judged", "methods"]
+                            + (["Δ accuracy"] if baseline else []), srows)
             if f"slots:{task}" in charts:
                 lines += [f"![{task} per-slot accuracy]({charts[f'slots:{task}']})", ""]
         lines += ["### Per domain", ""]
@@ -248,7 +250,11 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
                         [[d, str(v["n"]), _pct(v["accuracy"])] + ([_pct(v.get("slot_accuracy"))] if t.get("slots")
                                                                   else []) for d, v in domains.items()])
         lat = t.get("latency", {})
-        lines += [f"JSON validity **{_pct(t.get('json_validity'))}**; latency mean {_num(lat.get('mean_s'))} s, "
+        truncated = t.get("truncated_answers", 0)
+        lines += [f"JSON validity **{_pct(t.get('json_validity'))}**"
+                  + (f" ({truncated} of {t['n']} answers closed early at the token budget or string bound: "
+                     "their cut slots are scored wrong)" if truncated else "")
+                  + f"; latency mean {_num(lat.get('mean_s'))} s, "
                   f"p50 {_num(lat.get('p50_s'))} s, p95 {_num(lat.get('p95_s'))} s; "
                   f"{_num(lat.get('output_tokens_per_s'), 1)} output tokens/s, "
                   f"{_num(lat.get('examples_per_s'), 2)} examples/s.", ""]

@@ -32,7 +32,7 @@ INVALID_LABEL = "<invalid>"
 class SlotScore:
     score: float
     passed: bool
-    method: str  # exact|numeric|fuzzy|set|llm|invalid
+    method: str  # exact|numeric|fuzzy|set|llm|invalid|truncated
     outcome: Outcome
     undecided: bool = False
     detail: str = ""
@@ -182,6 +182,14 @@ def _numeric(reference: Any, candidate: Any, rule: SlotRule) -> tuple[float, boo
 def invalid_slot() -> SlotScore:
     """An invalid candidate is wrong on every slot, never skipped."""
     return SlotScore(0.0, False, "invalid", "wrong", detail="candidate output was not valid")
+
+
+def truncated_slot() -> SlotScore:
+    """A slot that constrained decoding closed early (``Candidate.truncated_slots``) is wrong: a cut
+    title is a wrong title, and a ``null`` forced at the budget is no answer, even where the
+    reference is empty."""
+    return SlotScore(0.0, False, "truncated", "wrong",
+                     detail="closed early by constrained decoding (max_new_tokens or the string bound)")
 
 
 # --- classification -------------------------------------------------------------

@@ -11,8 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scripts.config import REPO_ROOT, DatasetsConfig, load_config
 from scripts.evaluation.config import SchemaBounds
+from scripts.evaluation.closing import JsonCursor, truncated_slots
 from scripts.evaluation.decoding import (
-    StringLexer,
     TaskDecoder,
     json_value_spans,
     make_compiler,
@@ -55,7 +55,7 @@ def _generate(model, tok, decoder: TaskDecoder, prompts: list[list[int]], max_ne
     with torch.inference_mode():
         out = model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
-            logits_processor=decoder.processors(), eos_token_id=decoder.stop_token_ids,
+            logits_processor=decoder.processors(max_new), eos_token_id=decoder.stop_token_ids,
             pad_token_id=tok.pad_token_id,
         )
     new = out[:, width:]
@@ -147,32 +147,44 @@ def test_constrained_extraction_is_always_schema_valid_json_then_stops(tiny, tas
         assert decoder.parse(raw) == (value, True)
 
 
-def test_string_lexer_follows_strings_escapes_and_counts_tokens():
-    lexer = StringLexer()
-    for piece, state, spent, key in ((b'{"ti', "in", 1, True), (b'tle":', "out", 1, True),
-                                     (b'"a\\', "escape", 1, False), (b'u00', "hex", 2, False),
-                                     (b'e9x', "in", 3, False), (b'\\"', "in", 4, False),
-                                     (b'","', "in", 1, True), (b'b":["', "in", 1, False),
-                                     (b'x","', "in", 1, False), (b'y"]}', "out", 1, False)):
-        lexer.feed(piece)
-        assert (lexer.state, lexer.tokens_in_string, lexer.is_key) == (state, spent, key), piece
-    assert not lexer.must_close(1)
-    keyed = StringLexer()
-    keyed.feed(b'{"xy')
-    assert keyed.tokens_in_string == 1 and not keyed.must_close(1)  # keys belong to the grammar
-    valued = StringLexer()
-    valued.feed(b'{"k":"xy')
-    assert valued.must_close(1) and not valued.must_close(2)
+def test_json_cursor_follows_keys_values_escapes_and_counts_string_tokens(tiny, tasks):
+    model, tok = tiny
+    decoder = TaskDecoder.build(tok, model, tasks["productpage_extractor"], BOUNDS)
+    cursor = JsonCursor(decoder.closer)
+    skeleton = decoder.closer.skeleton.text
+    assert skeleton.startswith(b'{"availability":null,"brand":null,') and skeleton.endswith(b'"title":null}')
+    assert cursor.needed() == decoder.min_new_tokens
+    steps = ((b'{"avail', "path", "", 0), (b'ability":"a\\', "str", "escape", 1), (b'u00', "str", "hex", 2),
+             (b'e9x', "str", "in", 3), (b'\\"', "str", "in", 4), (b'","brand":null,"categories":["', "list", "in", 1),
+             (b'x","', "list", "in", 1), (b'y"]', "path", "", 1))
+    for piece, phase, state, spent in steps:
+        cursor.feed(piece)
+        got_state = cursor.str_sub if cursor.phase == "str" or cursor.sub == "item" else ""
+        assert (cursor.phase, got_state, cursor.str_tokens, cursor.lost) == (phase, state, spent, False), piece
+    assert cursor.phase == "path" and skeleton[cursor.pos:].startswith(b',"currency":null')
+    number = JsonCursor(decoder.closer)
+    number.feed(b'{"availability":12.')
+    assert number._value_close() == b"0" and not number.complete()
+    number.feed(b'5,')
+    assert number.phase == "path" and skeleton[number.pos - 1:number.pos + 7] == b',"brand"'
+    spent = JsonCursor(decoder.closer)
+    spent.feed(b'{"availability":"ab')
+    for _ in range(BOUNDS.max_string_tokens - 1):
+        assert not spent.must_close_string()
+        spent.feed(b"c")
+    assert spent.must_close_string()
+    spent.feed(b"\xe2")  # a multi-byte character in progress: the grammar wants it finished first
+    assert not spent.must_close_string() and spent._value_close() == b'\x80\x80"'
 
 
-def _string_overruns(tok, decoder: TaskDecoder, rows: list[list[int]], max_tokens: int) -> int:
-    """Tokens that did NOT close a string although it had taken ``max_tokens`` tokens already."""
+def _overruns(decoder: TaskDecoder, rows: list[list[int]], max_tokens: int) -> int:
+    """Tokens that did NOT close a string value although it had taken ``max_tokens`` tokens already."""
     overruns = 0
     for row in rows:
-        lexer = StringLexer()
+        cursor = JsonCursor(decoder.closer)
         for token in _split_at_stop(row, decoder.stop_token_ids)[0]:
-            overruns += lexer.must_close(max_tokens) and not decoder.token_bytes[token].startswith(b'"')
-            lexer.feed(decoder.token_bytes[token])
+            overruns += cursor.must_close_string() and not decoder.token_bytes[token].startswith(b'"')
+            cursor.feed(decoder.token_bytes[token])
     return overruns
 
 
@@ -181,13 +193,15 @@ def test_string_budget_closes_every_string_at_max_string_tokens(tiny, tasks):
     model, tok = tiny
     spec = tasks["productpage_extractor"]
     prompts = _prompts(tok, "extraction")
-    loose = TaskDecoder.build(tok, model, spec, SchemaBounds(max_string_tokens=40, max_list_items=2))
+    loose_bounds = SchemaBounds(max_string_tokens=40, max_list_items=2)
+    loose = TaskDecoder.build(tok, model, spec, loose_bounds)
     new, _ = _generate(model, tok, loose, prompts, max_new=200)
-    assert _string_overruns(tok, loose, new.tolist(), 2) > 0
+    counted = TaskDecoder.build(tok, model, spec, SchemaBounds(max_string_tokens=2, max_list_items=2))
+    assert _overruns(counted, new.tolist(), 2) > 0
     tight_bounds = SchemaBounds(max_string_tokens=2, max_list_items=2)
     tight = TaskDecoder.build(tok, model, spec, tight_bounds)
     new, _ = _generate(model, tok, tight, prompts, max_new=max_answer_tokens(spec.slots, tight_bounds))
-    assert _string_overruns(tok, tight, new.tolist(), 2) == 0
+    assert _overruns(tight, new.tolist(), 2) == 0
     for row in new.tolist():
         content, stopped = _split_at_stop(row, tight.stop_token_ids)
         assert stopped and tight.parse(tok.decode(content))[1]
@@ -229,24 +243,36 @@ def test_label_probs_sum_to_one_and_match_a_manual_forward_pass(tiny, tasks):
         assert [row["YES"], row["NO"]] == pytest.approx(manual.tolist(), abs=1e-4)
 
 
-def test_chosen_token_logprobs_equal_log_softmax_of_generate_scores(tiny, tasks):
+def test_chosen_token_logprobs_are_the_grammar_masked_scores_and_forced_tokens_are_not_inflated(tiny, tasks):
+    """Recorded log-probs are the grammar-masked scores, before the closing's restriction: where it
+    refused the model's choice (string bound of 4 tokens here) they read the model's own, lower
+    probability of the forced token, never the renormalised ~0 of generate's final scores."""
     model, tok = tiny
     decoder = TaskDecoder.build(tok, model, tasks["productpage_extractor"], BOUNDS)
     prompts = _prompts(tok, "extraction")[:2]
     width = max(map(len, prompts))
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
     mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=30, do_sample=False,
-                         logits_processor=decoder.processors(), eos_token_id=decoder.stop_token_ids,
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=80, do_sample=False,
+                         logits_processor=decoder.processors(80), eos_token_id=decoder.stop_token_ids,
                          pad_token_id=0, output_scores=True, return_dict_in_generate=True)
     new = out.sequences[:, width:]
     recorded = decoder.token_logprobs(new)
-    expected = torch.stack(
+    final = torch.stack(
         [torch.log_softmax(s, -1).gather(1, new[:, i : i + 1]).squeeze(1) for i, s in enumerate(out.scores)],
         1,
     )
-    live = torch.isfinite(expected)
-    assert torch.allclose(recorded[live], expected[live], atol=1e-5)
+    forced = torch.zeros_like(final, dtype=torch.bool)
+    for row in range(len(prompts)):
+        for step in decoder.refused_steps(row):
+            forced[row, step] = True
+    live = torch.isfinite(final)
+    assert forced.any(), "the random model never ran into the string bound: nothing tested"
+    # A restriction only takes mass away, so the final (restricted) score of the picked token is
+    # never below the recorded one; equal wherever the closing left the row alone (most steps).
+    assert (recorded[live] <= final[live] + 1e-5).all()
+    assert torch.isclose(recorded[live], final[live], atol=1e-5).float().mean() > 0.5
+    assert (recorded[forced] < final[forced] - 1e-3).all()
 
 
 def test_slot_logprob_averages_the_tokens_of_each_value():

@@ -1,0 +1,579 @@
+"""Valid within the token budget: the answer closes itself before ``max_new_tokens`` runs out.
+
+    from scripts.evaluation.closing import AnswerCloser, CloserSpec
+    spec = CloserSpec.for_task(task_spec, token_bytes, excluded_ids, stop_ids, closing_mask, bounds)
+    spec.min_new_tokens                     # the smallest budget that holds a complete answer
+    closer = AnswerCloser(spec, max_new_tokens)   # after xgrammar's processor, one per generate call
+    ...
+    closer.interventions[row]               # decode steps where the model's own choice was refused
+
+The grammar (xgrammar) says which tokens may come next; it does not know how many
+tokens are left. A *cursor* follows each row's answer byte by byte and knows the
+shortest way to finish it from where it stands:
+
+* extraction: the canonical all-``null`` answer ``{"a":null,"b":null,...}`` is the
+  skeleton. Outside a value the cursor stands at a position of that string and the
+  rest of it is the closing (keys are sorted and all required, so the grammar allows
+  nothing else there). Inside a value the closing is the value's own shortest end
+  (``"`` for a string, ``""`` after a backslash, ``0`` digits for a ``\\uXXXX``, the
+  smallest continuation bytes of a multi-byte character the grammar wants finished,
+  ``]`` for a list, ``0`` for ``12.``, the rest of ``true``) followed by the skeleton
+  from the next key on.
+* classification: the rest of the shortest label that starts with what was written.
+
+Its cost in tokens is the greedy longest-match tokenization over the grammar's token
+bytes, plus the stop token; ``min_new_tokens`` is that cost from the empty answer (for
+classification, of the *longest* label: a budget that cannot say every label biases
+the answer). ``AnswerCloser`` compares it with the tokens left: while the slack
+(left - needed) exceeds the most one token can add to ``needed`` (``margin``, computed
+from the skeleton), the row is untouched; inside that window only tokens after which
+the answer still fits are kept: the model's best few (top-k of the grammar-masked
+scores) that pass the check, and the first token of the closing, which always does.
+Every answer therefore ends, schema-valid, within the budget, whatever the model does.
+
+Also here, because the same cursor knows it: the string bound
+(``schema_bounds.max_string_tokens``: a spent string value must close) and a ban on
+``\\uD800``-``\\uDFFF`` escapes (the grammar accepts them, ``json.loads`` turns them
+into lone surrogates that no file or database can store). Where a restriction refused
+the grammar-masked argmax, the step is recorded in ``interventions``; the slots those
+tokens belong to are *truncated* (:func:`truncated_slots`), and scoring counts them
+wrong. Confidence is read before this processor, so a forced token shows the model's
+own (low) probability of it, never a renormalised 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor
+
+_QUOTE, _BACKSLASH, _U = 0x22, 0x5C, 0x75
+_LBRACKET, _RBRACKET, _COMMA = 0x5B, 0x5D, 0x2C
+_NUMBER_START = frozenset(b"-0123456789")
+_NUMBER_BYTES = frozenset(b"-+.eE0123456789")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_SURROGATE_SECOND = frozenset(b"89abcdefABCDEF")
+_WORDS = {ord("t"): b"true", ord("f"): b"false"}
+TOP_K = 8  # model's best tokens checked against the budget inside the closing window
+
+
+# --- tokenizing closings ------------------------------------------------------
+
+
+class Tokens:
+    """Greedy longest-match tokenization of closing text over the grammar's token bytes.
+
+    Deterministic left to right, so the tokens of a suffix are the suffix of the tokens:
+    following a closing token by token lands on the closing of each next state.
+    """
+
+    def __init__(self, token_bytes: list[bytes], excluded: set[int], max_len: int = 48):
+        self.ids: dict[bytes, int] = {}
+        for token_id, data in enumerate(token_bytes):
+            if data and token_id not in excluded and len(data) <= max_len:
+                self.ids[data] = token_id  # later ids win: normal pieces come after byte fallbacks
+        self.max_len = max(map(len, self.ids))
+        self._cache: dict[bytes, tuple[int, ...]] = {}
+
+    def longest(self, text: bytes, start: int) -> tuple[int, int]:
+        """(token id, its length) of the longest token spelling ``text[start:...]``."""
+        for length in range(min(self.max_len, len(text) - start), 0, -1):
+            token_id = self.ids.get(text[start : start + length])
+            if token_id is not None:
+                return token_id, length
+        raise ValueError(f"no token spells {text[start:start + 1]!r}: the vocabulary cannot close an answer")
+
+    def of(self, text: bytes) -> tuple[int, ...]:
+        cached = self._cache.get(text)
+        if cached is None:
+            out, i = [], 0
+            while i < len(text):
+                token_id, length = self.longest(text, i)
+                out.append(token_id)
+                i += length
+            cached = self._cache[text] = tuple(out)
+        return cached
+
+
+class Skeleton:
+    """Greedy closing of every suffix of one fixed text: ``count[p]`` tokens, ``first[p]`` the first."""
+
+    def __init__(self, text: bytes, tokens: Tokens):
+        self.text = text
+        self.count = [0] * (len(text) + 1)
+        self.first = [-1] * (len(text) + 1)
+        for p in range(len(text) - 1, -1, -1):
+            token_id, length = tokens.longest(text, p)
+            self.count[p] = 1 + self.count[p + length]
+            self.first[p] = token_id
+
+    def rise(self) -> int:
+        """Most the count can grow between a position and a later one (greedy is not monotone)."""
+        best, low = 0, self.count[0]
+        for p in range(1, len(self.count)):
+            best = max(best, self.count[p] - low)
+            low = min(low, self.count[p])
+        return best
+
+
+# --- what to close, per task kind ----------------------------------------------
+
+
+@dataclass
+class CloserSpec:
+    """Per task: the skeleton, the token tables and the window; shared by every row and call."""
+
+    kind: str
+    tokens: Tokens
+    stop_ids: frozenset[int]
+    token_bytes: list[bytes]
+    min_new_tokens: int  # smallest max_new_tokens that holds a complete answer (stop token included)
+    margin: int  # most one token can add to the closing's cost
+    most_needed: int  # an upper bound of the closing's cost from any state (stop included)
+    skeleton: Skeleton | None = None
+    value_start: dict[int, int] = field(default_factory=dict)  # skeleton position of `null` -> slot
+    value_end: list[int] = field(default_factory=list)  # per slot: skeleton position after its `null`
+    slot_kinds: list[str] = field(default_factory=list)
+    slot_names: list[str] = field(default_factory=list)
+    labels: list[bytes] = field(default_factory=list)
+    closing_mask: torch.Tensor | None = None  # token starts with a quote (string bound)
+    max_string_tokens: int = 0
+    bounds: Any = None
+    banned: dict[str, torch.Tensor] = field(default_factory=dict)  # string sub-state -> token ids
+    _number_cache: dict[tuple[bytes, bool], bytes | None] = field(default_factory=dict)
+
+    @classmethod
+    def for_task(cls, spec, token_bytes: list[bytes], excluded: set[int], stop_ids: list[int],
+                 closing_mask: torch.Tensor | None, bounds) -> CloserSpec:
+        tokens = Tokens(token_bytes, excluded | set(stop_ids))
+        if spec.kind == "classification":
+            labels = [label.encode() for label in spec.labels or []]
+            costs = [len(tokens.of(label)) for label in labels]
+            return cls(kind="classification", tokens=tokens, stop_ids=frozenset(stop_ids),
+                       token_bytes=token_bytes, min_new_tokens=max(costs) + 1, margin=max(costs) + 1,
+                       most_needed=max(costs) + 1, labels=labels)
+        names = sorted(spec.slots or {})
+        parts, value_start, value_end, pos = [b"{"], {}, [], 1
+        for i, name in enumerate(names):
+            literal = (b"," if i else b"") + json.dumps(name, ensure_ascii=False).encode() + b":"
+            parts.append(literal + b"null")
+            value_start[pos + len(literal)] = i
+            pos += len(literal) + 4
+            value_end.append(pos)
+        parts.append(b"}")
+        skeleton = Skeleton(b"".join(parts), tokens)
+        longest_value_close = max(7, len(f"{abs(bounds.number_minimum):.0f}") + 2,
+                                  len(str(abs(bounds.integer_minimum))) + 2)
+        margin = longest_value_close + skeleton.rise() + 1
+        made = cls(kind="extraction", tokens=tokens, stop_ids=frozenset(stop_ids), token_bytes=token_bytes,
+                   min_new_tokens=skeleton.count[0] + 1, margin=margin,
+                   most_needed=max(skeleton.count) + longest_value_close + 1, skeleton=skeleton,
+                   value_start=value_start, value_end=value_end,
+                   slot_kinds=[(spec.slots or {})[n] for n in names], slot_names=names,
+                   closing_mask=closing_mask, max_string_tokens=bounds.max_string_tokens, bounds=bounds)
+        made.banned = _surrogate_bans(token_bytes)
+        return made
+
+    def cursor(self) -> LabelCursor | JsonCursor:
+        return LabelCursor(self) if self.kind == "classification" else JsonCursor(self)
+
+    def number_close(self, text: bytes, integer: bool) -> bytes | None:
+        """Fewest digits that make ``text`` a number the schema allows (None: it cannot become one)."""
+        key = (text, integer)
+        if key not in self._number_cache:
+            found = None
+            for extra in (b"", b"0", b"00", b"000", b"0000", b"00000", b"000000"):
+                try:
+                    value = json.loads(text + extra)
+                except ValueError:
+                    continue
+                b = self.bounds
+                low, high = (b.integer_minimum, b.integer_maximum) if integer else (b.number_minimum,
+                                                                                     b.number_maximum)
+                if (not integer or isinstance(value, int)) and low <= value <= high:
+                    found = extra
+                    break
+            self._number_cache[key] = found
+        return self._number_cache[key]
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _surrogate_bans(token_bytes: list[bytes]) -> dict[str, torch.Tensor]:
+    """Token ids that would write a ``\\uD800``-``\\uDFFF`` escape, per string sub-state.
+
+    ``in`` (and every other state) bans tokens holding a whole surrogate escape; after a
+    backslash (``escape``), after ``\\u`` (``hex4``) and after ``\\uD`` (``hex3d``) also the
+    tokens that would finish one. Conservative: ``\\\\ud8`` (an escaped backslash) is banned too.
+    """
+    starts = {"escape": re.compile(rb"u[dD][89a-fA-F]"), "hex4": re.compile(rb"[dD][89a-fA-F]"),
+              "hex3d": re.compile(rb"[89a-fA-F]")}
+    whole = [i for i, b in enumerate(token_bytes) if b"\\u" in b and _SURROGATE_ESCAPE.search(b)]
+    out = {"in": whole}
+    for state, pattern in starts.items():
+        out[state] = whole + [i for i, b in enumerate(token_bytes) if b and pattern.match(b)]
+    return {state: torch.tensor(sorted(set(ids)), dtype=torch.long) for state, ids in out.items() if ids}
+
+
+# --- cursors -----------------------------------------------------------------------
+
+
+class LabelCursor:
+    """Classification: the bytes written so far, a prefix of at least one label."""
+
+    __slots__ = ("spec", "text", "lost")
+
+    def __init__(self, spec: CloserSpec):
+        self.spec, self.text, self.lost = spec, b"", False
+
+    def copy(self) -> LabelCursor:
+        other = LabelCursor(self.spec)
+        other.text, other.lost = self.text, self.lost
+        return other
+
+    def feed(self, data: bytes) -> None:
+        self.text += data
+        if not any(label.startswith(self.text) for label in self.spec.labels):
+            self.lost = True
+
+    def closing(self) -> tuple[int, ...]:
+        """Tokens of the cheapest label continuation (empty: a label is complete)."""
+        rests = [label[len(self.text):] for label in self.spec.labels if label.startswith(self.text)]
+        return min((self.spec.tokens.of(rest) for rest in rests), key=len)
+
+    def needed(self) -> int:
+        return len(self.closing()) + 1
+
+    def complete(self) -> bool:
+        return self.text in self.spec.labels
+
+    def must_close_string(self) -> bool:
+        return False
+
+    def ban_state(self) -> str | None:
+        return None
+
+
+class JsonCursor:
+    """Extraction: where the answer stands against the canonical skeleton (see the module doc).
+
+    ``phase`` is ``path`` (at skeleton position ``pos``: keys, separators, a ``null``),
+    ``str`` (a string value), ``num``, ``word`` (true/false) or ``list``; ``sub`` is the
+    string sub-state (``in``/``escape``/``hex``) or the list's (``open``/``sep``/``comma``/``item``).
+    """
+
+    __slots__ = ("spec", "pos", "phase", "slot", "text", "sub", "str_sub", "hex_left", "hex_first",
+                 "utf8_lead", "utf8_left", "utf8_seen", "str_tokens", "lost")
+
+    def __init__(self, spec: CloserSpec):
+        self.spec = spec
+        self.pos, self.phase, self.slot, self.text = 0, "path", -1, b""
+        self.sub, self.str_sub, self.hex_left, self.hex_first = "", "", 0, 0
+        self.utf8_lead, self.utf8_left, self.utf8_seen = 0, 0, 0  # a multi-byte character in progress
+        self.str_tokens, self.lost = 0, False
+
+    def copy(self) -> JsonCursor:
+        other = JsonCursor.__new__(JsonCursor)
+        for name in JsonCursor.__slots__:
+            setattr(other, name, getattr(self, name))
+        return other
+
+    # -- feeding ------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        opened = False
+        for byte in data:
+            opened |= self._byte(byte)
+            if self.lost:
+                return
+        if self._in_string():
+            self.str_tokens = 1 if opened else self.str_tokens + 1
+
+    def _in_string(self) -> bool:
+        return self.phase == "str" or (self.phase == "list" and self.sub == "item")
+
+    def _byte(self, byte: int) -> bool:
+        """Advance one byte; True when it opened a string value."""
+        phase = self.phase
+        if phase == "path":
+            skeleton = self.spec.skeleton.text
+            slot = self.spec.value_start.get(self.pos)
+            if slot is not None and byte != skeleton[self.pos]:
+                self.slot, self.text = slot, b""
+                if byte == _QUOTE:
+                    self.phase, self.str_sub = "str", "in"
+                    return True
+                if byte == _LBRACKET:
+                    self.phase, self.sub = "list", "open"
+                elif byte in _WORDS:
+                    self.phase, self.text = "word", bytes([byte])
+                elif byte in _NUMBER_START:
+                    self.phase, self.text = "num", bytes([byte])
+                else:
+                    self.lost = True
+            elif self.pos < len(skeleton) and byte == skeleton[self.pos]:
+                self.pos += 1
+            else:
+                self.lost = True
+        elif phase == "str":
+            if self._string_byte(byte):
+                self._value_done()
+        elif phase == "num":
+            if byte in _NUMBER_BYTES:
+                self.text += bytes([byte])
+            else:
+                self._value_done()
+                return self._byte(byte)
+        elif phase == "word":
+            self.text += bytes([byte])
+            word = _WORDS[self.text[0]]
+            if not word.startswith(self.text):
+                self.lost = True
+            elif self.text == word:
+                self._value_done()
+        else:  # list
+            sub = self.sub
+            if sub == "item":
+                if self._string_byte(byte):
+                    self.sub = "sep"
+            elif byte == _QUOTE and sub in ("open", "comma"):
+                self.sub, self.str_sub = "item", "in"
+                return True
+            elif byte == _RBRACKET and sub in ("open", "sep"):
+                self._value_done()
+            elif byte == _COMMA and sub == "sep":
+                self.sub = "comma"
+            else:
+                self.lost = True
+        return False
+
+    def _string_byte(self, byte: int) -> bool:
+        """Inside a string; True when this byte closed it."""
+        sub = self.str_sub
+        if sub == "in":
+            if self.utf8_left:
+                self.utf8_left -= 1
+                self.utf8_seen += 1
+            elif byte >= 0xC0:
+                self.utf8_lead, self.utf8_seen = byte, 0
+                self.utf8_left = 1 if byte < 0xE0 else 2 if byte < 0xF0 else 3
+            elif byte == _QUOTE:
+                return True
+            if byte == _BACKSLASH:
+                self.str_sub = "escape"
+        elif sub == "escape":
+            if byte == _U:
+                self.str_sub, self.hex_left, self.hex_first = "hex", 4, 0
+            else:
+                self.str_sub = "in"
+        else:  # hex
+            if self.hex_left == 4:
+                self.hex_first = byte
+            self.hex_left -= 1
+            if self.hex_left == 0:
+                self.str_sub = "in"
+        return False
+
+    def _value_done(self) -> None:
+        self.phase, self.pos, self.text, self.sub = "path", self.spec.value_end[self.slot], b"", ""
+
+    # -- the closing ------------------------------------------------------------------
+
+    def _string_close(self) -> bytes:
+        if self.utf8_left:  # the grammar wants the character finished first: the smallest valid one
+            second = {0xE0: 0xA0, 0xF0: 0x90}.get(self.utf8_lead, 0x80) if self.utf8_seen == 0 else 0x80
+            return bytes([second]) + b"\x80" * (self.utf8_left - 1) + b'"'
+        if self.str_sub == "escape":
+            return b'""'  # \" then the closing quote
+        if self.str_sub == "hex":
+            return b"0" * self.hex_left + b'"'
+        return b'"'
+
+    def _value_close(self) -> bytes | None:
+        """The rest of the current value (phase != path); None if it cannot be finished."""
+        if self.phase == "str":
+            return self._string_close()
+        if self.phase == "num":
+            return self.spec.number_close(self.text, self.spec.slot_kinds[self.slot] == "integer")
+        if self.phase == "word":
+            return _WORDS[self.text[0]][len(self.text):]
+        return {"open": b"]", "sep": b"]", "comma": b'""]'}.get(self.sub) or self._string_close() + b"]"
+
+    def closing_cost_and_first(self) -> tuple[int, int]:
+        """(tokens to a complete answer, stop excluded; the first of them or -1)."""
+        skeleton = self.spec.skeleton
+        if self.phase == "path":
+            return skeleton.count[self.pos], skeleton.first[self.pos]
+        rest = self._value_close()
+        if rest is None:
+            self.lost = True
+            return 0, -1
+        after = self.spec.value_end[self.slot]
+        own = self.spec.tokens.of(rest)
+        return len(own) + skeleton.count[after], (own[0] if own else skeleton.first[after])
+
+    def needed(self) -> int:
+        return self.closing_cost_and_first()[0] + 1
+
+    def closing(self) -> tuple[int, ...]:
+        """The first token of the closing (enough to follow it step by step)."""
+        first = self.closing_cost_and_first()[1]
+        return (first,) if first >= 0 else ()
+
+    def complete(self) -> bool:
+        return self.phase == "path" and self.pos == len(self.spec.skeleton.text)
+
+    def must_close_string(self) -> bool:
+        """A string value that has taken max_string_tokens tokens and is not inside an escape."""
+        return (self._in_string() and self.str_sub == "in" and not self.utf8_left
+                and self.str_tokens >= self.spec.max_string_tokens)
+
+    def ban_state(self) -> str | None:
+        if not self._in_string():
+            return "in"  # a token may open a string and hold a whole surrogate escape
+        if self.str_sub == "hex":
+            if self.hex_left == 4:
+                return "hex4"
+            if self.hex_left == 3 and self.hex_first in (ord("d"), ord("D")):
+                return "hex3d"
+            return "in"
+        return self.str_sub
+
+
+# --- the processor -------------------------------------------------------------------
+
+
+class AnswerCloser(LogitsProcessor):
+    """After the grammar mask: string bound, surrogate ban, and the budget (see the module doc).
+
+    ``max_new_tokens`` None: no budget (string bound and ban only). One instance per
+    ``generate`` call. ``interventions[row]``: decode steps (= generated token indexes)
+    whose grammar-allowed argmax this processor refused; ``lost`` counts rows whose
+    output the cursor could not follow (a bug: the row is then left to the grammar).
+    """
+
+    def __init__(self, spec: CloserSpec, max_new_tokens: int | None):
+        self.spec = spec
+        self.max_new_tokens = max_new_tokens
+        self.cursors: list[LabelCursor | JsonCursor] | None = None
+        self.done: list[bool] = []
+        self.interventions: list[list[int]] = []
+        self.lost = 0
+        self.step = 0
+        self._banned: dict[str, torch.Tensor] = {}
+        self._closing: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        spec = self.spec
+        if self.cursors is None:
+            rows = input_ids.shape[0]
+            self.cursors = [spec.cursor() for _ in range(rows)]
+            self.done = [False] * rows
+            self.interventions = [[] for _ in range(rows)]
+            self._banned = {k: v.to(scores.device) for k, v in spec.banned.items()}
+            if spec.closing_mask is not None:
+                self._closing = spec.closing_mask.to(scores.device)
+        else:
+            self.step += 1
+            for row, token in enumerate(input_ids[:, -1].tolist()):
+                if self.done[row]:
+                    continue
+                if token in spec.stop_ids:
+                    self.done[row] = True
+                    continue
+                cursor = self.cursors[row]
+                was_lost = cursor.lost
+                cursor.feed(spec.token_bytes[token])
+                self.lost += cursor.lost and not was_lost
+        left = None if self.max_new_tokens is None else self.max_new_tokens - self.step
+        near = left is not None and left <= spec.most_needed + spec.margin
+        for row, cursor in enumerate(self.cursors):
+            if self.done[row] or cursor.lost:
+                continue
+            ban = self._banned.get(cursor.ban_state() or "") if self._banned else None
+            close_string = cursor.must_close_string()
+            tight = near and left - cursor.needed() <= spec.margin
+            if ban is not None:
+                scores[row].index_fill_(0, ban, float("-inf"))
+            if not close_string and not tight:
+                continue
+            row_scores = scores[row]
+            best = int(torch.argmax(row_scores))
+            if close_string and self._closing is not None:
+                kept = row_scores.masked_fill(~self._closing, float("-inf"))
+                if torch.isfinite(kept).any():
+                    row_scores = kept
+            if tight:
+                row_scores = self._fit(cursor, row_scores, left)
+                if row_scores is None:
+                    self.lost += 1
+                    cursor.lost = True
+                    continue
+            if not torch.isfinite(row_scores[best]):
+                self.interventions[row].append(self.step)
+            scores[row] = row_scores
+        return scores
+
+    def _fit(self, cursor, row_scores: torch.Tensor, left: int) -> torch.Tensor | None:
+        """Only the tokens after which a complete answer still fits in ``left - 1`` tokens."""
+        k = min(TOP_K, row_scores.shape[0])
+        values, ids = torch.topk(row_scores, k)
+        candidates = [t for v, t in zip(values.tolist(), ids.tolist()) if v != float("-inf")]
+        candidates += [t for t in cursor.closing() if t not in candidates]
+        if cursor.complete():
+            candidates += [t for t in self.spec.stop_ids if t not in candidates]
+        allowed = []
+        for token in candidates:
+            if not torch.isfinite(row_scores[token]):
+                continue
+            if token in self.spec.stop_ids:
+                if cursor.complete():
+                    allowed.append(token)
+                continue
+            after = cursor.copy()
+            after.feed(self.spec.token_bytes[token])
+            if not after.lost and after.needed() <= left - 1:
+                allowed.append(token)
+        if not allowed:
+            return None
+        keep = torch.full_like(row_scores, float("-inf"))
+        index = torch.tensor(allowed, device=row_scores.device)
+        keep[index] = row_scores[index]
+        return keep
+
+
+# --- which slots were cut ------------------------------------------------------------
+
+
+def truncated_slots(text: str, token_ends: list[int], steps: list[int], spans: dict[str, tuple[int, int]] | None,
+                    kind: str) -> list[str]:
+    """Slots whose value a refused step touched, in answer order.
+
+    A refused token inside a value's characters cuts that value; one right after a
+    number cuts the number (it could have gone on); one elsewhere (a key, a comma)
+    belongs to the next value. Classification: ``["label"]`` when any step was refused.
+    """
+    steps = [s for s in steps if s < len(token_ends)]
+    if not steps:
+        return []
+    if kind == "classification":
+        return ["label"]
+    if not spans:
+        return []
+    starts = [0] + token_ends[:-1]
+    ordered = sorted(spans.items(), key=lambda item: item[1][0])
+    cut: set[str] = set()
+    for step in steps:
+        lo, hi = starts[step], token_ends[step]
+        hit = [name for name, (a, b) in ordered if (lo < b and hi > a) or (lo == hi and a <= lo < b)]
+        if not hit:
+            hit = [name for name, (a, b) in ordered if b == lo and text[a:b][:1] in "-0123456789"]
+        if not hit:
+            hit = [name for name, (a, _) in ordered if a >= hi][:1]
+        cut.update(hit)
+    return [name for name, _ in ordered if name in cut]

@@ -1,23 +1,15 @@
 """The dataset chain through the real `fab` entry point, in a temp working dir."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from scripts.config import REPO_ROOT
+from tests.conftest import fab
 
 pytestmark = pytest.mark.integration
-FAB = [str(Path(sys.executable).parent / "fab"), "--search-root", str(REPO_ROOT)]
 CONFIG = str(REPO_ROOT / "configs/datasets.yaml")
-
-
-def fab(cwd, *args, env=None):
-    return subprocess.run([*FAB, *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=300)
 
 
 def test_sample_clean_split_stats_chain(tmp_path):

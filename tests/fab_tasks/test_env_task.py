@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from invoke import Context, Exit
 
 from fab_tasks import env
 from scripts.config import REPO_ROOT
+from tests.conftest import fab
 
 SECRET = "sk-test-Zq9-never-print-me-4242"
-
-
-def fab(*args: str, **env_overrides: str) -> subprocess.CompletedProcess:
-    """Run the installed `fab` console script (or `python -m fabric`) in the repo root."""
-    script = Path(sys.executable).parent / "fab"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "fabric"]
-    run_env = {**os.environ, "COLUMNS": "200", **env_overrides}
-    return subprocess.run(
-        [*cmd, *args], cwd=REPO_ROOT, env=run_env, capture_output=True, text=True, timeout=120
-    )
 
 
 def test_task_exits_1_naming_the_failed_check(tmp_path, monkeypatch):
@@ -48,7 +34,8 @@ def test_task_rejects_unknown_stage_in_one_line():
 @pytest.mark.integration
 def test_fab_env_check_for_dataset_with_missing_db_exits_1_in_one_line(tmp_path):
     missing = tmp_path / "missing.duckdb"
-    result = fab("env.check", "--for", "dataset", DATASET_DB_PATH=str(missing), LITELLM_API_KEY=SECRET)
+    result = fab(REPO_ROOT, "env.check", "--for", "dataset", env={"DATASET_DB_PATH": str(missing),
+                                                               "LITELLM_API_KEY": SECRET})
     assert result.returncode == 1, result.stderr
     err_lines = result.stderr.strip().splitlines()
     assert len(err_lines) == 1, result.stderr
@@ -61,14 +48,14 @@ def test_fab_env_check_for_dataset_with_missing_db_exits_1_in_one_line(tmp_path)
 
 @pytest.mark.integration
 def test_fab_env_check_for_judge_ignores_missing_db(tmp_path):
-    result = fab("env.check", "--for", "judge", DATASET_DB_PATH=str(tmp_path / "missing.duckdb"))
+    result = fab(REPO_ROOT, "env.check", "--for", "judge", env={"DATASET_DB_PATH": str(tmp_path / "missing.duckdb")})
     assert result.returncode == 0, result.stderr
     assert "ready for `judge`" in result.stdout
 
 
 @pytest.mark.integration
 def test_fab_help_shows_the_docstring_and_the_for_option():
-    result = fab("--help", "env.check")
+    result = fab(REPO_ROOT, "--help", "env.check")
     assert result.returncode == 0, result.stderr
     assert "Doctor: is this machine ready for a stage?" in result.stdout
     assert "--for=STRING" in result.stdout and "dataset|train|eval|judge|package|all" in result.stdout

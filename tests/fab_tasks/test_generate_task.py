@@ -9,7 +9,8 @@ from invoke import Context, Exit
 from fab_tasks import evaluate
 from scripts.contracts import Candidate, read_jsonl
 from scripts.tiny_model import build_tiny_gemma
-from tests.fab_tasks.test_env_task import fab
+from scripts.config import REPO_ROOT
+from tests.conftest import fab
 from tests.scripts.evaluation import (
     TOKENIZER_TEXTS,
     eval_config_dict,
@@ -51,7 +52,7 @@ def test_missing_adapter_exits_1_with_one_line(tmp_path):
 def test_fab_eval_generate_writes_candidates_and_resumes(tmp_path):
     config = _setup(tmp_path)
     args = ("eval.generate", "--split", "validation", "--config", str(config))
-    result = fab(*args, "--limit", "2", "--run-id", "20260101T000000Z")
+    result = fab(REPO_ROOT, *args, "--limit", "2", "--run-id", "20260101T000000Z")
     assert "No idea what" not in result.stderr, (
         'fabfile.py lacks: ns.add_collection(Collection.from_module(evaluate, name="eval"))'
     )
@@ -60,6 +61,6 @@ def test_fab_eval_generate_writes_candidates_and_resumes(tmp_path):
     assert "2 written, 0 skipped" in result.stdout and "valid 100.0%" in result.stdout
     assert f"wrote {out}" in result.stdout.replace("\n", "")
     assert [c.valid for c in read_jsonl(out, Candidate)] == [True, True]
-    again = fab(*args)
+    again = fab(REPO_ROOT, *args)
     assert again.returncode == 0, again.stderr
     assert "2 written, 2 skipped" in again.stdout and len(out.read_text().splitlines()) == 4

@@ -6,9 +6,7 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -16,7 +14,7 @@ from invoke import Context, Exit
 
 from fab_tasks import ops
 from scripts.config import REPO_ROOT
-from tests.fab_tasks.test_env_task import fab
+from tests.conftest import fab, fab_command
 from tests.scripts.ops.test_backfill import (
     NAV,
     NAV_HTML,
@@ -49,11 +47,6 @@ def test_bad_input_exits_1_with_one_line(models, tmp_path, case, message):
     assert exc.value.code == 1 and exc.value.message.startswith(message) and "\n" not in exc.value.message
 
 
-def _fab_command(*args: str) -> list[str]:
-    script = Path(sys.executable).parent / "fab"
-    return [str(script), *args] if script.exists() else [sys.executable, "-m", "fabric", *args]
-
-
 @pytest.mark.integration
 def test_sigkill_mid_run_then_rerun_leaves_exactly_one_prediction_per_page(models, tmp_path):
     _, _, adapter, config = models
@@ -63,7 +56,7 @@ def test_sigkill_mid_run_then_rerun_leaves_exactly_one_prediction_per_page(model
     db = write_pages_db(tmp_path / "pages.duckdb", pages)
     args = ("ops.backfill", "--source", str(db), "--table", "pages", "--model", str(adapter.parent),
             "--config", str(config), "--batch-size", "1")
-    proc = subprocess.Popen(_fab_command(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(fab_command(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
                             start_new_session=True)
     lines: queue.Queue[str] = queue.Queue()
@@ -79,7 +72,7 @@ def test_sigkill_mid_run_then_rerun_leaves_exactly_one_prediction_per_page(model
 
     before = predictions(db)
     assert 1 <= len(before) < len(pages), f"kill not mid-run: {len(before)} of {len(pages)} committed"
-    again = fab(*args)
+    again = fab(REPO_ROOT, *args)
     assert again.returncode == 0, again.stderr
     assert f"{len(pages) - len(before)} predicted, {len(before)} skipped (already done)" in again.stdout
     after = predictions(db)  # asserts no duplicate ids

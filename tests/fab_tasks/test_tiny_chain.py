@@ -1,34 +1,24 @@
 """`fab train.init-tiny` + `configs/training_tiny.yaml` through the real entry point."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from safetensors import safe_open
 from transformers import AutoConfig, AutoTokenizer
 
 from scripts.config import REPO_ROOT
+from tests.conftest import fab
 
 pytestmark = pytest.mark.integration
 
 
-def fab(cwd, *args):
-    command = [str(Path(sys.executable).parent / "fab"), "--search-root", str(REPO_ROOT), *args]
-    env = {**os.environ, "COLUMNS": "200", "DATASET_DB_PATH": str(cwd / "raw.duckdb"), "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    return run.stdout
-
-
 def test_init_tiny_then_train_tiny_config(tmp_path):
     shutil.copytree(REPO_ROOT / "configs", tmp_path / "configs")
+    env = {"DATASET_DB_PATH": str(tmp_path / "raw.duckdb"), "HF_HUB_OFFLINE": "1"}
     for step in (["dataset.sample", "--rows", "300"], ["dataset.clean"], ["dataset.split"]):
-        fab(tmp_path, *step)
-    out = fab(tmp_path, "train.init-tiny")
+        fab(tmp_path, *step, env=env, check=True)
+    out = fab(tmp_path, "train.init-tiny", env=env, check=True).stdout
     assert "tokenizer from data/processed/v1/splits/train.jsonl" in out.replace("\n", "")
     tiny = tmp_path / "models/tiny-gemma3"
     config = AutoConfig.from_pretrained(tiny)
@@ -36,7 +26,8 @@ def test_init_tiny_then_train_tiny_config(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     assert tokenizer.chat_template and tokenizer("x")["input_ids"][0] == tokenizer.bos_token_id
 
-    out = fab(tmp_path, "train.run", "--config", "configs/training_tiny.yaml", "--max-steps", "4")
+    out = fab(tmp_path, "train.run", "--config", "configs/training_tiny.yaml", "--max-steps", "4", env=env,
+              timeout=600, check=True).stdout
     assert "backend: hf" in out
     run_dir = next((tmp_path / "models/runs").iterdir())
     metrics = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]

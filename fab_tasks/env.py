@@ -22,6 +22,10 @@ def check(c, for_=None):
     With --for STAGE it exits 1 when something that stage needs is missing:
 
         fab env.check --for train
+
+    --for serve checks the serving host instead: vLLM installed ("not installed" otherwise),
+    its fixes for Gemma 3 (<end_of_turn> masked by the grammar, nested rope_parameters read,
+    found in its source) and the xgrammar and transformers versions against their minimums.
     """
     checks = run_checks(for_)
     console.print(render_table(checks, for_))

@@ -3,6 +3,7 @@
     fab env.check                 # report only, always exits 0
     fab env.check --for train     # exit 1 if something `train` needs is missing
     fab env.check --for all       # every stage's requirements
+    fab env.check --for serve     # vLLM, xgrammar, transformers against what the bundle needs
 
     from scripts.env_check import run_checks, render_table
     checks = run_checks("dataset")
@@ -33,7 +34,8 @@ from scripts.config import REPO_ROOT, ROCM_ENV_VARS, UserError, dataset_db_path,
 
 Status = Literal["ok", "warn", "fail"]
 STAGES = ("dataset", "train", "eval", "judge", "package")
-STAGE_CHOICES = (*STAGES, "all")
+SERVE = "serve"  # not in STAGES: `--for all` covers this repo's stages; serving runs elsewhere
+STAGE_CHOICES = (*STAGES, SERVE, "all")
 
 MIN_PYTHON = (3, 10)
 # GiB free on the repo's filesystem: below FAIL a run cannot write its
@@ -164,6 +166,62 @@ def run_checks(stage: str | None = None) -> list[Check]:
     checks.append(_disk_check(stage))
     checks += _secret_checks(stage)
     checks.append(_dataset_db_check(stage))
+    if stage == SERVE:
+        checks += serve_checks()
+    return checks
+
+
+# --- serve: what `vllm serve` of an exported bundle needs ----------------------------------------
+
+# transformers reads Gemma 3's nested per-attention-type rope_parameters since 5.0 (DESIGN.md);
+# xgrammar 0.2.8 is what eval.generate's grammar was written and measured against.
+SERVE_MINIMUMS = {"transformers": "5.0", "xgrammar": "0.2.8"}
+# vLLM features, detected in its installed source (no import: vLLM's import takes seconds and a GPU
+# stack): file under the vllm package, text whose presence means the fix is in.
+VLLM_FEATURES = {
+    "vllm <end_of_turn> in grammar": (
+        ("v1/structured_output/backend_xgrammar.py",), "override_stop_tokens",
+        "request stop tokens masked until the grammar ends (PR #49227, fixes issue #42403)",
+        "xgrammar sees only the tokenizer's <eos>: <end_of_turn> can end an answer mid-object (issue "
+        "#42403, fixed by PR #49227); upgrade, or set eos_token to <end_of_turn> in the bundle's "
+        "tokenizer_config.json",
+    ),
+    "vllm nested rope_parameters": (
+        ("transformers_utils/config.py", "config/model.py", "model_executor/models/gemma3.py",
+         "model_executor/layers/rotary_embedding/__init__.py"), "rope_parameters",
+        "reads Gemma 3's per-attention-type rope_parameters (PR #28542): the 4x factor is applied",
+        "reads no rope_parameters (before PR #28542): the 4x rope factor is silently dropped unless "
+        "config.json also carries a legacy rope_scaling; upgrade",
+    ),
+}
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def serve_checks(vllm_dir: Path | None = None) -> list[Check]:
+    """vLLM (installed? its fixes present?), xgrammar and transformers against the minimums."""
+    checks = []
+    for dist, minimum in SERVE_MINIMUMS.items():
+        version = _installed_version(dist)
+        if version is None:
+            checks.append(Check(f"{dist} (serve)", "fail", f"not installed (need >= {minimum})", (SERVE,)))
+        else:
+            ok = _version_tuple(version) >= _version_tuple(minimum)
+            checks.append(Check(f"{dist} (serve)", "ok" if ok else "fail",
+                                f"{version} ({'>=' if ok else 'below'} {minimum})", (SERVE,)))
+    if vllm_dir is None:
+        spec = importlib.util.find_spec("vllm")
+        vllm_dir = Path(spec.origin).parent if spec and spec.origin else None
+    version = _installed_version("vllm")
+    if vllm_dir is None or version is None:
+        checks.append(Check("vllm", "fail", "not installed (pip install vllm on the serving host)", (SERVE,)))
+        return checks
+    checks.append(Check("vllm", "ok", version, (SERVE,)))
+    for name, (files, needle, good, bad) in VLLM_FEATURES.items():
+        found = any(needle in (vllm_dir / f).read_text(errors="replace") for f in files if (vllm_dir / f).is_file())
+        checks.append(Check(name, "ok" if found else "warn", good if found else bad, degrades=(SERVE,)))
     return checks
 
 

@@ -198,3 +198,33 @@ def test_table_renders_every_check_with_brackets_verbatim():
     checks = [Check("devices", "warn", "query failed: [HIP error 101]"), Check("python", "ok", "3.11.7")]
     text = rendered(checks, "train")
     assert "[HIP error 101]" in text and "env.check --for train" in text
+
+
+def test_serve_says_not_installed_without_vllm_and_fails_the_gate(monkeypatch, db_present, cpu_torch):
+    real = env_check._installed_version
+    monkeypatch.setattr(env_check, "_installed_version", lambda d: None if d == "vllm" else real(d))
+    checks = by_name(run_checks("serve"))
+    assert checks["vllm"].status == "fail" and checks["vllm"].detail.startswith("not installed")
+    assert checks["xgrammar (serve)"].status == "ok" and ">= 0.2.8" in checks["xgrammar (serve)"].detail
+    assert checks["transformers (serve)"].status == "ok"
+    assert "vllm" not in by_name(run_checks("all")) and "vllm" not in by_name(run_checks(None))
+
+
+def test_serve_detects_vllm_fixes_in_its_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(env_check, "_installed_version",
+                        lambda d: {"vllm": "0.99.0", "xgrammar": "0.2.7", "transformers": "5.17.0"}.get(d))
+    grammar = tmp_path / "v1" / "structured_output" / "backend_xgrammar.py"
+    grammar.parent.mkdir(parents=True)
+    grammar.write_text("matcher = xgr.GrammarMatcher(ctx, override_stop_tokens=stop_ids)\n")
+    checks = by_name(env_check.serve_checks(tmp_path))
+    assert checks["vllm"].detail == "0.99.0"
+    assert checks["vllm <end_of_turn> in grammar"].status == "ok"
+    rope = checks["vllm nested rope_parameters"]
+    assert rope.status == "warn" and "PR #28542" in rope.detail and "rope_scaling" in rope.detail
+    assert checks["xgrammar (serve)"].status == "fail" and "below 0.2.8" in checks["xgrammar (serve)"].detail
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "model.py").write_text("rope = hf_config.rope_parameters\n")
+    grammar.write_text("matcher = xgr.GrammarMatcher(ctx)\n")
+    checks = by_name(env_check.serve_checks(tmp_path))
+    assert checks["vllm nested rope_parameters"].status == "ok"
+    assert "#42403" in checks["vllm <end_of_turn> in grammar"].detail

@@ -283,17 +283,22 @@ def tokenizer_checks(tokenizer, spm_path: Path, texts: list[str], pieces: int) -
 
 def load_dequantised(source: GgufSource, dtype):
     """A plain ``Gemma3ForCausalLM``: transformers dequantises, the quantisation flag is dropped."""
-    from transformers import AutoModelForCausalLM, Gemma3ForCausalLM
-    from transformers.utils import logging as hf_logging
+    import os
 
-    hf_logging.disable_progress_bar()
+    from transformers import AutoModelForCausalLM, Gemma3ForCausalLM
+
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # transformers' own per-tensor bar; the task shows its stage bar
     try:
         gguf_model = AutoModelForCausalLM.from_pretrained(
             str(source.path.parent), gguf_file=source.path.name, dtype=dtype)
     except Exception as exc:  # an architecture/size transformers' GGUF mapping does not know
         raise UserError(f"transformers cannot load {source.path}: {str(exc).splitlines()[0]}") from None
     finally:
-        hf_logging.enable_progress_bar()
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE")
+        else:
+            os.environ["TQDM_DISABLE"] = previous
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

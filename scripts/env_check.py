@@ -220,7 +220,8 @@ def serve_checks(vllm_dir: Path | None = None) -> list[Check]:
         return checks
     checks.append(Check("vllm", "ok", version, (SERVE,)))
     for name, (files, needle, good, bad) in VLLM_FEATURES.items():
-        found = any(needle in (vllm_dir / f).read_text(errors="replace") for f in files if (vllm_dir / f).is_file())
+        found = any(needle in (vllm_dir / f).read_text(errors="replace")
+                    for f in files if (vllm_dir / f).is_file())
         checks.append(Check(name, "ok" if found else "warn", good if found else bad, degrades=(SERVE,)))
     return checks
 

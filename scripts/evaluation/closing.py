@@ -457,9 +457,10 @@ class AnswerCloser(LogitsProcessor):
     output the cursor could not follow (a bug: the row is then left to the grammar).
     """
 
-    def __init__(self, spec: CloserSpec, max_new_tokens: int | None):
+    def __init__(self, spec: CloserSpec, max_new_tokens: int | None, greedy: bool = True):
         self.spec = spec
         self.max_new_tokens = max_new_tokens
+        self.greedy = greedy  # greedy: a fitting argmax needs no mask (it is what generate picks)
         self.cursors: list[LabelCursor | JsonCursor] | None = None
         self.done: list[bool] = []
         self.interventions: list[list[int]] = []
@@ -508,7 +509,7 @@ class AnswerCloser(LogitsProcessor):
                 kept = row_scores.masked_fill(~self._closing, float("-inf"))
                 if torch.isfinite(kept).any():
                     row_scores = kept
-            if tight:
+            if tight and not (self.greedy and self._fits(cursor, best, left)):
                 row_scores = self._fit(cursor, row_scores, left)
                 if row_scores is None:
                     self.lost += 1
@@ -519,6 +520,14 @@ class AnswerCloser(LogitsProcessor):
             scores[row] = row_scores
         return scores
 
+    def _fits(self, cursor, token: int, left: int) -> bool:
+        """After ``token`` a complete answer still fits in ``left - 1`` tokens (grammar mask aside)."""
+        if token in self.spec.stop_ids:
+            return cursor.complete()
+        after = cursor.copy()
+        after.feed(self.spec.token_bytes[token])
+        return not after.lost and after.needed() <= left - 1
+
     def _fit(self, cursor, row_scores: torch.Tensor, left: int) -> torch.Tensor | None:
         """Only the tokens after which a complete answer still fits in ``left - 1`` tokens."""
         k = min(TOP_K, row_scores.shape[0])
@@ -527,18 +536,7 @@ class AnswerCloser(LogitsProcessor):
         candidates += [t for t in cursor.closing() if t not in candidates]
         if cursor.complete():
             candidates += [t for t in self.spec.stop_ids if t not in candidates]
-        allowed = []
-        for token in candidates:
-            if not torch.isfinite(row_scores[token]):
-                continue
-            if token in self.spec.stop_ids:
-                if cursor.complete():
-                    allowed.append(token)
-                continue
-            after = cursor.copy()
-            after.feed(self.spec.token_bytes[token])
-            if not after.lost and after.needed() <= left - 1:
-                allowed.append(token)
+        allowed = [t for t in candidates if torch.isfinite(row_scores[t]) and self._fits(cursor, t, left)]
         if not allowed:
             return None
         keep = torch.full_like(row_scores, float("-inf"))
@@ -550,8 +548,8 @@ class AnswerCloser(LogitsProcessor):
 # --- which slots were cut ------------------------------------------------------------
 
 
-def truncated_slots(text: str, token_ends: list[int], steps: list[int], spans: dict[str, tuple[int, int]] | None,
-                    kind: str) -> list[str]:
+def truncated_slots(text: str, token_ends: list[int], steps: list[int],
+                    spans: dict[str, tuple[int, int]] | None, kind: str) -> list[str]:
     """Slots whose value a refused step touched, in answer order.
 
     A refused token inside a value's characters cuts that value; one right after a

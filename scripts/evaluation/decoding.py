@@ -289,11 +289,12 @@ class TaskDecoder:
         """Constrained: the smallest max_new_tokens that holds a complete answer (stop token included)."""
         return self.closer.min_new_tokens if self.closer else None
 
-    def processors(self, max_new_tokens: int | None = None) -> LogitsProcessorList:
+    def processors(self, max_new_tokens: int | None = None, greedy: bool = True) -> LogitsProcessorList:
         """Fresh processors for ONE generate call (xgrammar's keeps per-call matcher state).
 
         ``max_new_tokens``: the call's budget; constrained answers close within it
-        (None: no budget closing, only the string bound).
+        (None: no budget closing, only the string bound). ``greedy``: the call does not sample
+        (the closing then checks only the argmax while it fits; sampling keeps a checked top-k).
         """
         if self.closer and max_new_tokens is not None and max_new_tokens < self.closer.min_new_tokens:
             raise ValueError(f"max_new_tokens {max_new_tokens} < {self.closer.min_new_tokens}, the shortest "
@@ -315,7 +316,7 @@ class TaskDecoder:
         self._last_chosen = ChosenTokenLogprobs()
         processors.append(self._last_chosen)
         if self.closer is not None:
-            self._last_closer = AnswerCloser(self.closer, max_new_tokens)
+            self._last_closer = AnswerCloser(self.closer, max_new_tokens, greedy)
             processors.append(self._last_closer)
         return LogitsProcessorList(processors)
 

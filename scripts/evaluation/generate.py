@@ -312,7 +312,8 @@ def _generate_batch(cfg, model, tokenizer, decoder, spec: TaskSpec, task, batch,
     with torch.inference_mode():
         sequences = model.generate(
             input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new,
-            logits_processor=decoder.processors(max_new), eos_token_id=decoder.stop_token_ids,
+            logits_processor=decoder.processors(max_new, cfg.decoding.greedy),
+            eos_token_id=decoder.stop_token_ids,
             pad_token_id=pad, **sampling,
         )
     elapsed = time.perf_counter() - started

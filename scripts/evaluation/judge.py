@@ -166,7 +166,8 @@ def _score_all(cfg: JudgeConfig, ds: DatasetsConfig, matched) -> tuple[list[dict
                 s = truncated_slot()
             else:
                 s = score_slot(reference, candidate, rule)
-            rows.append({**base, "slot": slot, "reference": reference, "truncated": parsed is not None and slot in cut,
+            rows.append({**base, "slot": slot, "reference": reference,
+                         "truncated": parsed is not None and slot in cut,
                          "candidate": candidate if parsed is not None else cand.raw[:500],
                          **{k: v for k, v in s.as_dict().items() if k != "detail"},
                          "rationale": s.detail, "judge": None, "cached": False})

@@ -18,7 +18,10 @@ same DuckDB file.
 
 * Generation is eval.generate's (``generate_outputs``): the chat template,
   the task registry's system prompt when a row has none, xgrammar-constrained
-  decoding and the decoding/schema settings of the eval config.
+  decoding and the decoding/schema settings of the eval config. So a page the
+  model rambles on costs at most ``max_new_tokens`` and still gets a valid row:
+  the answer is closed within the budget, and ``error`` names the slots that
+  were cut (``valid`` stays true; those values are not the model's full answer).
 * Crash-safe and idempotent: pages are read in ``id`` order with an anti-join
   against ``predictions``, and each batch is one transaction (INSERT, COMMIT).
   A kill loses at most the batch in flight; a rerun predicts exactly the pages
@@ -338,6 +341,9 @@ class _Predictor:
                 for candidate, _ in batch:
                     i = int(candidate.id)
                     error = None if candidate.valid else invalid
+                    if candidate.valid and candidate.truncated_slots:  # valid, but closed at the budget
+                        cut = ", ".join(candidate.truncated_slots)
+                        error = f"closed early at max_new_tokens/the string bound: {cut}"
                     rows[i] = PredictionRow(id=pages[i].id, task=task, output=candidate.raw,
                                             valid=candidate.valid, model_sha=sha, error=error)
         return rows, bad

@@ -52,7 +52,9 @@ class PackageDataSettings(StrictModel):
 
 class VllmSettings(StrictModel):
     max_model_len: int = Field(default=131072, gt=0)
-    structured_outputs_backend: Literal["xgrammar", "guidance", "auto"] = "xgrammar"
+    structured_outputs_backend: Literal["xgrammar", "guidance"] = Field(
+        default="xgrammar", description="engine-level backend; `auto` rejects disable_any_whitespace"
+    )
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
 
 
@@ -67,6 +69,10 @@ class PackageConfig(StrictModel):
     vllm: VllmSettings = VllmSettings()
     judge_dir: Path = Path("reports/judge")
     max_bundle_gib: float = Field(default=2.0, gt=0)
+    eval_config: Path = Field(
+        default=Path("configs/eval.yaml"),
+        description="its schema_bounds go into structured_outputs.json, so vLLM allows what eval.generate did",
+    )
 
 
 class ParityResult(BaseModel):
@@ -159,20 +165,26 @@ def export_bundle(
 
 
 def structured_outputs(cfg: PackageConfig) -> dict[str, Any]:
-    """Per task: its system prompt and the vLLM ``structured_outputs`` request field that asks for
-    what eval.generate's grammar allows (the labels, or the slot schema of ``slots_json_schema``)."""
-    from scripts.evaluation.config import SchemaBounds
-    from scripts.evaluation.decoding import slots_json_schema
+    """Per task: its system prompt, the vLLM ``structured_outputs`` request field that asks for what
+    eval.generate's grammar allows (the labels, or the slot schema of ``slots_json_schema`` under
+    the eval config's ``schema_bounds``), and the ``max_tokens`` a request needs: vLLM cannot close
+    an answer at a budget, so it must leave room for the longest complete answer
+    (``max_answer_tokens``; for labels, the longest label's bytes + the stop token)."""
+    from scripts.evaluation.config import EvalConfig
+    from scripts.evaluation.decoding import max_answer_tokens, slots_json_schema
 
+    bounds = load_config(cfg.eval_config, EvalConfig).schema_bounds
     tasks = load_config(cfg.data.datasets_config, DatasetsConfig).tasks
-    return {
-        task: {
-            "system_prompt": spec.system_prompt,
-            "structured_outputs": {"choice": list(spec.labels or [])} if spec.kind == "classification"
-            else {"json": slots_json_schema(spec.slots or {}, SchemaBounds())},
-        }
-        for task, spec in tasks.items()
-    }
+    out = {}
+    for task, spec in tasks.items():
+        if spec.kind == "classification":
+            field = {"choice": list(spec.labels or [])}
+            max_tokens = 1 + max(len(label.encode()) for label in spec.labels or [""])  # a token >= 1 byte
+        else:
+            field = {"json": slots_json_schema(spec.slots or {}, bounds)}
+            max_tokens = max_answer_tokens(spec.slots or {}, bounds)
+        out[task] = {"system_prompt": spec.system_prompt, "structured_outputs": field, "max_tokens": max_tokens}
+    return out
 
 
 def vllm_command(dest: Path, cfg: PackageConfig) -> str:
@@ -361,14 +373,38 @@ Gemma 3 fine-tuned for the crawler's `navpage_classifier` (YES/NO) and
 {command}
 ```
 
-Send requests with the same system prompts as training, `temperature: 0`, and
-the task's `structured_outputs` field: both are in `{STRUCTURED_OUTPUTS_FILE}`
-(`{{"choice": ["YES", "NO"]}}` for the classifier, the slot schema for the
-extractor). Generation stops at `<end_of_turn>` (in `generation_config.json`).
-The schema leaves string length open on purpose (a `maxLength` makes xgrammar
-check the whole vocabulary at every step inside a string); cap a runaway answer
-with the request's `max_tokens`, as `decoding.max_new_tokens` in
-`configs/eval.yaml` does for evaluation.
+Send requests with the same system prompts as training, `temperature: 0`, the
+task's `structured_outputs` field and its `max_tokens`: all three are in
+`{STRUCTURED_OUTPUTS_FILE}` (`{{"choice": ["YES", "NO"]}}` for the classifier, the
+slot schema for the extractor). Generation stops at `<end_of_turn>` (in
+`generation_config.json`). `fab env.check --for serve` on the serving host checks
+the points below.
+
+What vLLM does differently from `fab eval.generate`, and what to do about it:
+
+- **Compact JSON** (as trained: no spaces) needs the engine-level
+  `--structured-outputs-config '{{"backend":"xgrammar","disable_any_whitespace":true}}'`
+  in the command above; a per-request `disable_any_whitespace` is not read, and
+  the `auto` backend rejects the option.
+- **No closing at a budget.** eval.generate steers every answer to a valid end
+  within `decoding.max_new_tokens` (a cut slot is marked truncated); vLLM cannot.
+  A request's `max_tokens` must leave room for the longest complete answer the
+  bounds allow (`max_tokens` per task in `{STRUCTURED_OUTPUTS_FILE}`, from
+  `max_answer_tokens`). vLLM also cannot bound a string in tokens (eval.generate
+  closes one after `schema_bounds.max_string_tokens`; a `maxLength` makes xgrammar
+  check the whole vocabulary at every step inside a string), so a rambling
+  string can still reach `max_tokens`: a response with `finish_reason: "length"`
+  is cut, invalid JSON, and must be treated as a miss (retry or escalate).
+- **`<end_of_turn>` mid-object.** vLLM's xgrammar backend knew only the
+  tokenizer's single EOS (`<eos>`), so `<end_of_turn>` could end an answer in the
+  middle of the object (vLLM issue #42403), fixed by PR #49227 (request stop
+  tokens masked until the grammar ends). On a vLLM without it, set `eos_token`
+  to `<end_of_turn>` in this bundle's `tokenizer_config.json` so the grammar masks it.
+- **Rope scaling.** vLLM reads Gemma 3's nested `rope_parameters` only since PR
+  #28542; older versions silently drop the 4x factor unless `config.json` also
+  carries a legacy `rope_scaling`. Linear-scaled Gemma 3 has an open torch.compile
+  shape error (vLLM issue #33911): try the command as is first, and if the engine
+  fails while compiling, add `--enforce-eager`.
 
 ## Checks passed at export
 

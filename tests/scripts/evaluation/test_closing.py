@@ -35,7 +35,8 @@ def _train_a_little(model, tok, steps: int = 15) -> None:
     texts = []
     for r in records(4, 4):
         prompt = encode_chat(tok, prompt_messages(r))
-        texts.append(prompt + tok.encode(r.target, add_special_tokens=False) + [tok.convert_tokens_to_ids("<end_of_turn>")])
+        answer = tok.encode(r.target, add_special_tokens=False) + [tok.convert_tokens_to_ids("<end_of_turn>")]
+        texts.append(prompt + answer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     model.train()
     for step in range(steps):
@@ -47,7 +48,8 @@ def _train_a_little(model, tok, steps: int = 15) -> None:
     model.eval()
 
 
-@pytest.fixture(scope="module", params=[(0, False), (1, False), (2, True)], ids=["seed0", "seed1", "seed2-trained"])
+@pytest.fixture(scope="module", params=[(0, False), (1, False), (2, True)],
+                ids=["seed0", "seed1", "seed2-trained"])
 def tiny(request, tmp_path_factory):
     seed, trained = request.param
     path = build_tiny_gemma(tmp_path_factory.mktemp(f"tiny{seed}"), TOKENIZER_TEXTS, seed=seed,
@@ -67,7 +69,8 @@ def _run(model, tok, decoder: TaskDecoder, kind: str, budget: int, sample: bool 
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     with torch.inference_mode():
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=budget, do_sample=sample,
-                             logits_processor=decoder.processors(budget), eos_token_id=decoder.stop_token_ids,
+                             logits_processor=decoder.processors(budget, greedy=not sample),
+                             eos_token_id=decoder.stop_token_ids,
                              pad_token_id=tok.pad_token_id)
     return out[:, width:].tolist()
 

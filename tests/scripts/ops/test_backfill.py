@@ -104,7 +104,8 @@ def test_full_run_predicts_each_keyed_page_once_and_records_bad_rows(models, tmp
         if pid in BAD:
             assert p["valid"] is False and p["output"] is None and BAD[pid] in p["error"], p
         else:
-            assert p["valid"] is True and p["error"] is None, p
+            # valid; a slot the budget or the string bound cut is named in error (a random model rambles)
+            assert p["valid"] is True and (p["error"] is None or p["error"].startswith("closed early")), p
     assert {got[i]["output"] for i in ("p01", "p02", "p06", "p11", "p12")} <= {"YES", "NO"}
     for pid in ("p03", "p09"):
         assert sorted(json.loads(got[pid]["output"])) == sorted(SLOTS) and got[pid]["task"] == PRODUCT

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from scripts.config import DatasetsConfig, UserError, load_config
 from scripts.contracts import BundleManifest, sha256_file
 from scripts.evaluation.config import EvalConfig, SchemaBounds
-from scripts.evaluation.decoding import slots_json_schema
+from scripts.evaluation.decoding import max_answer_tokens, slots_json_schema
 from scripts.evaluation.generate import generate_candidates
 from scripts.modeling import end_of_turn_eos_ids, rope_summary
 from scripts.packaging.export import PackageConfig, export_bundle
@@ -104,6 +104,10 @@ def test_export_writes_a_bundle_that_reloads_and_matches_the_adapter(trained_run
     assert extractor["structured_outputs"]["json"] == slots_json_schema(tasks["productpage_extractor"].slots,
                                                                         SchemaBounds())
     assert extractor["system_prompt"] == tasks["productpage_extractor"].system_prompt
+    # vLLM cannot close at a budget: each request needs room for the longest complete answer
+    assert extractor["max_tokens"] == max_answer_tokens(tasks["productpage_extractor"].slots, SchemaBounds())
+    assert served["navpage_classifier"]["max_tokens"] == 4  # "YES" and the stop token
+    assert "finish_reason" in card and "#49227" in card and "#28542" in card and "--enforce-eager" in card
 
 
 def test_bf16_export_and_refusals(trained_run):

@@ -25,16 +25,22 @@ DEFAULT_EVAL_CONFIG = "configs/eval.yaml"
     "limit": "only N examples, taken from each task in turn; 0 = all (a rerun with a larger N resumes)",
     "run_id": "evaluate models/runs/<RUN_ID>/adapter instead of the config's model.adapter",
     "adapter": "PEFT adapter dir or run dir, overriding the config's model.adapter",
+    "base": "the base model alone, no adapter (zero-shot baseline) -> <output_dir>/zero_shot/; "
+            "compare with `fab eval.judge --base` then `fab eval.report --baseline`",
 })
 @user_errors
-def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id="", adapter=""):
-    """Grammar-constrained generation of the fine-tuned model's answers -> <split>_candidates.jsonl."""
+def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id="", adapter="", base=False):
+    """Grammar-constrained generation of the fine-tuned model's answers -> <split>_candidates.jsonl.
+
+    With --base the base model answers the same prompts under the same decoding (zero-shot), written
+    to <output_dir>/zero_shot/<split>_candidates.jsonl: the baseline every fine-tune is measured against.
+    """
     from scripts.evaluation.config import EvalConfig
     from scripts.evaluation.generate import generate_candidates
 
     if run_id and adapter:
         raise UserError("pass --run-id or --adapter, not both")
-    cfg = load_config(config, EvalConfig, {"model.adapter": adapter or None})
+    cfg = load_config(config, EvalConfig, {"model.adapter": adapter or None, "model.zero_shot": True if base else None})
     if run_id:
         cfg = with_overrides(cfg, {"model.adapter": str(cfg.model.runs_dir / run_id)}, config)
     started = time.perf_counter()
@@ -65,19 +71,29 @@ DEFAULT_JUDGE_CONFIG = "configs/judge_slots.yaml"
     "config": f"slot scorers, judge, escalation and acceptance config (default {DEFAULT_JUDGE_CONFIG})",
     "max_cost": "USD budget for judge calls; stops before it would be exceeded, the rest is not_judged",
     "judge_model": "LiteLLM model id of the judge (default: JUDGE_MODEL or the config's judge.model)",
+    "base": "score the zero-shot candidates of `eval.generate --base` (run id <split>_zero_shot_<time>)",
 })
 @user_errors
-def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, judge_model=""):
-    """Score candidates per slot (exact/numeric/fuzzy/set), LLM-judge the rest -> reports/judge/<run_id>/."""
+def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, judge_model="", base=False):
+    """Score candidates per slot (exact/numeric/fuzzy/set), LLM-judge the rest -> reports/judge/<run_id>/.
+
+    With --base it scores the zero-shot candidates of `eval.generate --base` into
+    reports/judge/<split>_zero_shot_<UTC time>/, the run to pass as `eval.report --baseline`.
+    """
     from scripts.contracts import JudgeSummary
-    from scripts.evaluation.judge import run_judge
+    from scripts.evaluation.generate import ZERO_SHOT_DIR
+    from scripts.evaluation.judge import new_run_id, run_judge
     from scripts.evaluation.judge_config import JudgeConfig
 
     cfg = load_config(config, JudgeConfig, {"judge.max_cost_usd": max_cost})
+    run_id = None
+    if base:
+        cfg = with_overrides(cfg, {"candidates_dir": str(cfg.candidates_dir / ZERO_SHOT_DIR)}, config)
+        run_id = new_run_id(f"{split}_{ZERO_SHOT_DIR}", cfg.output_dir)
     with Progress(TextColumn("LLM judge"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         job = bar.add_task("judge", total=None)
-        run_dir, s = run_judge(cfg, split, cfg.judge.max_cost_usd, judge_model or None,
+        run_dir, s = run_judge(cfg, split, cfg.judge.max_cost_usd, judge_model or None, run_id=run_id,
                                progress=lambda done, total: bar.update(job, completed=done, total=total))
     summary = JudgeSummary.model_validate(s)
     for task_name, t in summary.tasks.items():

@@ -46,9 +46,20 @@ class ResolvedModel:
 
 
 def resolve_weights(
-    adapter: str, runs_dir: Path, *, base: str | None = None, merged: str | Path | None = None
+    adapter: str, runs_dir: Path, *, base: str | None = None, merged: str | Path | None = None,
+    zero_shot: bool = False,
 ) -> ResolvedModel:
-    """Find the weights without loading them; fail with a one-line fix hint."""
+    """Find the weights without loading them; fail with a one-line fix hint.
+
+    ``zero_shot``: the base model alone, as released (no adapter, no rope change): the baseline a
+    fine-tune is compared with. Its base is ``base``, else the one the adapter was trained on.
+    """
+    if zero_shot:
+        if base is None:
+            base = adapter_base(adapter_dir(adapter, runs_dir))
+        from scripts.gguf_import import base_model_label
+
+        return ResolvedModel(base, None, None, base, f"{base_model_label(base)}, zero-shot")
     if merged is not None:
         merged = Path(merged)
         if not (merged / "config.json").is_file():

@@ -27,6 +27,10 @@ class EvalModelSettings(StrictModel):
     merged: Path | None = Field(
         default=None, description="merged export dir (models/export/<name>); when set, adapter is ignored"
     )
+    zero_shot: bool = Field(
+        default=False, description="the base model alone (`eval.generate --base`): the zero-shot baseline; "
+        "base = model.base, else the adapter's base; candidates go to <output_dir>/zero_shot/"
+    )
     dtype: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="auto: bf16 on GPU, fp32 on CPU (Gemma 3 overflows in fp16)"
     )

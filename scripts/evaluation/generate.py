@@ -85,8 +85,12 @@ def split_path(cfg: EvalConfig, datasets: DatasetsConfig, split: str) -> Path:
     return datasets.version_dir(cfg.data.schema_version) / "splits" / f"{split}.jsonl"
 
 
+ZERO_SHOT_DIR = "zero_shot"  # the base model's candidates sit apart: same file names, other folder
+
+
 def candidates_path(cfg: EvalConfig, split: str) -> Path:
-    return cfg.output_dir / f"{split}_candidates.jsonl"
+    folder = cfg.output_dir / ZERO_SHOT_DIR if cfg.model.zero_shot else cfg.output_dir
+    return folder / f"{split}_candidates.jsonl"
 
 
 # --- model resolution and loading (shared with packaging and backfill) -----
@@ -94,7 +98,8 @@ def candidates_path(cfg: EvalConfig, split: str) -> Path:
 
 def resolve_model(cfg: EvalConfig) -> ResolvedModel:
     settings = cfg.model
-    return resolve_weights(settings.adapter, Path(settings.runs_dir), base=settings.base, merged=settings.merged)
+    return resolve_weights(settings.adapter, Path(settings.runs_dir), base=settings.base, merged=settings.merged,
+                           zero_shot=settings.zero_shot)
 
 
 def load_model(cfg: EvalConfig, resolved: ResolvedModel):

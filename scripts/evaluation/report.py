@@ -11,6 +11,8 @@ the Markdown as `<stem>_<chart>.png` and linked by relative path.
 
 from __future__ import annotations
 
+import math
+
 import json
 import re
 from pathlib import Path
@@ -53,6 +55,24 @@ def _delta(value: Any, base: Any, pct: bool = True) -> str:
         return "n/a"
     d = value - base
     return f"{'+' if d >= 0 else ''}{100 * d:.1f} pp" if pct else f"{'+' if d >= 0 else ''}{d:.3f}"
+
+
+def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def _delta_ci(value: Any, base: Any, n: int | None, base_n: int | None) -> str:
+    """Difference of two rates with Newcombe's 95% interval (from each side's Wilson interval; sound at
+    small n and at 0% or 100%, where a Wald interval collapses or leaves [-100, 100])."""
+    text = _delta(value, base)
+    if value is None or base is None or not n or not base_n:
+        return text
+    (l1, u1), (l2, u2) = _wilson(value, n), _wilson(base, base_n)
+    d = value - base
+    low = d - math.sqrt((value - l1) ** 2 + (u2 - base) ** 2)
+    high = d + math.sqrt((u1 - value) ** 2 + (base - l2) ** 2)
+    return f"{text} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
 def _cell(value: Any, limit: int) -> str:
@@ -173,6 +193,7 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
     lines = [f"# Evaluation report: `{summary.get('run_id')}`", ""]
     lines += _table(["run", "value"], [
         ["model", ", ".join(f"`{m}`" for m in summary.get("model", [])) or "n/a"],
+        ["base model", _base_models(summary)],
         ["adapter", _adapter(summary)],
         ["dataset manifest sha256", f"`{(dataset.get('manifest_sha256') or 'n/a')[:16]}`"
                                     f" (schema {dataset.get('schema_version', 'n/a')})"],
@@ -180,7 +201,10 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
         ["n", str(summary.get("n"))],
         ["constrained decoding", ", ".join(str(c) for c in summary.get("constrained", []))],
         ["created", summary.get("created_at", "n/a")],
-        *([["baseline", f"`{base_summary.get('run_id')}`"]] if baseline else []),
+        *([["baseline", f"`{base_summary.get('run_id')}`"],
+           ["baseline model", ", ".join(f"`{m}`" for m in base_summary.get("model", [])) or "n/a"],
+           ["baseline base model", _base_models(base_summary)],
+           ["baseline adapter", _adapter(base_summary)]] if baseline else []),
     ])
 
     lines += ["## Verdict", ""]
@@ -215,7 +239,10 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
                 row.append(_ci(ci, ci_names[name]) if name in ci_names else "")
             if baseline:
                 base_value = bt.get("metrics", {}).get(name)
-                row += [_metric(name, base_value), _delta(value, base_value, pct=name in METRIC_IS_RATE)]
+                n_of = _metric_n(t, name)
+                delta = (_delta_ci(value, base_value, n_of, _metric_n(bt, name)) if n_of else
+                         _delta(value, base_value, pct=name in METRIC_IS_RATE))
+                row += [_metric(name, base_value), delta]
             table_rows.append(row)
         lines += _table(header, table_rows)
         if t.get("classification"):
@@ -237,7 +264,8 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
                        str(s["llm_judged"]),
                        ", ".join(f"{k} {v}" for k, v in s["methods"].items())]
                 if baseline:
-                    row.append(_delta(s["accuracy"], bslots.get(slot, {}).get("accuracy")))
+                    b = bslots.get(slot, {})
+                    row.append(_delta_ci(s["accuracy"], b.get("accuracy"), s["n"], b.get("n")))
                 srows.append(row)
             lines += _table(["slot", "n", "accuracy", "hallucination (of empty refs)", "omission (of filled refs)",
                              "truncated (scored wrong)", "not judged", "LLM-judged", "methods"]
@@ -283,9 +311,28 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
     return mask_secrets("\n".join(lines).rstrip() + "\n")
 
 
+def _metric_n(t: dict, name: str) -> int | None:
+    """How many judgements a rate metric averages: examples, or slot values for slot accuracy."""
+    if name in ("accuracy", "example_accuracy"):
+        return t.get("n")
+    if name == "slot_accuracy":
+        return sum(s["n"] for s in (t.get("slots") or {}).values()) or None
+    return None
+
+
+def _base_models(summary: dict) -> str:
+    """What each model's base is (an import says so: `google/gemma-3-270m (GGUF Q4_K_M, dequantised)`)."""
+    from scripts.gguf_import import base_model_label
+
+    bases = dict.fromkeys(m.split("+", 1)[0].split(", zero-shot")[0] for m in summary.get("model", []))
+    return ", ".join(f"`{base_model_label(b)}`" for b in bases) or "n/a"
+
+
 def _adapter(summary: dict) -> str:
     models = summary.get("model", [])
     adapters = [m.split("+", 1)[1] for m in models if "+" in m]
+    if any(m.endswith(", zero-shot") for m in models):
+        return "none (zero-shot: the base model alone)"
     return ", ".join(f"`{a}`" for a in adapters) or "none (base or merged model)"
 
 

@@ -129,7 +129,7 @@ class SplitSettings(StrictModel):
 
 
 class StatsSettings(StrictModel):
-    tokenizer: str = Field(default="google/gemma-3-270m", description="HF id or local path")
+    tokenizer: str = Field(default="models/gemma-3-270m", description="local dir (`fab train.import-gguf`) or HF id")
     max_seq_length: int = Field(default=131072, gt=0, description="tokens; training context")
     top_domains: int = Field(default=10, gt=0)
 
@@ -243,7 +243,8 @@ def flash_attention_alias(data: Any) -> Any:
 
 
 class ModelSettings(StrictModel):
-    name_or_path: str = Field(default="google/gemma-3-270m", description="HF id or local dir of the base model")
+    name_or_path: str = Field(default="models/gemma-3-270m", description="local dir of the base model "
+                              "(`fab train.import-gguf` writes it) or an HF id such as google/gemma-3-270m")
     tokenizer: str | None = Field(default=None, description="HF id or local dir; default: name_or_path")
     max_seq_length: int = Field(default=131072, gt=0, description="tokens; context the model is trained and served at")
     rope: RopeSettings = RopeSettings()

@@ -347,11 +347,21 @@ def file_entry(path: Path, rows: int | None = None) -> FileEntry:
     return FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size, rows=rows)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextmanager
 def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
     """Write to a temp file beside `path`, fsync, then rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would make every artifact private to its writer
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh

@@ -166,6 +166,7 @@ def run_checks(stage: str | None = None) -> list[Check]:
     checks.append(_disk_check(stage))
     checks += _secret_checks(stage)
     checks.append(_dataset_db_check(stage))
+    checks.append(_base_model_check(stage))
     if stage == SERVE:
         checks += serve_checks()
     return checks
@@ -290,6 +291,28 @@ def _torch_checks(stage: str | None, info: TorchInfo) -> list[Check]:
             degrades=GPU_STAGES,
         )
     return [build, devices, bf16]
+
+
+def _base_model_check(stage: str | None) -> Check:
+    """configs/training.yaml's base model: what it is (an import names its GGUF source) and whether it loads."""
+    from scripts.config import TrainingConfig, load_config
+    from scripts.gguf_import import base_model_label
+    from scripts.model_loading import _cached, looks_local
+
+    fix = "./scripts/setup_env.sh --base-model && fab train.import-gguf"
+    try:
+        name = load_config(REPO_ROOT / "configs/training.yaml", TrainingConfig).model.name_or_path
+    except UserError as exc:
+        return Check("base model", _status(False, stage, required=("train",)), str(exc), needed_by=("train",))
+    if looks_local(name):
+        ok = (Path(name) / "config.json").is_file()
+        detail = f"{name}: {base_model_label(name)}" if ok else f"{name} not found; {fix}"
+    else:
+        cached, token = _cached(name), bool(os.environ.get("HUGGINGFACE_TOKEN") or os.environ.get("HF_TOKEN"))
+        ok = cached or token
+        detail = (f"{name} from the hub ({'cached' if cached else 'not cached, HUGGINGFACE_TOKEN set'})" if ok
+                  else f"{name}: not cached and no HUGGINGFACE_TOKEN; or {fix}")
+    return Check("base model", _status(ok, stage, required=("train",)), detail, needed_by=("train",))
 
 
 def _rocm_env_check() -> Check:

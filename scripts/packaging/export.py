@@ -359,7 +359,7 @@ def _model_card(name: str, resolved: ResolvedModel, parity: ParityResult, eval_s
     return f"""# {name}
 
 Gemma 3 fine-tuned for the crawler's `navpage_classifier` (YES/NO) and
-`productpage_extractor` (JSON) calls. Base `{resolved.base}`, LoRA adapter
+`productpage_extractor` (JSON) calls. Base {_base_label(resolved.base)}, LoRA adapter
 `{resolved.adapter_dir}` merged in fp32, saved as {cfg.dtype}; context
 {cfg.vllm.max_model_len} tokens (linear rope scaling on the global layers).
 
@@ -426,3 +426,11 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
     tmp.rename(dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _base_label(base: str) -> str:
+    """`google/gemma-3-270m (GGUF Q4_K_M, dequantised)` (from `models/gemma-3-270m`) for an import."""
+    from scripts.gguf_import import base_model_label
+
+    label = base_model_label(base)
+    return f"`{base}`" if label == base else f"{label} (`{base}`)"

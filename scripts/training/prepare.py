@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from scripts.config import REPO_ROOT, TrainingConfig, UserError, config_snapshot
 from scripts.contracts import SplitManifest, atomic_write, sha256_file, write_model_json
+from scripts.gguf_import import base_model_label
 from scripts.training.data import EncodeStats, build_examples, load_split
 
 TRAIN_SPLITS = ("train", "validation")
@@ -40,6 +41,7 @@ class PrepareReport(BaseModel):
     created: str
     code_version: str
     base_model: str
+    base_model_label: str = ""  # what the base is: an import names its source, e.g. "(GGUF Q4_K_M, dequantised)"
     tokenizer: str
     max_seq_length: int
     truncation: str
@@ -137,14 +139,17 @@ def prepare_run(cfg: TrainingConfig, run_id: str | None = None) -> PrepareReport
         raise UserError(f"run {run_id} has already trained ({run_dir}/checkpoints); "
                         "resume it with `fab train.run --resume latest` or choose another run_id")
     cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"run_id": run_id})})
+    label = base_model_label(cfg.model.name_or_path)
     with atomic_write(run_dir / CONFIG_FILE, "w") as fh:
+        fh.write(f"# base model: {label}\n")
         yaml.safe_dump(config_snapshot(cfg), fh, sort_keys=False)
     manifest_bytes = (cfg.data.splits_dir() / "manifest.json").read_bytes()
     with atomic_write(run_dir / MANIFEST_COPY) as fh:
         fh.write(manifest_bytes)
     report = PrepareReport(
         run_id=run_id, run_dir=str(run_dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        code_version=code_version(), base_model=cfg.model.name_or_path, tokenizer=cfg.model.tokenizer_path,
+        code_version=code_version(), base_model=cfg.model.name_or_path, base_model_label=label,
+        tokenizer=cfg.model.tokenizer_path,
         max_seq_length=cfg.model.max_seq_length, truncation=cfg.data.truncation,
         dataset_manifest_sha256=sha256_file(run_dir / MANIFEST_COPY), splits=stats,
     )

@@ -228,3 +228,19 @@ def test_serve_detects_vllm_fixes_in_its_source(tmp_path, monkeypatch):
     checks = by_name(env_check.serve_checks(tmp_path))
     assert checks["vllm nested rope_parameters"].status == "ok"
     assert "#42403" in checks["vllm <end_of_turn> in grammar"].detail
+
+
+def test_base_model_names_the_import_or_the_fix(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # configs/training.yaml's models/gemma-3-270m, relative to the working dir
+    (tmp_path / "models").mkdir()
+    row = by_name(run_checks("train"))["base model"]
+    assert row.status == "fail" and row in failures(run_checks("train"))
+    assert row.detail == ("models/gemma-3-270m not found; ./scripts/setup_env.sh --base-model && "
+                          "fab train.import-gguf")
+    imported = tmp_path / "models/gemma-3-270m"
+    imported.mkdir()
+    (imported / "config.json").write_text("{}")
+    (imported / "import.json").write_text('{"label": "google/gemma-3-270m (GGUF Q4_K_M, dequantised)"}')
+    row = by_name(run_checks("train"))["base model"]
+    assert row.status == "ok"
+    assert row.detail == "models/gemma-3-270m: google/gemma-3-270m (GGUF Q4_K_M, dequantised)"

@@ -79,4 +79,4 @@ def test_repo_config_is_the_documented_default():
     cfg = load_config(REPO_ROOT / "configs/training.yaml", TrainingConfig)
     assert cfg == TrainingConfig()
     assert (cfg.model.max_seq_length, cfg.model.rope.factor, cfg.model.name_or_path) == (
-        131072, 4.0, "google/gemma-3-270m")
+        131072, 4.0, "models/gemma-3-270m")

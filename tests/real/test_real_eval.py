@@ -1,0 +1,66 @@
+"""The real vocabulary end to end: exact token counts, and constrained answers of the untrained base model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import AutoTokenizer
+
+from scripts.config import REPO_ROOT, DatasetsConfig, load_config
+from scripts.contracts import CleanRecord, read_jsonl
+from scripts.dataset.clean import clean_dataset
+from scripts.dataset.split import split_dataset
+from scripts.dataset.stats import compute_stats
+from scripts.evaluation.config import EvalConfig
+from scripts.evaluation.decoding import validate_extraction
+from scripts.evaluation.generate import generate_candidates
+from scripts.sample_data import generate_sample
+
+
+@pytest.fixture(scope="module")
+def sample_splits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real-eval")
+    datasets = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig, {"processed_dir": str(root / "data")})
+    generate_sample(root / "raw.duckdb", rows=120, seed=7, dirty_rate=0.0)
+    clean_dataset(root / "raw.duckdb", datasets, "v1")
+    split_dataset(datasets)
+    (root / "datasets.yaml").write_text(json.dumps(datasets.model_dump(mode="json")))
+    return root, datasets
+
+
+def test_stats_count_exact_tokens_with_the_imported_tokenizer(sample_splits, real_gemma):
+    _, datasets = sample_splits
+    report = compute_stats(datasets, tokenizer=str(real_gemma))
+    assert report.tokenizer.exact and "APPROXIMATE" not in report.tokenizer.note
+    tokenizer = AutoTokenizer.from_pretrained(real_gemma)
+    validation = list(read_jsonl(datasets.version_dir() / "splits" / "validation.jsonl", CleanRecord))
+    counts = sorted(len(tokenizer(r.prompt, add_special_tokens=False).input_ids)
+                    for r in validation if r.task == "navpage_classifier")
+    stats = report.per_split["validation"]["navpage_classifier"]
+    assert stats.n == len(counts) and stats.prompt_tokens["max"] == counts[-1]
+
+
+def test_untrained_real_model_answers_valid_within_a_small_budget(sample_splits, real_gemma):
+    """Zero-shot, the base model rambles; constrained decoding still closes every answer in budget."""
+    root, datasets = sample_splits
+    budget = 80
+    cfg = EvalConfig.model_validate({
+        "model": {"zero_shot": True, "base": str(real_gemma), "attn_implementation": "sdpa"},
+        "data": {"datasets_config": str(root / "datasets.yaml")},
+        "decoding": {"batch_size": 4, "max_new_tokens": {"classification": 4, "extraction": budget}},
+        "output_dir": str(root / "outputs")})
+    summary = generate_candidates(cfg, "validation", limit=6)
+    candidates = [json.loads(line) for line in summary.path.read_text().splitlines()]
+    assert summary.path.parent.name == "zero_shot" and len(candidates) == 6
+    slots = datasets.tasks["productpage_extractor"].slots
+    by_task = {task: [c for c in candidates if c["task"] == task] for task in datasets.tasks}
+    assert len(by_task["navpage_classifier"]) == 3 == len(by_task["productpage_extractor"])
+    for c in candidates:
+        assert c["valid"] and c["model"].endswith(", zero-shot"), c
+        assert c["output_tokens"] <= (budget if c["kind"] == "extraction" else 4)
+    assert {c["raw"] for c in by_task["navpage_classifier"]} <= {"YES", "NO"}
+    for c in by_task["productpage_extractor"]:
+        parsed = json.loads(c["raw"])
+        assert parsed == c["parsed"] and sorted(parsed) == sorted(slots)
+        assert validate_extraction(parsed, slots, cfg.schema_bounds) == []

@@ -67,12 +67,12 @@ def clean(c, schema_version="v1", config=DEFAULT_CONFIG, db=""):
     with _progress() as bar:
         job = bar.add_task("cleaning", total=None)
         manifest = clean_dataset(db_path, cfg, schema_version, on_rows=lambda n: bar.advance(job, n))
-    out_dir = cfg.version_dir(schema_version)
+    data = cfg.data_paths(schema_version)
     per_task = ", ".join(f"{t} {n}" for t, n in manifest.clean_by_task.items())
     reasons = ", ".join(f"{r} {n}" for r, n in manifest.rejected_by_reason.items()) or "none"
     console.print(f"{manifest.rows_in} rows in: {manifest.rows_clean} clean ({per_task}), "
                   f"{manifest.rows_rejected} rejected ({reasons})")
-    console.print(f"wrote {out_dir}/<task>.jsonl, {out_dir}/rejects.jsonl, {out_dir}/clean_manifest.json")
+    console.print(f"wrote {data.clean_file('<task>')}, {data.rejects}, {data.clean_manifest}")
 
 
 @task(help={
@@ -93,8 +93,8 @@ def split(c, config=DEFAULT_CONFIG, schema_version="", seed=None):
     counts = ", ".join(
         f"{s} {n} ({len(manifest.domains[s])} domains)" for s, n in manifest.counts.items()
     )
-    out_dir = cfg.version_dir(schema_version or None) / "splits"
-    console.print(f"wrote {counts} to {out_dir}/ (+ manifest.json)")
+    data = cfg.data_paths(schema_version or None)
+    console.print(f"wrote {counts} to {data.splits_dir}/ (+ {data.split_manifest.name})")
 
 
 @task(help={
@@ -105,7 +105,7 @@ def split(c, config=DEFAULT_CONFIG, schema_version="", seed=None):
 @user_errors
 def stats(c, config=DEFAULT_CONFIG, tokenizer="", schema_version=""):
     """Token-length percentiles, truncation, label balance, slot fill, domains, cross-split duplicates."""
-    from scripts.dataset.stats import STATS_FILE, compute_stats
+    from scripts.dataset.stats import compute_stats
 
     cfg = load_config(config, DatasetsConfig)
     with _progress() as bar:
@@ -120,7 +120,7 @@ def stats(c, config=DEFAULT_CONFIG, tokenizer="", schema_version=""):
                       f"prompt(s) shared across splits, e.g. {report.near_duplicate_examples[0]}")
     for split, domains in report.top_domains.items():
         console.print(f"top domains {split}: " + ", ".join(f"{d} {n}" for d, n in domains))
-    console.print(f"wrote {cfg.version_dir(schema_version or None) / STATS_FILE}")
+    console.print(f"wrote {cfg.data_paths(schema_version or None).stats}")
 
 
 def render_stats_tables(report):

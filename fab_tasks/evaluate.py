@@ -14,6 +14,7 @@ from invoke import task
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fab_tasks._common import console, user_errors
+from scripts import paths
 from scripts.config import UserError, load_config, with_overrides
 
 DEFAULT_EVAL_CONFIG = "configs/eval.yaml"
@@ -42,7 +43,7 @@ def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id=
         raise UserError("pass --run-id or --adapter, not both")
     cfg = load_config(config, EvalConfig, {"model.adapter": adapter or None, "model.zero_shot": True if base else None})
     if run_id:
-        cfg = with_overrides(cfg, {"model.adapter": str(cfg.model.runs_dir / run_id)}, config)
+        cfg = with_overrides(cfg, {"model.adapter": str(paths.run_dir(cfg.model.runs_dir, run_id))}, config)
     started = time.perf_counter()
     with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn(),
@@ -81,15 +82,15 @@ def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, jud
     reports/judge/<split>_zero_shot_<UTC time>/, the run to pass as `eval.report --baseline`.
     """
     from scripts.contracts import JudgeSummary
-    from scripts.evaluation.generate import ZERO_SHOT_DIR
     from scripts.evaluation.judge import new_run_id, run_judge
     from scripts.evaluation.judge_config import JudgeConfig
 
     cfg = load_config(config, JudgeConfig, {"judge.max_cost_usd": max_cost})
     run_id = None
     if base:
-        cfg = with_overrides(cfg, {"candidates_dir": str(cfg.candidates_dir / ZERO_SHOT_DIR)}, config)
-        run_id = new_run_id(f"{split}_{ZERO_SHOT_DIR}", cfg.output_dir)
+        cfg = with_overrides(cfg, {"candidates_dir": str(paths.candidates_dir(cfg.candidates_dir, zero_shot=True))},
+                             config)
+        run_id = new_run_id(split, cfg.output_dir, zero_shot=True)
     with Progress(TextColumn("LLM judge"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         job = bar.add_task("judge", total=None)
@@ -104,7 +105,7 @@ def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, jud
     note = f" [yellow]{j.disabled_reason}[/]" if j.disabled_reason else ""
     console.print(f"judge: {j.calls} calls, {j.cache_hits} cached, {j.not_judged} not judged, "
                   f"${j.cost_usd:.4f}{note}")
-    console.print(f"wrote {run_dir}/ (results.jsonl, summary.json)")
+    console.print(f"wrote {run_dir}/ ({paths.JUDGE_RESULTS}, {paths.JUDGE_SUMMARY})")
     console.print(f"run id: {run_dir.name}")
 
 

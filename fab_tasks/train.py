@@ -83,7 +83,7 @@ def init_tiny(c, output="models/tiny-gemma3", schema_version="v1", hidden_size=6
     from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
 
     datasets = load_config("configs/datasets.yaml", DatasetsConfig)
-    texts, source = texts_for_tokenizer(datasets.version_dir(schema_version) / "splits")
+    texts, source = texts_for_tokenizer(datasets.data_paths(schema_version).splits_dir)
     path = build_tiny_gemma(Path(output), texts, hidden_size=int(hidden_size), num_layers=int(layers),
                             seed=int(seed), embedding_scale=10.0)
     console.print(f"wrote a tiny Gemma 3 (hidden {hidden_size}, {layers} layers, tokenizer from {source}) "

@@ -19,6 +19,8 @@ import yaml
 from dotenv import load_dotenv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from scripts.paths import ProcessedData
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV_VARS = ("LITELLM_API_KEY", "HUGGINGFACE_TOKEN")
 ROCM_ENV_VARS = (
@@ -143,7 +145,11 @@ class DatasetsConfig(StrictModel):
     stats: StatsSettings = StatsSettings()
 
     def version_dir(self, schema_version: str | None = None) -> Path:
-        return self.processed_dir / (schema_version or self.schema_version)
+        return self.data_paths(schema_version).root
+
+    def data_paths(self, schema_version: str | None = None) -> ProcessedData:
+        """Where this version's clean files, splits and stats live (``None``: the config's schema_version)."""
+        return ProcessedData.of(self.processed_dir, schema_version or self.schema_version)
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -301,8 +307,11 @@ class TrainingDataSettings(StrictModel):
         description="examples over max_seq_length: drop them (counted) or cut the prompt's oldest tokens",
     )
 
+    def data_paths(self) -> ProcessedData:
+        return ProcessedData.of(self.processed_dir, self.schema_version)
+
     def splits_dir(self) -> Path:
-        return self.processed_dir / self.schema_version / "splits"
+        return self.data_paths().splits_dir
 
 
 class OutputSettings(StrictModel):

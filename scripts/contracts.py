@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 REQUIRED_RAW_COLUMNS = ("id", "task", "prompt_text", "response_strong", "metadata", "slot_specs")
 OPTIONAL_RAW_COLUMNS = ("system_prompt",)
+RAW_COLUMNS = REQUIRED_RAW_COLUMNS + OPTIONAL_RAW_COLUMNS  # the raw `examples` table, in this order
 
 RejectReason = Literal[
     "duplicate_id",

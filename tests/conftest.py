@@ -12,8 +12,7 @@ import duckdb
 import pytest
 
 from scripts.config import REPO_ROOT, DatasetsConfig, load_config
-
-RAW_COLUMNS = ("id", "task", "prompt_text", "response_strong", "metadata", "slot_specs")
+from scripts.contracts import REQUIRED_RAW_COLUMNS as RAW_COLUMNS
 
 
 def write_raw_db(path: Path, rows: list[dict], extra_columns: tuple[str, ...] = ()) -> Path:

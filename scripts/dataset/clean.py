@@ -36,8 +36,6 @@ from scripts.contracts import (
 )
 
 TABLE = "examples"
-REJECTS_FILE = "rejects.jsonl"
-MANIFEST_FILE = "clean_manifest.json"
 HINT = "copy your exemplars to data/raw/dataset.duckdb (or set DATASET_DB_PATH), or run `fab dataset.sample`"
 
 # One projection over a table scan: order-preserving, streamable.
@@ -90,7 +88,7 @@ def clean_dataset(
     on_rows: Callable[[int], None] | None = None,
 ) -> CleanManifest:
     """Clean `db_path`'s `examples` table into `cfg.version_dir(schema_version)`."""
-    out_dir = cfg.version_dir(schema_version)
+    data = cfg.data_paths(schema_version)
     con = _open_source(db_path)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         source_sha = pool.submit(sha256_file, db_path)
@@ -104,9 +102,9 @@ def clean_dataset(
         reject_counts: Counter[str] = Counter()
         with contextlib.ExitStack() as stack:
             outputs = {
-                task: stack.enter_context(atomic_write(out_dir / f"{task}.jsonl")) for task in cfg.tasks
+                task: stack.enter_context(atomic_write(data.clean_file(task))) for task in cfg.tasks
             }
-            rejects = stack.enter_context(atomic_write(out_dir / REJECTS_FILE))
+            rejects = stack.enter_context(atomic_write(data.rejects))
             for batch in reader:
                 for row in batch.to_pylist():
                     outcome = _clean_row(row, cfg, schema_version, duplicate_rowids)
@@ -124,8 +122,8 @@ def clean_dataset(
     rows_clean, rows_rejected = sum(clean_counts.values()), sum(reject_counts.values())
     if rows_clean + rows_rejected != total:  # the contract; a bug if it ever fires
         raise RuntimeError(f"row accounting broken: {total} in, {rows_clean}+{rows_rejected} out")
-    files = {f"{task}.jsonl": file_entry(out_dir / f"{task}.jsonl", clean_counts[task]) for task in cfg.tasks}
-    files[REJECTS_FILE] = file_entry(out_dir / REJECTS_FILE, rows_rejected)
+    files = {data.clean_file(task).name: file_entry(data.clean_file(task), clean_counts[task]) for task in cfg.tasks}
+    files[data.rejects.name] = file_entry(data.rejects, rows_rejected)
     manifest = CleanManifest(
         schema_version=schema_version,
         source=str(db_path),
@@ -137,7 +135,7 @@ def clean_dataset(
         rejected_by_reason=dict(sorted(reject_counts.items())),
         files=files,
     )
-    write_model_json(out_dir / MANIFEST_FILE, manifest)
+    write_model_json(data.clean_manifest, manifest)
     return manifest
 
 

@@ -27,19 +27,17 @@ from scripts.contracts import (
     sha256_file,
     write_model_json,
 )
-from scripts.dataset.clean import MANIFEST_FILE as CLEAN_MANIFEST_FILE
+from scripts.paths import ProcessedData, split_file_name
 
 SPLITS = ("train", "validation", "test")
-SPLITS_DIR = "splits"
-MANIFEST_FILE = "manifest.json"
 
 
 def split_dataset(cfg: DatasetsConfig, schema_version: str | None = None) -> SplitManifest:
-    version_dir = cfg.version_dir(schema_version)
-    clean_manifest = _checked_clean_manifest(version_dir)
-    task_files = [version_dir / f"{task}.jsonl" for task in cfg.tasks if clean_manifest.clean_by_task.get(task)]
+    data = cfg.data_paths(schema_version)
+    clean_manifest = _checked_clean_manifest(data)
+    task_files = [data.clean_file(task) for task in cfg.tasks if clean_manifest.clean_by_task.get(task)]
     if not task_files:
-        raise UserError(f"no clean examples in {version_dir}; check {version_dir / 'rejects.jsonl'}")
+        raise UserError(f"no clean examples in {data.root}; check {data.rejects}")
 
     rows = _load_keys(task_files)
     groups = _group_strata(rows)
@@ -54,8 +52,7 @@ def split_dataset(cfg: DatasetsConfig, schema_version: str | None = None) -> Spl
             f"for {len(rows)} examples; add data from more sites or set their ratio to 0"
         )
 
-    out_dir = version_dir / SPLITS_DIR
-    _write_splits(task_files, split_of_id, out_dir)
+    _write_splits(task_files, split_of_id, data)
     domains = defaultdict(set)
     for group, split in assignment.items():
         domains[split].add(group)
@@ -64,26 +61,26 @@ def split_dataset(cfg: DatasetsConfig, schema_version: str | None = None) -> Spl
         seed=cfg.split.seed,
         ratios=dict(cfg.split.ratios),
         config=config_snapshot(cfg),
-        clean_manifest_sha256=sha256_file(version_dir / CLEAN_MANIFEST_FILE),
+        clean_manifest_sha256=sha256_file(data.clean_manifest),
         counts={s: counts[s] for s in SPLITS},
         counts_by_task={s: dict(sorted(by_task[s].items())) for s in SPLITS},
         counts_by_label={s: dict(sorted(by_label[s].items())) for s in SPLITS},
         domains={s: sorted(domains[s]) for s in SPLITS},
         warnings=warnings,
-        files={f"{s}.jsonl": file_entry(out_dir / f"{s}.jsonl", counts[s]) for s in SPLITS},
+        files={split_file_name(s): file_entry(data.split_file(s), counts[s]) for s in SPLITS},
     )
-    write_model_json(out_dir / MANIFEST_FILE, manifest)
+    write_model_json(data.split_manifest, manifest)
     return manifest
 
 
-def _checked_clean_manifest(version_dir: Path) -> CleanManifest:
-    path = version_dir / CLEAN_MANIFEST_FILE
+def _checked_clean_manifest(data: ProcessedData) -> CleanManifest:
+    path = data.clean_manifest
     if not path.is_file():
-        raise UserError(f"{path} not found; run `fab dataset.clean --schema-version {version_dir.name}` first")
+        raise UserError(f"{path} not found; run `fab dataset.clean --schema-version {data.schema_version}` first")
     manifest = CleanManifest.model_validate_json(path.read_text())
     for name, entry in manifest.files.items():
-        if not (version_dir / name).is_file() or sha256_file(version_dir / name) != entry.sha256:
-            raise UserError(f"{version_dir / name} changed since dataset.clean; rerun `fab dataset.clean`")
+        if not (data.root / name).is_file() or sha256_file(data.root / name) != entry.sha256:
+            raise UserError(f"{data.root / name} changed since dataset.clean; rerun `fab dataset.clean`")
     return manifest
 
 
@@ -158,9 +155,9 @@ def _tally(rows, split_of_id, ratios):
     return counts, by_task, by_label, warnings
 
 
-def _write_splits(task_files: list[Path], split_of_id: dict[str, str], out_dir: Path) -> None:
+def _write_splits(task_files: list[Path], split_of_id: dict[str, str], data: ProcessedData) -> None:
     with contextlib.ExitStack() as stack:
-        outputs = {s: stack.enter_context(atomic_write(out_dir / f"{s}.jsonl")) for s in SPLITS}
+        outputs = {s: stack.enter_context(atomic_write(data.split_file(s))) for s in SPLITS}
         for path in task_files:
             with open(path, "rb") as fh:
                 for line in fh:

@@ -23,10 +23,10 @@ import orjson
 
 from scripts.config import DatasetsConfig, UserError
 from scripts.contracts import CleanRecord, StatsReport, TaskSplitStats, TokenCounter, atomic_write, read_jsonl
-from scripts.dataset.split import SPLITS, SPLITS_DIR
+from scripts.dataset.split import SPLITS
 from scripts.model_loading import load_tokenizer
+from scripts.paths import STATS as STATS_FILE, ProcessedData  # noqa: F401 (STATS_FILE re-exported)
 
-STATS_FILE = "stats.json"
 # Chat-template tokens around one single-turn example (<bos>, turn markers, role names).
 TEMPLATE_OVERHEAD_TOKENS = 12
 _APPROX_PIECE = re.compile(r"\w+|[^\w\s]")
@@ -59,8 +59,8 @@ def compute_stats(
     tokenizer: str | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> StatsReport:
-    version_dir = cfg.version_dir(schema_version)
-    sources = _sources(version_dir, cfg)
+    data = cfg.data_paths(schema_version)
+    sources = _sources(data, cfg)
     offsets_of, counter = load_token_counter(tokenizer or cfg.stats.tokenizer)
     limit = cfg.stats.max_seq_length
 
@@ -86,7 +86,7 @@ def compute_stats(
 
     shared = [ids for ids in fingerprints.values() if len(ids) > 1]
     report = StatsReport(
-        schema_version=version_dir.name,
+        schema_version=data.schema_version,
         tokenizer=counter,
         max_seq_length=limit,
         per_split=per_split,
@@ -94,18 +94,17 @@ def compute_stats(
         near_duplicates_across_splits=len(shared),
         near_duplicate_examples=[sorted(f"{s}:{i}" for s, i in ids.items()) for ids in shared[:5]],
     )
-    with atomic_write(version_dir / STATS_FILE) as fh:
+    with atomic_write(data.stats) as fh:
         fh.write(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n")
     return report
 
 
-def _sources(version_dir: Path, cfg: DatasetsConfig) -> dict[str, list[Path]]:
-    splits_dir = version_dir / SPLITS_DIR
-    if all((splits_dir / f"{s}.jsonl").is_file() for s in SPLITS):
-        return {s: [splits_dir / f"{s}.jsonl"] for s in SPLITS}
-    clean = [version_dir / f"{t}.jsonl" for t in cfg.tasks if (version_dir / f"{t}.jsonl").is_file()]
+def _sources(data: ProcessedData, cfg: DatasetsConfig) -> dict[str, list[Path]]:
+    if all(data.split_file(s).is_file() for s in SPLITS):
+        return {s: [data.split_file(s)] for s in SPLITS}
+    clean = [data.clean_file(t) for t in cfg.tasks if data.clean_file(t).is_file()]
     if not clean:
-        raise UserError(f"no clean data in {version_dir}; run `fab dataset.clean` first")
+        raise UserError(f"no clean data in {data.root}; run `fab dataset.clean` first")
     return {"all": clean}
 
 

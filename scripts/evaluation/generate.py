@@ -50,6 +50,7 @@ from scripts.config import DatasetsConfig, TaskSpec, UserError, load_config
 from scripts.contracts import Candidate, CleanRecord, read_jsonl
 from scripts.evaluation.config import EvalConfig
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights
+from scripts.paths import ZERO_SHOT_DIR, candidates_file  # noqa: F401 (ZERO_SHOT_DIR: re-exported)
 
 ProgressFn = Callable[[int, int, int], None]  # (examples done, examples total, tokens generated)
 
@@ -82,15 +83,12 @@ class GenerateSummary:
 
 
 def split_path(cfg: EvalConfig, datasets: DatasetsConfig, split: str) -> Path:
-    return datasets.version_dir(cfg.data.schema_version) / "splits" / f"{split}.jsonl"
-
-
-ZERO_SHOT_DIR = "zero_shot"  # the base model's candidates sit apart: same file names, other folder
+    return datasets.data_paths(cfg.data.schema_version).split_file(split)
 
 
 def candidates_path(cfg: EvalConfig, split: str) -> Path:
-    folder = cfg.output_dir / ZERO_SHOT_DIR if cfg.model.zero_shot else cfg.output_dir
-    return folder / f"{split}_candidates.jsonl"
+    """``<output_dir>/<split>_candidates.jsonl``; the zero-shot baseline's under ``<output_dir>/zero_shot/``."""
+    return candidates_file(cfg.output_dir, split, zero_shot=cfg.model.zero_shot)
 
 
 # --- model resolution and loading (shared with packaging and backfill) -----

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
+from scripts import paths
 from scripts.config import DatasetsConfig, UserError, load_config, mask_secrets
 from scripts.contracts import Candidate, CleanRecord, JudgeRow, JudgeSummary, atomic_write, read_jsonl, sha256_file
 from scripts.evaluation import escalation as esc
@@ -31,7 +32,7 @@ from scripts.evaluation.scoring import (
     SlotScore, bootstrap_ci, classification_metrics, invalid_slot, is_empty, score_slot, truncated_slot,
 )
 
-RESULTS_FILE, SUMMARY_FILE = "results.jsonl", "summary.json"
+RESULTS_FILE, SUMMARY_FILE = paths.JUDGE_RESULTS, paths.JUDGE_SUMMARY
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -47,13 +48,15 @@ def resolve_judge(cfg: JudgeConfig, judge_model: str | None = None) -> dict[str,
 
 
 def candidates_path(cfg: JudgeConfig, split: str) -> Path:
-    return cfg.candidates_dir / f"{split}_candidates.jsonl"
+    return paths.candidates_file(cfg.candidates_dir, split)
 
 
-def new_run_id(split: str, output_dir: Path) -> str:
+def new_run_id(split: str, output_dir: Path, zero_shot: bool = False) -> str:
+    """``<split>_<UTC time>`` (``<split>_zero_shot_<UTC time>`` for the baseline), not yet under ``output_dir``."""
+    prefix = paths.judge_run_prefix(split, zero_shot)
     while True:
-        run_id = f"{split}_{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
-        if not (output_dir / run_id).exists():
+        run_id = f"{prefix}_{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+        if not paths.judge_run_dir(output_dir, run_id).exists():
             return run_id
         time.sleep(0.2)
 
@@ -65,8 +68,8 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
     if not cand_path.is_file():
         raise UserError(f"no candidates at {cand_path}: run fab eval.generate --split {split} first")
     ds = load_config(cfg.datasets_config, DatasetsConfig)
-    splits_dir = ds.version_dir() / "splits"
-    ref_path = splits_dir / f"{split}.jsonl"
+    data = ds.data_paths(cfg.schema_version)  # null: the datasets config's, as eval.yaml's data.schema_version
+    ref_path = data.split_file(split)
     if not ref_path.is_file():
         raise UserError(f"no references at {ref_path}: run fab dataset.split first")
     references = {r.id: r for r in read_jsonl(ref_path, CleanRecord)}
@@ -94,9 +97,9 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
     judge_summary = _run_llm(cfg, rows, needs, judge_info, max_cost, progress)
 
     run_id = run_id or new_run_id(split, cfg.output_dir)
-    run_dir = cfg.output_dir / run_id
+    run_dir = paths.judge_run_dir(cfg.output_dir, run_id)
     run_dir.mkdir(parents=True, exist_ok=False)
-    manifest = splits_dir / "manifest.json"
+    manifest = data.split_manifest
     summary = _summarise(cfg, ds, matched, rows, judge_summary)
     summary.update({
         "run_id": run_id,
@@ -104,7 +107,7 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": sorted({c.model for c, _ in matched}),
         "constrained": sorted({c.constrained for c, _ in matched}),
-        "dataset": {"schema_version": ds.schema_version, "manifest": str(manifest),
+        "dataset": {"schema_version": data.schema_version, "manifest": str(manifest),
                     "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None},
         "candidates_file": str(cand_path),
         "candidates_sha256": sha256_file(cand_path),

@@ -95,6 +95,10 @@ class ReportConfig(StrictModel):
 
 class JudgeConfig(StrictModel):
     datasets_config: Path = Path("configs/datasets.yaml")
+    schema_version: str | None = Field(
+        default=None, description="null: the datasets config's; set it to eval.yaml's data.schema_version, "
+        "so the references are the split eval.generate read",
+    )
     candidates_dir: Path = Path("reports/model_outputs")
     output_dir: Path = Path("reports/judge")
     cache_path: Path = Path("reports/judge/cache.sqlite")

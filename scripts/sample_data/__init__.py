@@ -60,6 +60,7 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from scripts.config import UserError
+from scripts.contracts import RAW_COLUMNS
 from scripts.sample_data.nav import _nav_row
 from scripts.sample_data.pages import Product, Section, _product_row
 from scripts.sample_data.shops import (
@@ -156,7 +157,7 @@ __all__ = [
     "main",
 ]
 
-COLUMNS = ("id", "task", "prompt_text", "response_strong", "metadata", "slot_specs", "system_prompt")
+COLUMNS = RAW_COLUMNS  # rows are tuples in this order
 ARROW_SCHEMA = pa.schema([(name, pa.string()) for name in COLUMNS])
 
 

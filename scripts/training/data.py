@@ -44,7 +44,7 @@ class EncodeStats(BaseModel):
 
 
 def split_path(data: TrainingDataSettings, split: str) -> Path:
-    return data.splits_dir() / f"{split}.jsonl"
+    return data.data_paths().split_file(split)
 
 
 def load_split(data: TrainingDataSettings, split: str) -> list[CleanRecord]:

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from scripts.config import REPO_ROOT, TrainingConfig, UserError, config_snapshot
 from scripts.contracts import SplitManifest, atomic_write, sha256_file, write_model_json
 from scripts.gguf_import import base_model_label
+from scripts.paths import run_dir as run_dir_of, split_file_name
 from scripts.training.data import EncodeStats, build_examples, load_split
 
 TRAIN_SPLITS = ("train", "validation")
@@ -63,13 +64,13 @@ def code_version() -> str:
 
 def check_splits(cfg: TrainingConfig) -> SplitManifest:
     """The split manifest, after checking the training splits still match it byte for byte."""
-    splits_dir = cfg.data.splits_dir()
-    manifest_path = splits_dir / "manifest.json"
+    data = cfg.data.data_paths()
+    manifest_path = data.split_manifest
     if not manifest_path.is_file():
         raise UserError(f"no split manifest at {manifest_path}; run `fab dataset.split` first")
     manifest = SplitManifest.model_validate_json(manifest_path.read_bytes())
     for split in TRAIN_SPLITS:
-        path, entry = splits_dir / f"{split}.jsonl", manifest.files.get(f"{split}.jsonl")
+        path, entry = data.split_file(split), manifest.files.get(split_file_name(split))
         if entry is None:
             raise UserError(f"{manifest_path} lists no {split}.jsonl; rerun `fab dataset.split`")
         if not path.is_file():
@@ -134,7 +135,7 @@ def prepare_run(cfg: TrainingConfig, run_id: str | None = None) -> PrepareReport
     check_writable(cfg.output.runs_dir)
 
     run_id = run_id or cfg.output.run_id or new_run_id()
-    run_dir = cfg.output.runs_dir / run_id
+    run_dir = run_dir_of(cfg.output.runs_dir, run_id)
     if any((run_dir / "checkpoints").glob("checkpoint-*")):
         raise UserError(f"run {run_id} has already trained ({run_dir}/checkpoints); "
                         "resume it with `fab train.run --resume latest` or choose another run_id")
@@ -143,7 +144,7 @@ def prepare_run(cfg: TrainingConfig, run_id: str | None = None) -> PrepareReport
     with atomic_write(run_dir / CONFIG_FILE, "w") as fh:
         fh.write(f"# base model: {label}\n")
         yaml.safe_dump(config_snapshot(cfg), fh, sort_keys=False)
-    manifest_bytes = (cfg.data.splits_dir() / "manifest.json").read_bytes()
+    manifest_bytes = cfg.data.data_paths().split_manifest.read_bytes()
     with atomic_write(run_dir / MANIFEST_COPY) as fh:
         fh.write(manifest_bytes)
     report = PrepareReport(

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from scripts import paths
 from scripts.config import TrainingConfig, UserError, load_config
 from scripts.contracts import RunResult
 from scripts.model_loading import torch_dtype
@@ -86,13 +87,13 @@ def resolve_run(cfg: TrainingConfig, run_id: str | None, resume: str | None) -> 
             raise UserError(f"--resume {resume}: not a checkpoint (no trainer_state.json) nor a run dir with one")
         return checkpoint.parent.parent, checkpoint
     if resume == "latest":
-        candidates = [runs_dir / run_id] if run_id else sorted(
+        candidates = [paths.run_dir(runs_dir, run_id)] if run_id else sorted(
             (d for d in runs_dir.glob("*") if last_checkpoint(d)), key=lambda d: last_checkpoint(d).stat().st_mtime)
         if not candidates or last_checkpoint(candidates[-1]) is None:
             raise UserError(f"--resume latest: no checkpoint under {runs_dir / (run_id or '*') / CHECKPOINTS}")
         return candidates[-1], last_checkpoint(candidates[-1])
     if run_id:
-        run_dir = runs_dir / run_id
+        run_dir = paths.run_dir(runs_dir, run_id)
         if last_checkpoint(run_dir):
             raise UserError(f"run {run_id} already has checkpoints; use --resume latest or another run id")
         if read_prepare(run_dir) is None:

@@ -259,6 +259,24 @@ def test_missing_candidates_is_a_one_line_user_error(tmp_path):
         run_judge(cfg, "validation")
 
 
+def test_references_come_from_the_schema_version_eval_generate_read(tmp_path, judge_env):
+    """`schema_version` as in eval.yaml: null is the datasets config's (v1), v2 reads processed/v2/splits."""
+    refs, cands = default_examples()
+    cfg = make_inputs(tmp_path, refs, cands)
+    v2 = tmp_path / "processed" / "v2" / "splits"
+    v2.mkdir(parents=True)
+    flipped = [{**r, "target": "NO" if r["target"] == "YES" else "YES"} if r["task"] == CLASSIFIER else r for r in refs]
+    (v2 / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flipped))
+    (v2 / "manifest.json").write_text('{"schema_version": "v2"}\n')
+    judge_env(None, key=None)
+    _, v1_summary = run_judge(cfg, "validation")
+    _, v2_summary = run_judge(cfg.model_copy(update={"schema_version": "v2"}), "validation")
+    assert v1_summary["dataset"]["schema_version"] == "v1" and v2_summary["dataset"]["schema_version"] == "v2"
+    assert v2_summary["dataset"]["manifest"] == str(v2 / "manifest.json")
+    v1_nav, v2_nav = (s["tasks"][CLASSIFIER]["metrics"]["accuracy"] for s in (v1_summary, v2_summary))
+    assert v1_nav > 0.5 > v2_nav  # the flipped v2 labels were the references
+
+
 def test_cache_key_depends_on_model_prompt_version_slot_and_values(tmp_path):
     from scripts.evaluation.llm_judge import cache_key
 

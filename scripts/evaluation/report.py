@@ -4,34 +4,42 @@
     path = write_report(Path("reports/judge"), "validation_20261125T120000Z", Path("reports/latest_eval.md"),
                         baseline_id=None)
 
-Reads `reports/judge/<run_id>/summary.json` and `results.jsonl`; never reads
+Reads `reports/judge/<run_id>/summary.json` and `results.jsonl` through their
+contracts (`JudgeSummary`, `JudgeRow` in scripts.contracts); never reads
 the environment, so no secret can reach the report. Charts are written beside
 the Markdown as `<stem>_<chart>.png` and linked by relative path.
 """
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from scripts import paths
 from scripts.config import UserError, mask_secrets
-from scripts.contracts import atomic_write
+from scripts.contracts import JudgeRow, JudgeSummary, TaskSummary, atomic_write, read_jsonl
 from scripts.evaluation.judge_config import ReportConfig
 from scripts.evaluation.scoring import INVALID_LABEL
 
 
-def load_run(judge_dir: Path, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    run_dir = judge_dir / run_id
-    summary_path = run_dir / "summary.json"
+def load_run(judge_dir: Path, run_id: str) -> tuple[JudgeSummary, list[JudgeRow]]:
+    run_dir = paths.judge_run_dir(judge_dir, run_id)
+    summary_path, results_path = run_dir / paths.JUDGE_SUMMARY, run_dir / paths.JUDGE_RESULTS
     if not summary_path.is_file():
         raise UserError(f"no judge run at {run_dir}: run fab eval.judge first (or check --run-id)")
-    summary = json.loads(summary_path.read_text())
-    results_path = run_dir / "results.jsonl"
-    rows = [json.loads(x) for x in results_path.read_text().splitlines() if x.strip()] if results_path.is_file() else []
+    try:
+        summary = JudgeSummary.model_validate_json(summary_path.read_bytes())
+        rows = list(read_jsonl(results_path, JudgeRow)) if results_path.is_file() else []
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise UserError(f"{run_dir}: does not match the {exc.title} contract (`{where}`: {err['msg']}); "
+                        "rerun `fab eval.judge`") from exc
     return summary, rows
 
 
@@ -113,7 +121,7 @@ def _metric(name: str, value: Any) -> str:
 # --- charts ----------------------------------------------------------------------------
 
 
-def _charts(summary: dict, out: Path) -> dict[str, str]:
+def _charts(summary: JudgeSummary, out: Path) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,12 +129,12 @@ def _charts(summary: dict, out: Path) -> dict[str, str]:
 
     made: dict[str, str] = {}
     stem = out.stem
-    tasks = summary.get("tasks", {})
+    tasks = summary.tasks
     # escalation curves
     fig, ax = plt.subplots(figsize=(6, 4))
     plotted = False
     for task, t in tasks.items():
-        curve = [r for r in t.get("escalation", {}).get("curve", []) if r["accuracy_kept"] is not None]
+        curve = [r for r in t.escalation.get("curve", []) if r["accuracy_kept"] is not None]
         if curve:
             ax.plot([r["coverage"] for r in curve], [r["accuracy_kept"] for r in curve], marker="o", label=task)
             plotted = True
@@ -142,7 +150,7 @@ def _charts(summary: dict, out: Path) -> dict[str, str]:
     plt.close(fig)
     # per-slot accuracy
     for task, t in tasks.items():
-        slots = t.get("slots")
+        slots = t.slots
         if not slots:
             continue
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(slots) + 1.2))
@@ -158,7 +166,7 @@ def _charts(summary: dict, out: Path) -> dict[str, str]:
         plt.close(fig)
     # confusion matrices
     for task, t in tasks.items():
-        cls = t.get("classification")
+        cls = t.classification
         if not cls:
             continue
         labels = cls["labels"]
@@ -183,70 +191,69 @@ def _charts(summary: dict, out: Path) -> dict[str, str]:
 # --- the report ------------------------------------------------------------------------------
 
 
-def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: dict[str, str] | None = None,
-                  baseline: tuple[dict, list[dict]] | None = None) -> str:
+def render_report(summary: JudgeSummary, rows: list[JudgeRow], cfg: ReportConfig, charts: dict[str, str] | None = None,
+                  baseline: tuple[JudgeSummary, list[JudgeRow]] | None = None) -> str:
     charts = charts or {}
-    base_summary, base_rows = baseline if baseline else ({}, [])
-    base_tasks = base_summary.get("tasks", {})
-    tasks = summary.get("tasks", {})
-    dataset = summary.get("dataset", {})
-    lines = [f"# Evaluation report: `{summary.get('run_id')}`", ""]
+    base_summary, base_rows = baseline if baseline else (None, [])
+    base_tasks = base_summary.tasks if base_summary else {}
+    tasks = summary.tasks
+    dataset = summary.dataset
+    lines = [f"# Evaluation report: `{summary.run_id}`", ""]
     lines += _table(["run", "value"], [
-        ["model", ", ".join(f"`{m}`" for m in summary.get("model", [])) or "n/a"],
+        ["model", ", ".join(f"`{m}`" for m in summary.model) or "n/a"],
         ["base model", _base_models(summary)],
         ["adapter", _adapter(summary)],
         ["dataset manifest sha256", f"`{(dataset.get('manifest_sha256') or 'n/a')[:16]}`"
                                     f" (schema {dataset.get('schema_version', 'n/a')})"],
-        ["split", f"`{summary.get('split')}`"],
-        ["n", str(summary.get("n"))],
-        ["constrained decoding", ", ".join(str(c) for c in summary.get("constrained", []))],
-        ["created", summary.get("created_at", "n/a")],
-        *([["baseline", f"`{base_summary.get('run_id')}`"],
-           ["baseline model", ", ".join(f"`{m}`" for m in base_summary.get("model", [])) or "n/a"],
+        ["split", f"`{summary.split}`"],
+        ["n", str(summary.n)],
+        ["constrained decoding", ", ".join(str(c) for c in summary.constrained)],
+        ["created", summary.created_at],
+        *([["baseline", f"`{base_summary.run_id}`"],
+           ["baseline model", ", ".join(f"`{m}`" for m in base_summary.model) or "n/a"],
            ["baseline base model", _base_models(base_summary)],
-           ["baseline adapter", _adapter(base_summary)]] if baseline else []),
+           ["baseline adapter", _adapter(base_summary)]] if base_summary else []),
     ])
 
     lines += ["## Verdict", ""]
     for task, t in tasks.items():
-        acc = t.get("acceptance", {})
+        acc = t.acceptance
         checks = "; ".join(
-            f"{c['metric']} {_metric(c['metric'], c['value'])} {c['op']} {_metric(c['metric'], c['threshold'])}"
-            f"{'' if c['ok'] else ' ✗'}" for c in acc.get("checks", []))
-        icon = {"PASS": "✅", "FAIL": "❌"}.get(acc.get("verdict"), "⚪")
-        lines.append(f"- {icon} **{task}: {acc.get('verdict', 'n/a')}** ({checks or 'no thresholds configured'})")
+            f"{c.metric} {_metric(c.metric, c.value)} {c.op} {_metric(c.metric, c.threshold)}"
+            f"{'' if c.ok else ' ✗'}" for c in acc.checks)
+        icon = {"PASS": "✅", "FAIL": "❌"}.get(acc.verdict, "⚪")
+        lines.append(f"- {icon} **{task}: {acc.verdict}** ({checks or 'no thresholds configured'})")
     lines.append("")
-    judge = summary.get("judge", {})
-    if judge.get("not_judged"):
-        why = judge.get("disabled_reason") or ("cost budget reached" if judge.get("budget_stopped")
-                                               else "judge errors")
-        lines += [f"> **Warning:** {judge['not_judged']} LLM-judged slot value(s) were NOT judged ({why}); "
+    judge = summary.judge
+    if judge.not_judged:
+        why = judge.disabled_reason or ("cost budget reached" if judge.budget_stopped else "judge errors")
+        lines += [f"> **Warning:** {judge.not_judged} LLM-judged slot value(s) were NOT judged ({why}); "
                   "they count as failures, never as passes.", ""]
 
     for task, t in tasks.items():
-        bt = base_tasks.get(task, {})
+        bt = base_tasks.get(task)
         lines += [f"## {task}", ""]
-        metrics = t.get("metrics", {})
-        header = ["metric", "value"] + (["95% CI"] if t.get("classification") else []) + (
+        metrics = t.metrics
+        header = ["metric", "value"] + (["95% CI"] if t.classification else []) + (
             ["baseline", "Δ"] if baseline else [])
         table_rows = []
-        ci = (t.get("classification") or {}).get("ci95")
+        ci = (t.classification or {}).get("ci95")
         ci_names = {"accuracy": "accuracy", "precision_yes": "precision", "recall_yes": "recall",
                     "f1_yes": "f1", "kappa": "kappa"}
         for name, value in metrics.items():
             row = [name, _metric(name, value)]
-            if t.get("classification"):
+            if t.classification:
                 row.append(_ci(ci, ci_names[name]) if name in ci_names else "")
             if baseline:
-                base_value = bt.get("metrics", {}).get(name)
+                base_value = bt.metrics.get(name) if bt else None
                 n_of = _metric_n(t, name)
                 delta = (_delta_ci(value, base_value, n_of, _metric_n(bt, name)) if n_of else
                          _delta(value, base_value, pct=name in METRIC_IS_RATE))
                 row += [_metric(name, base_value), delta]
             table_rows.append(row)
         lines += _table(header, table_rows)
-        if t.get("classification"):
-            cls = t["classification"]
+        if t.classification:
+            cls = t.classification
             labels = cls["labels"]
             lines += ["Confusion matrix (rows: strong model / reference, columns: small model):", ""]
             ref_labels = [r for r in labels if r != INVALID_LABEL]  # a reference is never invalid
@@ -254,11 +261,11 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
                             [[_html_safe(r)] + [str(cls["confusion"][r][c]) for c in labels] for r in ref_labels])
             if f"confusion:{task}" in charts:
                 lines += [f"![{task} confusion matrix]({charts[f'confusion:{task}']})", ""]
-        if t.get("slots"):
+        if t.slots:
             lines += ["### Per slot", ""]
-            bslots = bt.get("slots", {})
+            bslots = (bt.slots if bt else None) or {}
             srows = []
-            for slot, s in t["slots"].items():
+            for slot, s in t.slots.items():
                 row = [f"`{slot}`", str(s["n"]), _pct(s["accuracy"]), _pct(s["hallucination_rate"]),
                        _pct(s["omission_rate"]), str(s.get("truncated", 0)), str(s["not_judged"]),
                        str(s["llm_judged"]),
@@ -273,20 +280,20 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
             if f"slots:{task}" in charts:
                 lines += [f"![{task} per-slot accuracy]({charts[f'slots:{task}']})", ""]
         lines += ["### Per domain", ""]
-        domains = t.get("per_domain", {})
-        lines += _table(["domain", "n", "accuracy"] + (["slot accuracy"] if t.get("slots") else []),
-                        [[d, str(v["n"]), _pct(v["accuracy"])] + ([_pct(v.get("slot_accuracy"))] if t.get("slots")
+        domains = t.per_domain
+        lines += _table(["domain", "n", "accuracy"] + (["slot accuracy"] if t.slots else []),
+                        [[d, str(v["n"]), _pct(v["accuracy"])] + ([_pct(v.get("slot_accuracy"))] if t.slots
                                                                   else []) for d, v in domains.items()])
-        lat = t.get("latency", {})
-        truncated = t.get("truncated_answers", 0)
-        lines += [f"JSON validity **{_pct(t.get('json_validity'))}**"
-                  + (f" ({truncated} of {t['n']} answers closed early at the token budget or string bound: "
+        lat = t.latency
+        truncated = t.truncated_answers
+        lines += [f"JSON validity **{_pct(t.json_validity)}**"
+                  + (f" ({truncated} of {t.n} answers closed early at the token budget or string bound: "
                      "their cut slots are scored wrong)" if truncated else "")
                   + f"; latency mean {_num(lat.get('mean_s'))} s, "
                   f"p50 {_num(lat.get('p50_s'))} s, p95 {_num(lat.get('p95_s'))} s; "
                   f"{_num(lat.get('output_tokens_per_s'), 1)} output tokens/s, "
                   f"{_num(lat.get('examples_per_s'), 2)} examples/s.", ""]
-        lines += _escalation(task, t.get("escalation", {}))
+        lines += _escalation(task, t.escalation)
         lines += _failures(task, rows, cfg)
         if baseline:
             lines += _regressions(task, rows, base_rows, cfg)
@@ -295,41 +302,43 @@ def render_report(summary: dict, rows: list[dict], cfg: ReportConfig, charts: di
 
     lines += ["## LLM judge", ""]
     lines += _table(["judge", "value"], [
-        ["model", f"`{judge.get('model')}`"],
-        ["slot values needing the judge", str(judge.get("needed", 0))],
-        ["judged (new + cached)", str(judge.get("judged", 0))],
-        ["not judged", str(judge.get("not_judged", 0))],
-        ["calls (paid)", str(judge.get("calls", 0))],
-        ["HTTP requests incl. retries", f"{judge.get('requests', 0)} ({judge.get('retries', 0)} retries)"],
-        ["cache hits", str(judge.get("cache_hits", 0))],
-        ["tokens (prompt / completion)", f"{judge.get('prompt_tokens', 0)} / {judge.get('completion_tokens', 0)}"],
-        ["cost", f"${judge.get('cost_usd', 0):.4f}" + (f" of ${judge['max_cost_usd']:.4f} budget"
-                                                       if judge.get("max_cost_usd") is not None else "")],
+        ["model", f"`{judge.model}`"],
+        ["slot values needing the judge", str(judge.needed)],
+        ["judged (new + cached)", str(judge.judged)],
+        ["not judged", str(judge.not_judged)],
+        ["calls (paid)", str(judge.calls)],
+        ["HTTP requests incl. retries", f"{judge.requests} ({judge.retries} retries)"],
+        ["cache hits", str(judge.cache_hits)],
+        ["tokens (prompt / completion)", f"{judge.prompt_tokens} / {judge.completion_tokens}"],
+        ["cost", f"${judge.cost_usd:.4f}" + (f" of ${judge.max_cost_usd:.4f} budget"
+                                             if judge.max_cost_usd is not None else "")],
     ])
-    if judge.get("needed") and not judge.get("enabled"):
-        lines += [f"**LLM-judged slots were NOT judged:** {judge.get('disabled_reason', 'no judge configured')}.", ""]
+    if judge.needed and not judge.enabled:
+        lines += [f"**LLM-judged slots were NOT judged:** {judge.disabled_reason or 'no judge configured'}.", ""]
     return mask_secrets("\n".join(lines).rstrip() + "\n")
 
 
-def _metric_n(t: dict, name: str) -> int | None:
+def _metric_n(t: TaskSummary | None, name: str) -> int | None:
     """How many judgements a rate metric averages: examples, or slot values for slot accuracy."""
+    if t is None:
+        return None
     if name in ("accuracy", "example_accuracy"):
-        return t.get("n")
+        return t.n
     if name == "slot_accuracy":
-        return sum(s["n"] for s in (t.get("slots") or {}).values()) or None
+        return sum(s["n"] for s in (t.slots or {}).values()) or None
     return None
 
 
-def _base_models(summary: dict) -> str:
+def _base_models(summary: JudgeSummary) -> str:
     """What each model's base is (an import says so: `google/gemma-3-270m (GGUF Q4_K_M, dequantised)`)."""
     from scripts.gguf_import import base_model_label
 
-    bases = dict.fromkeys(m.split("+", 1)[0].split(", zero-shot")[0] for m in summary.get("model", []))
+    bases = dict.fromkeys(m.split("+", 1)[0].split(", zero-shot")[0] for m in summary.model)
     return ", ".join(f"`{base_model_label(b)}`" for b in bases) or "n/a"
 
 
-def _adapter(summary: dict) -> str:
-    models = summary.get("model", [])
+def _adapter(summary: JudgeSummary) -> str:
+    models = summary.model
     adapters = [m.split("+", 1)[1] for m in models if "+" in m]
     if any(m.endswith(", zero-shot") for m in models):
         return "none (zero-shot: the base model alone)"
@@ -354,31 +363,31 @@ def _escalation(task: str, e: dict) -> list[str]:
     return lines
 
 
-def _failures(task: str, rows: list[dict], cfg: ReportConfig) -> list[str]:
-    failed = [r for r in rows if r["task"] == task and not r["passed"]]
+def _failures(task: str, rows: list[JudgeRow], cfg: ReportConfig) -> list[str]:
+    failed = [r for r in rows if r.task == task and not r.passed]
     if not failed or cfg.worst_failures == 0:
         return []
     order = {"hallucination": 0, "not_judged": 3, "omission": 1, "wrong": 2}
-    failed.sort(key=lambda r: (not r.get("valid", True), order.get(r["outcome"], 9), r.get("score", 0), r["id"]))
+    failed.sort(key=lambda r: (not r.valid, order.get(r.outcome, 9), r.score, r.id))
     shown = failed[: cfg.worst_failures]
     lines = [f"### Worst failures ({len(shown)} of {len(failed)})", ""]
     lines += _table(["id", "slot", "outcome", "reference", "candidate", "note"],
-                    [[f"`{r['id']}`", r["slot"], r["outcome"], _cell(r["reference"], cfg.max_value_chars),
-                      _cell(r["candidate"], cfg.max_value_chars), _cell(r.get("rationale") or "", 80)]
+                    [[f"`{r.id}`", r.slot, r.outcome, _cell(r.reference, cfg.max_value_chars),
+                      _cell(r.candidate, cfg.max_value_chars), _cell(r.rationale or "", 80)]
                      for r in shown])
     return lines
 
 
-def _regressions(task: str, rows: list[dict], base_rows: list[dict], cfg: ReportConfig) -> list[str]:
-    before = {(r["id"], r["slot"]): r for r in base_rows if r["task"] == task}
-    regressed = [r for r in rows if r["task"] == task and not r["passed"]
-                 and before.get((r["id"], r["slot"]), {}).get("passed")]
+def _regressions(task: str, rows: list[JudgeRow], base_rows: list[JudgeRow], cfg: ReportConfig) -> list[str]:
+    before = {(r.id, r.slot): r for r in base_rows if r.task == task}
+    regressed = [r for r in rows if r.task == task and not r.passed
+                 and (r.id, r.slot) in before and before[(r.id, r.slot)].passed]
     lines = [f"### Regressions vs baseline: {len(regressed)}", ""]
     if regressed and cfg.regressions_shown:
         lines += _table(["id", "slot", "reference", "baseline", "now"],
-                        [[f"`{r['id']}`", r["slot"], _cell(r["reference"], cfg.max_value_chars),
-                          _cell(before[(r["id"], r["slot"])]["candidate"], cfg.max_value_chars),
-                          _cell(r["candidate"], cfg.max_value_chars)] for r in regressed[: cfg.regressions_shown]])
+                        [[f"`{r.id}`", r.slot, _cell(r.reference, cfg.max_value_chars),
+                          _cell(before[(r.id, r.slot)].candidate, cfg.max_value_chars),
+                          _cell(r.candidate, cfg.max_value_chars)] for r in regressed[: cfg.regressions_shown]])
     return lines
 
 

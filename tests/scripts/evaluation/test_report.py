@@ -96,3 +96,19 @@ def test_report_without_judge_says_slots_were_not_judged(tmp_path, judge_env):
 def test_unknown_run_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no judge run"):
         write_report(tmp_path, "validation_nope", tmp_path / "r.md")
+
+
+def test_a_run_off_the_contract_is_a_user_error(two_runs, tmp_path):
+    """summary.json and results.jsonl are read through JudgeSummary / JudgeRow: a stray key names the file."""
+    import json
+
+    cfg, base_dir, new_dir, _ = two_runs
+    summary = json.loads((new_dir / "summary.json").read_text())
+    summary["surprise"] = 1
+    (new_dir / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(UserError, match=rf"{new_dir}: does not match the JudgeSummary contract .*surprise.*fab eval.judge"):
+        write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "out.md")
+    rows = (base_dir / "results.jsonl").read_text().splitlines()
+    (base_dir / "results.jsonl").write_text(rows[0].replace('"passed": ', '"passed_": ', 1) + "\n")
+    with pytest.raises(UserError, match="does not match the JudgeRow contract"):
+        write_report(Path(cfg.output_dir), base_dir.name, tmp_path / "out.md")

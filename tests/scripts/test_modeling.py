@@ -14,9 +14,8 @@ from scripts.modeling import (
     restore_end_of_turn_eos,
     rope_summary,
 )
-from scripts.tiny_model import GEMMA3_CHAT_TEMPLATE_ORIGINAL, build_tiny_gemma
+from scripts.tiny_model import GEMMA3_CHAT_TEMPLATE_ORIGINAL
 
-TEXTS = ['<p class="preis">Preis: 12,50 €</p> Größe XL', "Is this a product page? YES", "NO"] * 30
 MESSAGES = [
     {"role": "system", "content": "Answer YES or NO."},
     {"role": "user", "content": "<p>Preis: 3 €</p>"},
@@ -26,8 +25,8 @@ FLAT = {"rope_type": "linear", "factor": 4.0}
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return build_tiny_gemma(tmp_path_factory.mktemp("tiny") / "gemma", TEXTS)
+def tiny_dir(tiny_gemma):
+    return tiny_gemma  # the session's shared tiny Gemma 3 (tests/conftest.py); only read here
 
 
 @pytest.fixture(scope="module")

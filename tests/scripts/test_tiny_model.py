@@ -30,8 +30,8 @@ ANSWER = {"role": "assistant", "content": '{"price": 12.5}'}
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return build_tiny_gemma(tmp_path_factory.mktemp("tiny") / "gemma", TEXTS)
+def tiny_dir(tiny_gemma):
+    return tiny_gemma  # the session's shared tiny Gemma 3 (tests/conftest.py); only read here
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +150,10 @@ def test_model_is_a_real_gemma3_with_sliding_and_global_layers(tiny_dir, tok):
     logits = model(input_ids=ids).logits
     assert logits.shape == (1, ids.shape[1], cfg.vocab_size) and torch.isfinite(logits).all()
     assert (tiny_dir / "model.safetensors").is_file()
+
+
+# The tests below build their own models on purpose: they test build_tiny_gemma / build_tokenizer themselves
+# (determinism per seed, vocab_size, embedding_scale), which one shared model cannot show.
 
 
 def test_build_is_deterministic_and_fast(tmp_path):

@@ -18,9 +18,7 @@ from scripts.evaluation.generate import (
     load_done,
     resolve_model,
 )
-from scripts.tiny_model import build_tiny_gemma
 from tests.scripts.evaluation import (
-    TOKENIZER_TEXTS,
     eval_config_dict,
     make_adapter,
     records,
@@ -30,10 +28,10 @@ from tests.scripts.evaluation import (
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """Tiny base model, a perturbed LoRA adapter inside a run dir, a validation split, a datasets config."""
+def setup(tmp_path_factory, tiny_gemma):
+    """Tiny base model (the shared one), a perturbed LoRA adapter inside a run dir, a validation split, a datasets config."""
     root = tmp_path_factory.mktemp("eval")
-    base = build_tiny_gemma(root / "base", TOKENIZER_TEXTS)
+    base = tiny_gemma
     adapter = make_adapter(base, root / "runs" / "20260101T000000Z" / "adapter")
     rows = records(3, 3)
     write_split(root / "processed", "validation", rows)

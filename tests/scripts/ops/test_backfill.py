@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -13,11 +14,9 @@ import yaml
 from scripts.config import UserError
 from scripts.evaluation.config import EvalConfig
 from scripts.ops.backfill import backfill
-from scripts.tiny_model import build_tiny_gemma
 from tests.scripts.evaluation import (
     NAV_SYSTEM,
     SLOTS,
-    TOKENIZER_TEXTS,
     eval_config_dict,
     make_adapter,
     write_datasets_config,
@@ -72,10 +71,10 @@ def predictions(db: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Tiny base (also a merged export: config.json + safetensors), a run with an adapter, eval config."""
+def models(tmp_path_factory, tiny_gemma):
+    """The shared tiny base (also a merged export: config.json + safetensors), a run with an adapter, eval config."""
     root = tmp_path_factory.mktemp("backfill")
-    base = build_tiny_gemma(root / "base", TOKENIZER_TEXTS)
+    base = tiny_gemma
     adapter = make_adapter(base, root / "runs" / "20260101T000000Z" / "adapter")
     datasets = write_datasets_config(root / "datasets.yaml", root / "processed")
     config = root / "eval.yaml"
@@ -175,8 +174,8 @@ def test_bad_input_is_a_one_line_user_error(models, tmp_path, case, message):
 
 def test_prompt_longer_than_the_context_is_a_bad_row_not_a_crash(models, tmp_path):
     _, base, _, config = models
-    short_context = tmp_path / "short"
-    build_tiny_gemma(short_context, TOKENIZER_TEXTS)
+    short_context = tmp_path / "short"  # a copy whose config.json is edited: the shared model stays as it is
+    shutil.copytree(base, short_context)
     model_config = json.loads((short_context / "config.json").read_text())
     model_config["max_position_embeddings"] = 256
     (short_context / "config.json").write_text(json.dumps(model_config))

@@ -23,17 +23,15 @@ from scripts.evaluation.decoding import (
     validate_extraction,
 )
 from scripts.chat import encode_chat, prompt_messages
-from scripts.tiny_model import build_tiny_gemma
-from tests.scripts.evaluation import TOKENIZER_TEXTS, records
+from tests.scripts.evaluation import records
 
 BOUNDS = SchemaBounds(max_string_tokens=4, max_list_items=2)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = build_tiny_gemma(tmp_path_factory.mktemp("tiny"), TOKENIZER_TEXTS)
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).eval()
+def tiny(tiny_gemma):
+    tok = AutoTokenizer.from_pretrained(tiny_gemma)
+    model = AutoModelForCausalLM.from_pretrained(tiny_gemma).eval()
     return model, tok
 
 

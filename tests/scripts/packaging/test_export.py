@@ -25,10 +25,10 @@ from tests.scripts.evaluation import (
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A run dir as train.run leaves it: config.yaml (rope x4 to 131072) + adapter/ on a tiny base."""
+def trained_run(tmp_path_factory, tiny_gemma):
+    """A run dir as train.run leaves it: config.yaml (rope x4 to 131072) + adapter/ on the shared tiny base."""
     tmp = tmp_path_factory.mktemp("pkg")
-    base = build_tiny_gemma(tmp / "base", TOKENIZER_TEXTS)
+    base = tiny_gemma
     run = tmp / "runs" / "20261125T000000Z"
     make_adapter(base, run / "adapter")
     AutoTokenizer.from_pretrained(base).save_pretrained(run / "adapter")
@@ -125,6 +125,7 @@ def test_bf16_export_and_refusals(trained_run):
 
     with pytest.raises(UserError, match="no PEFT adapter at"):
         export_bundle(package_cfg(tmp, datasets, adapter=str(tmp / "nothing")), out)
+    # a different model on purpose: an adapter whose base is not the one it was trained on
     other = build_tiny_gemma(tmp / "other_base", TOKENIZER_TEXTS, hidden_size=32)
     with pytest.raises(UserError, match="does not fit base"):
         export_bundle(package_cfg(tmp, datasets, base=str(other), name="mismatch"), out)

@@ -79,7 +79,7 @@ def sample_splits(work: Path, rows: int) -> Path:
 
     config = datasets_config(work, "sample")
     datasets = load_config(config, DatasetsConfig)
-    if not (datasets.version_dir() / "splits" / "manifest.json").is_file():
+    if not datasets.data_paths().split_manifest.is_file():
         generate_sample(work / "sample.duckdb", rows=rows, seed=0)
         clean_dataset(work / "sample.duckdb", datasets, "sample")
         split_dataset(datasets)
@@ -95,13 +95,13 @@ def held_out(work: Path, eval_db: Path) -> Path:
     config = datasets_config(work, "held_out")
     datasets = load_config(config, DatasetsConfig)
     clean_dataset(eval_db, datasets, "held_out")
-    root = datasets.version_dir()
-    manifest = CleanManifest.model_validate_json((root / "clean_manifest.json").read_text())
+    data = datasets.data_paths()
+    manifest = CleanManifest.model_validate_json(data.clean_manifest.read_text())
     print(f"held-out {eval_db}: {manifest.rows_in} rows, {manifest.rows_clean} clean, "
-          f"{manifest.rows_rejected} rejected (see {root / 'rejects.jsonl'})")
-    with atomic_write(root / "splits" / "test.jsonl") as out:
+          f"{manifest.rows_rejected} rejected (see {data.rejects})")
+    with atomic_write(data.split_file("test")) as out:
         for task in datasets.tasks:
-            path = root / f"{task}.jsonl"
+            path = data.clean_file(task)
             if path.is_file():
                 out.write(path.read_bytes())
     return config

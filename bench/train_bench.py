@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/train_bench.py [--quick] [--rows 400] [--steps 20] [--warmup 4] [--reps 2]
                                           [--lengths 1024,8192,32768] [--chunk-size 1024] [--seed 0]
+    .venv/bin/python bench/train_bench.py --model real [--quick] [--threads N] [--real-dir models/gemma-3-270m]
+                                          [--real-examples 24] [--real-max-tokens 512]
 
 Setup (as `fab demo` chains it): sample data -> dataset.clean -> dataset.split
 -> tiny Gemma 3 (hidden 64, 2 layers: one sliding, one global; tokenizer
@@ -43,6 +45,27 @@ trained on the train split), configs/training.yaml with CPU overrides.
 
 Default run: about 2.5 minutes on 2 idle cores (the 32k steps take most);
 ``--quick``: about a minute (two lengths: the linearity check needs three).
+
+3. ``--model real``: part 1 on the real Gemma 3 270M instead of the tiny model (part 2 is
+   about the tiny architecture and is not run). The base is the ``fab train.import-gguf``
+   folder (``--real-dir``, imported first with ``import_gguf`` when it is missing: needs
+   ``./scripts/setup_env.sh --base-model``). Short examples keep it to minutes on a CPU: from
+   2000 sample rows, the ``--real-examples`` (24) shortest training examples of at most
+   ``--real-max-tokens`` (512), written back as the train split (manifest updated) so both loops
+   read the same file: at the defaults all classifier pages of 206-284 tokens with a
+   2-token answer (the shortest extractor examples are ~750 tokens with a ~115-token answer;
+   ``--real-max-tokens 1024 --real-examples 1200`` mixes them in, at several times the cost).
+   Training settings are ``fab demo --real``'s CPU budget (batch 1, no gradient accumulation, no gradient
+   checkpointing, sdpa, chunk 1024), logging every step. Each run is a fresh child process,
+   ABBA as above, so each has its own peak RSS (``VmHWM``: load, data and training, the whole
+   process). Targets: tokens/s ours / bare >= 0.95; peak RSS ours / bare <= 1.10.
+   Default (12 steps, timed after 4, two pairs): about 3 minutes on 2 cores;
+   ``--quick`` (8 steps, timed after 2, one pair): about 1.5. ``--threads 1`` when another job
+   holds a core: two torch threads on one free core thrash (measured 4-17 tokens/s instead of
+   ~145). On these short examples the LM head dominates the loss: our chunked loss recomputes
+   its tile in backward (``torch.utils.checkpoint``, a second read of the 671 MB fp32
+   embedding matrix per step), about 60 ms a step more than TRL's head, which is where the
+   remaining gap to bare is (measured: with that recompute off, the two heads time the same).
 
 Prints ratios and MiB, not absolute speed claims: the machine is shared and noisy.
 """
@@ -115,8 +138,8 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
 
 
-def build_setup(tmp: Path, rows: int, seed: int):
-    """Sample -> clean -> split -> tiny model; returns (datasets config, tiny model dir)."""
+def build_setup(tmp: Path, rows: int, seed: int, tiny: bool = True):
+    """Sample -> clean -> split -> tiny model; returns (datasets config, tiny model dir or None)."""
     from scripts.config import DatasetsConfig, load_config
     from scripts.contracts import CleanRecord, read_jsonl
     from scripts.dataset.clean import clean_dataset
@@ -128,6 +151,8 @@ def build_setup(tmp: Path, rows: int, seed: int):
     generate_sample(tmp / "raw.duckdb", rows=rows, seed=seed)
     clean_dataset(tmp / "raw.duckdb", datasets, "v1")
     split_dataset(datasets)
+    if not tiny:
+        return datasets, None
     texts = []
     for record in read_jsonl(datasets.version_dir("v1") / "splits" / "train.jsonl", CleanRecord):
         texts += [record.system_prompt, record.prompt, record.target]
@@ -136,12 +161,11 @@ def build_setup(tmp: Path, rows: int, seed: int):
     return datasets, tiny
 
 
-def training_config(tmp: Path, tiny: Path, steps: int, seed: int):
-    from scripts.config import TrainingConfig, load_config
-
-    return load_config(REPO / "configs/training.yaml", TrainingConfig, {
+def training_overrides(tmp: Path, model_dir: Path, steps: int, seed: int, extra: dict | None = None) -> dict:
+    return {
+        **(extra or {}),
         "backend": "hf",
-        "model.name_or_path": str(tiny),
+        "model.name_or_path": str(model_dir),
         "model.dtype": "fp32",
         "data.schema_version": "v1",
         "data.processed_dir": str(tmp / "processed"),
@@ -150,7 +174,67 @@ def training_config(tmp: Path, tiny: Path, steps: int, seed: int):
         "train.logging_steps": 1,  # every step: worst case for our callbacks, and exact token counts
         "train.save_steps": 100_000,  # no checkpoint inside the measured window
         "train.seed": seed,
-    })
+    }
+
+
+def training_config(overrides: dict):
+    from scripts.config import TrainingConfig, load_config
+
+    return load_config(REPO / "configs/training.yaml", TrainingConfig, overrides)
+
+
+def real_model(model_dir: Path) -> str:
+    """The imported Gemma 3 270M at ``model_dir`` (imported now when missing); returns its label."""
+    from scripts.gguf_import import base_model_label, import_gguf
+
+    if not (model_dir / "config.json").is_file():
+        print(f"importing the packaged google/gemma-3-270m GGUF into {model_dir} (once)", flush=True)
+        import_gguf(None, model_dir, say=lambda s: print(f"  {s}", flush=True))
+    return base_model_label(str(model_dir))
+
+
+def real_overrides() -> dict:
+    """The real model's CPU training settings, as ``fab demo --real`` trains it (scripts/demo.py)."""
+    return {
+        "model.attn_implementation": "sdpa",
+        "lora.r": 16, "lora.alpha": 32, "lora.dropout": 0.0,
+        "train.lr": 3.0e-4,
+        "train.warmup_ratio": 0.05,
+        "train.per_device_batch_size": 1, "train.grad_accum": 1,  # many cheap steps on 2 cores
+        "train.gradient_checkpointing": False,  # short examples: recomputation would only cost time
+        "loss.chunk_size": 1024,
+    }
+
+
+def keep_short(datasets, model_dir: Path, examples: int, max_tokens: int) -> dict[str, list[int]]:
+    """Rewrite the train split as its ``examples`` shortest examples (at most ``max_tokens`` with the
+    real chat template), and its manifest entry to match; returns the token counts kept per task."""
+    from scripts.contracts import CleanRecord, SplitManifest, file_entry, read_jsonl, write_model_json
+    from scripts.model_loading import load_tokenizer
+    from scripts.paths import split_file_name
+    from scripts.training.data import encode_example
+
+    data = datasets.data_paths()
+    path = data.split_file("train")
+    tokenizer = load_tokenizer(str(model_dir))
+    sized = sorted(((len(encode_example(tokenizer, record)[0]), record.id, record)
+                    for record in read_jsonl(path, CleanRecord)), key=lambda row: row[:2])
+    kept = [(n, record) for n, _, record in sized if n <= max_tokens][:examples]
+    if len(kept) < examples:
+        raise SystemExit(f"only {len(kept)} training examples within {max_tokens} tokens (shortest "
+                         f"{sized[0][0] if sized else None}); raise --real-max-tokens or --rows")
+    kept.sort(key=lambda row: row[1].id)  # not by length: the trainer shuffles anyway
+    path.write_text("".join(record.model_dump_json() + "\n" for _, record in kept))
+    by_task: dict[str, list[int]] = {}
+    for n, record in kept:
+        by_task.setdefault(record.task, []).append(n)
+    manifest_path = data.split_manifest
+    manifest = SplitManifest.model_validate_json(manifest_path.read_bytes())
+    manifest.files[split_file_name("train")] = file_entry(path, len(kept))
+    manifest.counts["train"] = len(kept)
+    manifest.counts_by_task["train"] = {task: len(n) for task, n in sorted(by_task.items())}
+    write_model_json(manifest_path, manifest)
+    return by_task
 
 
 def step_timer():
@@ -238,6 +322,7 @@ def run_bare(cfg, out_dir: Path, timer) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, set_seed
     from trl import SFTTrainer
 
+    from scripts.modeling import resolve_attn_implementation
     from scripts.training.backends import load_model_config
     from scripts.training.data import build_dataset, load_split
     from scripts.training.run import sft_args
@@ -249,7 +334,7 @@ def run_bare(cfg, out_dir: Path, timer) -> float:
     set_seed(cfg.train.seed)
     model = AutoModelForCausalLM.from_pretrained(
         cfg.model.name_or_path, config=load_model_config(cfg), dtype=torch.float32,
-        attn_implementation=cfg.model.attn_implementation)
+        attn_implementation=resolve_attn_implementation(cfg.model.attn_implementation))  # as train.run resolves it
     model = get_peft_model(model, LoraConfig(
         r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=list(cfg.lora.target_modules), bias="none", task_type="CAUSAL_LM"))
@@ -261,30 +346,60 @@ def run_bare(cfg, out_dir: Path, timer) -> float:
     return time.perf_counter() - start
 
 
-def throughput(cfg, tmp: Path, warmup: int, reps: int) -> float:
-    """ABBA-alternated runs; returns ours/bare steady-state tokens/s.
+def run_once(cfg, tmp: Path, warmup: int, kind: str, i: int) -> dict:
+    """One training run of ``kind`` (ours | bare) in this process: its timed steps, wall time, losses."""
+    timer = step_timer()
+    gc.collect()
+    if kind == "ours":
+        wall = run_ours(cfg, f"bench-{i}", timer)
+    else:
+        wall = run_bare(cfg, tmp / f"bare-{i}", timer)
+    return {"steps": timer.steps(warmup), "wall": wall, "loss_first": timer.losses[1],
+            "loss_last": timer.losses[max(timer.losses)]}
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set (``VmHWM``), KiB."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+
+def run_child(overrides_file: Path, tmp: Path, warmup: int, threads: int, kind: str, i: int) -> dict:
+    """``run_once`` in a fresh process (this script, ``--child``), plus that process's peak RSS."""
+    cmd = [sys.executable, __file__, "--child", kind, "--child-run", str(i), "--overrides", str(overrides_file),
+           "--warmup", str(warmup), "--tmp", str(tmp), "--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"{kind} run {i} failed (exit {done.returncode}):\n{tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def throughput(cfg, warmup: int, reps: int, run) -> tuple[float, dict[str, int] | None]:
+    """ABBA-alternated runs (``run(kind, i)``: ``run_once`` here or ``run_child``); returns ours/bare
+    steady-state tokens/s, and each kind's highest peak RSS (KiB) when the runs report one.
 
     Both see the same batches in the same order, so step k costs the same work in every run. Noise
     on a shared machine only ever adds time, so each step's time is its minimum over the runs of one
     kind, and the ratio is total tokens over summed step minima, ours against bare.
     """
     per_step = {"ours": [], "bare": []}
+    rss: dict[str, int] = {}
     order = []
     for rep in range(reps):
         order += ["ours", "bare"] if rep % 2 == 0 else ["bare", "ours"]
     for i, kind in enumerate(order):
-        timer = step_timer()
-        gc.collect()
-        if kind == "ours":
-            wall = run_ours(cfg, f"bench-{i}", timer)
-        else:
-            wall = run_bare(cfg, tmp / f"bare-{i}", timer)
-        steps = timer.steps(warmup)
+        result = run(kind, i)
+        steps = [tuple(step) for step in result["steps"]]
         per_step[kind].append(steps)
         tokens, seconds = sum(t for t, _ in steps), sum(d for _, d in steps)
+        memory = ""
+        if "peak_rss_kib" in result:
+            rss[kind] = max(rss.get(kind, 0), result["peak_rss_kib"])
+            memory = f"; peak RSS {result['peak_rss_kib'] / 1024:,.0f} MiB"
         print(f"  {i + 1}. {kind:4}  {tokens / seconds:8,.0f} tokens/s  (steps {warmup + 1}-{cfg.train.max_steps}: "
-              f"{tokens:,.0f} tokens in {seconds:.1f}s; whole call {wall:.1f}s; loss step 1 {timer.losses[1]:.4f}, "
-              f"last {timer.losses[max(timer.losses)]:.4f})", flush=True)
+              f"{tokens:,.0f} tokens in {seconds:.1f}s; whole call {result['wall']:.1f}s{memory}; "
+              f"loss step 1 {result['loss_first']:.4f}, last {result['loss_last']:.4f})", flush=True)
     token_lists = {tuple(t for t, _ in run) for runs in per_step.values() for run in runs}
     if len(token_lists) != 1:
         raise RuntimeError("runs saw different per-step token counts: the data order differs, no fair ratio")
@@ -295,7 +410,7 @@ def throughput(cfg, tmp: Path, warmup: int, reps: int) -> float:
     means = {kind: sum(tokens / sum(d for _, d in run) for run in runs) / len(runs) for kind, runs in per_step.items()}
     print(f"  per-step minimum over runs: ours {ours:,.0f} tokens/s, bare {bare:,.0f} tokens/s "
           f"(run means {means['ours']:,.0f} / {means['bare']:,.0f}: ratio {means['ours'] / means['bare']:.3f})")
-    return ours / bare
+    return ours / bare, (rss if len(rss) == 2 else None)
 
 
 def build_big_vocab_model(tiny: Path, out: Path, seed: int, global_only: bool = False) -> Path:
@@ -385,22 +500,88 @@ def memory(tiny: Path, tmp: Path, lengths: list[int], chunk: int, seed: int) -> 
     return linear, below
 
 
+def child_main(args) -> None:
+    """``--child KIND``: one ``run_once`` with the parent's overrides; prints its result + peak RSS as JSON."""
+    quiet()
+    sys.path.insert(0, str(REPO))
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    cfg = training_config(json.loads(args.overrides.read_text()))
+    result = run_once(cfg, args.tmp, args.warmup, args.child, args.child_run)
+    print(json.dumps({**result, "peak_rss_kib": peak_rss_kib()}))
+
+
+def print_throughput_header(cfg, steps: int, warmup: int) -> None:
+    t = cfg.train
+    print(f"throughput: {steps} optimiser steps x batch {t.per_device_batch_size} x accum {t.grad_accum}, "
+          f"LoRA r={cfg.lora.r}, gradient checkpointing {t.gradient_checkpointing}, "
+          f"attn {cfg.model.attn_implementation}, fp32, logging every step; timed after step {warmup}")
+    with trl_head_on_cpu() as how:
+        print(f"  bare loop: TRL SFTTrainer, loss: {how}")
+
+
+def real_section(args, tmp_path: Path, steps: int, warmup: int, reps: int) -> tuple[float, dict[str, int]]:
+    """Part 3: ours vs bare on the imported Gemma 3 270M, each run in a child process."""
+    start = time.perf_counter()
+    label = real_model(args.real_dir)
+    datasets, _ = build_setup(tmp_path, args.rows, args.seed, tiny=False)
+    kept = keep_short(datasets, args.real_dir, args.real_examples, args.real_max_tokens)
+    overrides = training_overrides(tmp_path, args.real_dir, steps, args.seed, real_overrides())
+    cfg = training_config(overrides)
+    overrides_file = tmp_path / "overrides.json"
+    overrides_file.write_text(json.dumps(overrides))
+    sizes = ", ".join(f"{task} {len(n)} x {min(n)}-{max(n)} tokens" for task, n in kept.items())
+    print(f"setup: {label} at {args.real_dir}; {args.rows} sample rows -> clean -> split -> train split cut to "
+          f"the shortest examples ({sizes}) in {time.perf_counter() - start:.1f}s")
+    print_throughput_header(cfg, steps, warmup)
+    threads = f"{args.threads} torch thread(s)" if args.threads else "torch's default threads"
+    print(f"  each run in a fresh process, {threads}; peak RSS = its VmHWM (load + data + training)")
+    return throughput(cfg, warmup, reps,
+                      lambda kind, i: run_child(overrides_file, tmp_path, warmup, args.threads, kind, i))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["tiny", "real"], default="tiny",
+                        help="tiny: parts 1 and 2 on a tiny random Gemma 3 (default); real: part 3, ours vs bare "
+                             "on the imported Gemma 3 270M (tokens/s and peak RSS)")
     parser.add_argument("--quick", action="store_true",
-                        help="8 steps, one ours/bare pair, lengths 1k and 8k (about a minute)")
-    parser.add_argument("--rows", type=int, default=400, help="sample rows (about 80%% land in train)")
-    parser.add_argument("--steps", type=int, default=None, help="optimiser steps per training run (default 20)")
+                        help="8 steps, one ours/bare pair, lengths 1k and 8k (about a minute; --model real: two)")
+    parser.add_argument("--rows", type=int, default=None, help="sample rows (about 80%% land in train; "
+                                                               "default 400, --model real 2000)")
+    parser.add_argument("--steps", type=int, default=None, help="optimiser steps per training run "
+                                                                "(default 20, --model real 12)")
     parser.add_argument("--warmup", type=int, default=None, help="steps before the timed window (default 4)")
     parser.add_argument("--reps", type=int, default=None, help="ours/bare pairs, ABBA order (default 2)")
     parser.add_argument("--lengths", default=None, help="comma-separated (default 1024,8192,32768)")
     parser.add_argument("--chunk-size", type=int, default=1024,
                         help="chunked-loss tile rows for the memory part (configs/training.yaml: 4096)")
+    parser.add_argument("--real-dir", type=Path, default=REPO / "models/gemma-3-270m",
+                        help="--model real: the train.import-gguf folder (imported there when missing)")
+    parser.add_argument("--real-examples", type=int, default=24,
+                        help="--model real: training examples kept, the shortest of the train split")
+    parser.add_argument("--real-max-tokens", type=int, default=512,
+                        help="--model real: longest example kept (prompt + answer, chat template)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="--model real: torch threads per run (0: torch's default; 1 keeps a core that "
+                             "another job shares from thrashing both loops)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", choices=["ours", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-run", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    steps = args.steps or (8 if args.quick else 20)
+    if args.child:
+        child_main(args)
+        return
+    real = args.model == "real"
+    rows = args.rows or (2000 if real else 400)
+    args.rows = rows
+    steps = args.steps or (8 if args.quick else 12 if real else 20)
     warmup = args.warmup if args.warmup is not None else (2 if args.quick else 4)
     reps = args.reps or (1 if args.quick else 2)
     lengths = [int(x) for x in (args.lengths or ("1024,8192" if args.quick else "1024,8192,32768")).split(",")]
@@ -410,35 +591,39 @@ def main() -> None:
     quiet()
     sys.path.insert(0, str(REPO))
     began = time.perf_counter()
+    ratio = linear = below = rss = None
+    target = 0.95 if real else 0.9
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         tmp_path = Path(tmp)
-        start = time.perf_counter()
-        _, tiny = build_setup(tmp_path, args.rows, args.seed)
-        cfg = training_config(tmp_path, tiny, steps, args.seed)
-        print(f"setup: {args.rows} sample rows -> clean -> split -> tiny Gemma 3 (hidden 64, 2 layers) "
-              f"in {time.perf_counter() - start:.1f}s")
-        ratio = None
-        if not args.skip_throughput:
-            t = cfg.train
-            print(f"throughput: {steps} optimiser steps x batch {t.per_device_batch_size} x accum {t.grad_accum}, "
-                  f"LoRA r={cfg.lora.r}, gradient checkpointing {t.gradient_checkpointing}, "
-                  f"attn {cfg.model.attn_implementation}, fp32, logging every step; timed after step {warmup}")
-            with trl_head_on_cpu() as how:
-                print(f"  bare loop: TRL SFTTrainer, loss: {how}")
-            ratio = throughput(cfg, tmp_path, warmup, reps)
-        linear = below = None
-        if not args.skip_memory:
-            print(f"memory: one step (fwd+bwd), vocab {VOCAB:,}, LoRA, gradient checkpointing, fp32, "
-                  f"attn sdpa (eager's seq x seq fp32 scores: {max(lengths) ** 2 * 4 / MIB:,.0f} MiB per head "
-                  f"at {max(lengths):,}), chunk {args.chunk_size:,} rows; peak RSS - RSS after load")
-            print(f"  {'seq':>6} {'labels':>6} {'full logits':>13} {'seq^2 B':>11}  "
-                  f"{'chunked (ours)':20}  {'all-global':>11}    plain loss (full logits)")
-            linear, below = memory(tiny, tmp_path, lengths, args.chunk_size, args.seed)
-            print("  (seq^2 B: the sliding-window layer's bool attention mask that transformers builds for sdpa "
-                  "on CPU;\n   all-global: chunked again with both layers global, i.e. without that mask)")
+        if real:
+            ratio, rss = real_section(args, tmp_path, steps, warmup, reps)
+        else:
+            start = time.perf_counter()
+            _, tiny = build_setup(tmp_path, rows, args.seed)
+            cfg = training_config(training_overrides(tmp_path, tiny, steps, args.seed))
+            print(f"setup: {rows} sample rows -> clean -> split -> tiny Gemma 3 (hidden 64, 2 layers) "
+                  f"in {time.perf_counter() - start:.1f}s")
+            if not args.skip_throughput:
+                print_throughput_header(cfg, steps, warmup)
+                ratio, _ = throughput(cfg, warmup, reps,
+                                      lambda kind, i: run_once(cfg, tmp_path, warmup, kind, i))
+            if not args.skip_memory:
+                print(f"memory: one step (fwd+bwd), vocab {VOCAB:,}, LoRA, gradient checkpointing, fp32, "
+                      f"attn sdpa (eager's seq x seq fp32 scores: {max(lengths) ** 2 * 4 / MIB:,.0f} MiB per head "
+                      f"at {max(lengths):,}), chunk {args.chunk_size:,} rows; peak RSS - RSS after load")
+                print(f"  {'seq':>6} {'labels':>6} {'full logits':>13} {'seq^2 B':>11}  "
+                      f"{'chunked (ours)':20}  {'all-global':>11}    plain loss (full logits)")
+                linear, below = memory(tiny, tmp_path, lengths, args.chunk_size, args.seed)
+                print("  (seq^2 B: the sliding-window layer's bool attention mask that transformers builds for sdpa "
+                      "on CPU;\n   all-global: chunked again with both layers global, i.e. without that mask)")
+    which = " (real Gemma 3 270M)" if real else ""
     if ratio is not None:
-        print(f"ratio train.run / bare SFTTrainer tokens/s: {ratio:.3f} (target >= 0.9) "
-              f"{'OK' if ratio >= 0.9 else 'OVER'}")
+        print(f"ratio train.run / bare SFTTrainer tokens/s{which}: {ratio:.3f} (target >= {target}) "
+              f"{'OK' if ratio >= target else 'OVER'}")
+    if rss is not None:
+        rss_ratio = rss["ours"] / rss["bare"]
+        print(f"ratio train.run / bare SFTTrainer peak RSS{which}: {rss_ratio:.3f} (target <= 1.1; "
+              f"{rss['ours'] / 1024:,.0f} / {rss['bare'] / 1024:,.0f} MiB) {'OK' if rss_ratio <= 1.1 else 'OVER'}")
     if linear is not None:
         ok = linear["as trained"] and below
         print(f"memory linear & below full logits: {'OK' if ok else 'OVER'} (below full logits "

@@ -101,11 +101,11 @@ class DemoResult:
 
 def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
     """Per config file: the dotted keys the demo changes."""
-    paths = DemoPaths(settings.name, settings.real)
+    where = DemoPaths(settings.name, settings.real)
     name, reports = settings.name, f"reports/{settings.name}"
-    datasets = str(paths.config_dir / "datasets.yaml")
+    datasets = str(where.config_dir / "datasets.yaml")
     training = {
-        "model.name_or_path": str(paths.base_model),
+        "model.name_or_path": str(where.base_model),
         "data.schema_version": name,
         "output.run_id": name,
         "train.max_steps": settings.steps,
@@ -130,7 +130,7 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
                  "schema_bounds.max_string_tokens": 12, "schema_bounds.max_list_items": 3,
                  "model.attn_implementation": "eager"})
     return {
-        "datasets.yaml": {"schema_version": name, "stats.tokenizer": str(paths.base_model)},
+        "datasets.yaml": {"schema_version": name, "stats.tokenizer": str(where.base_model)},
         ("training.yaml" if settings.real else "training_tiny.yaml"): training,
         "eval.yaml": {
             "model.adapter": str(paths.run_dir(RUNS_DIR, name)),
@@ -176,12 +176,12 @@ def write_configs(settings: DemoSettings) -> dict[str, Path]:
 
 def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console=None) -> DemoResult:
     result = DemoResult()
-    paths = DemoPaths(settings.name, settings.real)
+    where = DemoPaths(settings.name, settings.real)
 
     def stage(name: str):
         return _Stage(name, result, say)
 
-    for path in paths.owned:
+    for path in where.owned:
         shutil.rmtree(path, ignore_errors=True)
     configs = write_configs(settings)
     datasets = load_config(configs["datasets.yaml"], DatasetsConfig)
@@ -189,13 +189,13 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
     with stage("sample"):
         from scripts.sample_data import generate_sample
 
-        generate_sample(paths.raw_db, rows=settings.rows, seed=settings.seed)
-        result.artifacts["raw data"] = paths.raw_db
+        generate_sample(where.raw_db, rows=settings.rows, seed=settings.seed)
+        result.artifacts["raw data"] = where.raw_db
     with stage("clean + split"):
         from scripts.dataset.clean import clean_dataset
         from scripts.dataset.split import split_dataset
 
-        clean = clean_dataset(paths.raw_db, datasets, settings.name)
+        clean = clean_dataset(where.raw_db, datasets, settings.name)
         split = split_dataset(datasets)
         say(f"  {clean.rows_clean} clean, {clean.rows_rejected} rejected; splits {split.counts}")
         result.artifacts["splits"] = datasets.data_paths().splits_dir
@@ -203,17 +203,17 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         with stage("real model"):
             from scripts.gguf_import import import_gguf
 
-            imported = import_gguf(None, paths.base_model, say=lambda s: say(f"  {s}"))
-            say(f"  {imported.label} at {paths.base_model}" + (" (already imported)" if imported.reused else ""))
-            result.artifacts["base model"] = paths.base_model
+            imported = import_gguf(None, where.base_model, say=lambda s: say(f"  {s}"))
+            say(f"  {imported.label} at {where.base_model}" + (" (already imported)" if imported.reused else ""))
+            result.artifacts["base model"] = where.base_model
     else:
         with stage("tiny model"):
             from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
 
             texts, _ = texts_for_tokenizer(datasets.data_paths().splits_dir)
-            build_tiny_gemma(paths.base_model, texts, hidden_size=settings.hidden_size,
+            build_tiny_gemma(where.base_model, texts, hidden_size=settings.hidden_size,
                              num_layers=settings.layers, seed=settings.seed, embedding_scale=10.0)
-            result.artifacts["tiny base model"] = paths.base_model
+            result.artifacts["tiny base model"] = where.base_model
     with stage("stats"):
         from scripts.dataset.stats import compute_stats
 
@@ -251,9 +251,9 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
             result.zero_shot = _headline(baseline_summary)
             result.artifacts["zero-shot judge run"] = baseline_dir
         judge_dir, summary = run_judge(judge_cfg, "validation", run_id="validation_fine_tuned" if settings.real else None)
-        write_report(judge_cfg.output_dir, judge_dir.name, paths.report, baseline_id=baseline, cfg=judge_cfg.report)
+        write_report(judge_cfg.output_dir, judge_dir.name, where.report, baseline_id=baseline, cfg=judge_cfg.report)
         result.artifacts["judge run"] = judge_dir
-        result.artifacts["report"] = paths.report
+        result.artifacts["report"] = where.report
         result.headline = _headline(summary)
     with stage("export"):
         from scripts.packaging.export import PackageConfig, export_bundle
@@ -266,7 +266,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         projection = project_tokens(load_config(configs["ops.yaml"], OpsConfig))
         json_path, _ = write_projection(projection, Path("reports") / settings.name / "ops")
         result.artifacts["token projection"] = json_path
-    result.artifacts["configs"] = paths.config_dir
+    result.artifacts["configs"] = where.config_dir
     return result
 
 

@@ -58,4 +58,4 @@ def test_fab_help_shows_the_docstring_and_the_for_option():
     result = fab(REPO_ROOT, "--help", "env.check")
     assert result.returncode == 0, result.stderr
     assert "Doctor: is this machine ready for a stage?" in result.stdout
-    assert "--for=STRING" in result.stdout and "dataset|train|eval|judge|package|all" in result.stdout
+    assert "--for=STRING" in result.stdout and "dataset|train|eval|judge|package|serve|all" in result.stdout

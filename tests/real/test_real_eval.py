@@ -35,7 +35,8 @@ def test_stats_count_exact_tokens_with_the_imported_tokenizer(sample_splits, rea
     assert report.tokenizer.exact and "APPROXIMATE" not in report.tokenizer.note
     tokenizer = AutoTokenizer.from_pretrained(real_gemma)
     validation = list(read_jsonl(datasets.version_dir() / "splits" / "validation.jsonl", CleanRecord))
-    counts = sorted(len(tokenizer(r.prompt, add_special_tokens=False).input_ids)
+    # stats count the system prompt and the page (the chat markers are a fixed overhead on top)
+    counts = sorted(len(tokenizer(r.system_prompt + "\n" + r.prompt, add_special_tokens=False).input_ids)
                     for r in validation if r.task == "navpage_classifier")
     stats = report.per_split["validation"]["navpage_classifier"]
     assert stats.n == len(counts) and stats.prompt_tokens["max"] == counts[-1]

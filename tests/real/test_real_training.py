@@ -21,7 +21,7 @@ from tests.conftest import write_raw_db
 ITEMS = ["Kaffeemühle", "Wasserkocher", "Toaster", "Stabmixer", "Föhn", "Stehlampe", "Wanduhr", "Radio"]
 
 
-def short_rows(domains: int = 12) -> list[dict]:
+def short_rows(domains: int = 16) -> list[dict]:
     """One short example per shop, alternating tasks: real prompts are 1-2k tokens, too slow here."""
     rows = []
     for d in range(domains):
@@ -52,7 +52,7 @@ def real_run(real_gemma, tmp_path_factory):
     raw["loss"]["chunk_size"] = 512
     raw["lora"].update(r=8, alpha=16, dropout=0.0)
     # the whole train split is one batch, so each logged loss is on the same fixed batch
-    raw["train"].update(lr=1e-3, per_device_batch_size=12, grad_accum=1, max_steps=3, save_steps=100,
+    raw["train"].update(lr=1e-3, per_device_batch_size=16, grad_accum=1, max_steps=3, save_steps=100,
                         logging_steps=1, gradient_checkpointing=False, warmup_ratio=0.0)
     result = run_training(TrainingConfig.model_validate(raw), say=lambda _msg: None)
     return root, result, Path(result.run_dir), Path(result.adapter_dir)

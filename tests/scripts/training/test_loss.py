@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from scripts.training.data import IGNORE_INDEX
+from scripts.training import loss as loss_module
 from scripts.training.loss import chunked_causal_lm_loss, install_chunked_loss
 
 
@@ -27,8 +28,10 @@ def _batch(vocab):
     return ids, attention, labels
 
 
+@pytest.mark.parametrize("keep_logits_bytes", [0, 2**40], ids=["recomputed", "kept"])
 @pytest.mark.parametrize("chunk_size", [1, 7, 4096])
-def test_chunked_loss_and_grads_equal_full_logits_loss(model, chunk_size):
+def test_chunked_loss_and_grads_equal_full_logits_loss(model, chunk_size, keep_logits_bytes, monkeypatch):
+    monkeypatch.setattr(loss_module, "KEEP_LOGITS_BYTES", keep_logits_bytes)  # both tile paths
     ids, attention, labels = _batch(model.config.vocab_size)
     model.zero_grad()
     reference = model(input_ids=ids, attention_mask=attention, labels=labels).loss

@@ -79,8 +79,8 @@ def build_inputs(tmp: Path, rows: int, seed: int):
     generate_sample(tmp / "sample.duckdb", rows=rows, seed=seed)
     clean_dataset(tmp / "sample.duckdb", datasets, "bench")
     split_dataset(datasets)
-    splits = datasets.version_dir() / "splits"
-    records = {s: list(read_jsonl(splits / f"{s}.jsonl", CleanRecord))
+    data = datasets.data_paths()
+    records = {s: list(read_jsonl(data.split_file(s), CleanRecord))
                for s in ("train", "validation", "test")}
     return datasets_yaml, datasets, records
 
@@ -396,8 +396,7 @@ def bench_settled(tmp: Path, datasets_yaml: Path, datasets, records, rate: float
     rng = random.Random(seed)
     refs = [r for split in ("train", "validation", "test") for r in records[split]]
     targets = [json.loads(r.target) for r in refs if r.task == EXTRACTOR]
-    splits = datasets.version_dir() / "splits"
-    (splits / "benchall.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in refs))
+    datasets.data_paths().split_file("benchall").write_text("".join(r.model_dump_json() + "\n" for r in refs))
     lines = []
     for r in refs:
         if r.kind == "classification":

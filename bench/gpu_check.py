@@ -177,7 +177,9 @@ def import_real(model_dir: Path) -> None:
 def build_base(work: Path, shape: str) -> None:
     from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
 
-    texts, _ = texts_for_tokenizer(work / "processed" / SCHEMA / "splits")
+    from scripts.paths import ProcessedData
+
+    texts, _ = texts_for_tokenizer(ProcessedData.of(work / "processed", SCHEMA).splits_dir)
     build_tiny_gemma(work / "base", texts, seed=0, architecture=shape,
                      **({"embedding_scale": 10.0} if shape == "tiny" else {}))
 
@@ -328,8 +330,8 @@ def stage_evalspeed(work: Path, out: Path, args) -> None:
     from scripts.evaluation.generate import load_model, resolve_model
 
     datasets = load_config(work / "datasets.yaml", DatasetsConfig)
-    splits = datasets.version_dir() / "splits"
-    held_out = [r for s in ("validation", "test", "train") for r in read_jsonl(splits / f"{s}.jsonl", CleanRecord)]
+    data = datasets.data_paths()
+    held_out = [r for s in ("validation", "test", "train") for r in read_jsonl(data.split_file(s), CleanRecord)]
     cfg = load_config(REPO / "configs/eval.yaml", EvalConfig, {
         "model.merged": str(base_dir(args)),
         "decoding.max_new_tokens": {"classification": 4, "extraction": 128},
@@ -422,7 +424,9 @@ def main() -> None:
     began = time.perf_counter()
     stages = args.stages.split(",")
     backends = args.backends.split(",")
-    if not (args.work / "processed" / SCHEMA / "splits" / "train.jsonl").is_file():
+    from scripts.paths import ProcessedData
+
+    if not ProcessedData.of(args.work / "processed", SCHEMA).split_file("train").is_file():
         prepare(args.work, args.rows)
     if args.shape == "real":
         if not (args.real_dir / "config.json").is_file():

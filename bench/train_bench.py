@@ -154,7 +154,7 @@ def build_setup(tmp: Path, rows: int, seed: int, tiny: bool = True):
     if not tiny:
         return datasets, None
     texts = []
-    for record in read_jsonl(datasets.version_dir("v1") / "splits" / "train.jsonl", CleanRecord):
+    for record in read_jsonl(datasets.data_paths("v1").split_file("train"), CleanRecord):
         texts += [record.system_prompt, record.prompt, record.target]
     tiny = build_tiny_gemma(tmp / "tiny-gemma3", texts, hidden_size=64, num_layers=2, seed=seed,
                             embedding_scale=10.0)

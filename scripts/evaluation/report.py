@@ -25,6 +25,7 @@ from scripts.config import UserError, mask_secrets
 from scripts.contracts import JudgeRow, JudgeSummary, TaskSummary, atomic_write, read_jsonl
 from scripts.evaluation.judge_config import ReportConfig
 from scripts.evaluation.scoring import INVALID_LABEL
+from scripts.model_loading import ZERO_SHOT_SUFFIX
 
 
 def load_run(judge_dir: Path, run_id: str) -> tuple[JudgeSummary, list[JudgeRow]]:
@@ -333,14 +334,14 @@ def _base_models(summary: JudgeSummary) -> str:
     """What each model's base is (an import says so: `google/gemma-3-270m (GGUF Q4_K_M, dequantised)`)."""
     from scripts.gguf_import import base_model_label
 
-    bases = dict.fromkeys(m.split("+", 1)[0].split(", zero-shot")[0] for m in summary.model)
+    bases = dict.fromkeys(m.split("+", 1)[0].removesuffix(ZERO_SHOT_SUFFIX) for m in summary.model)
     return ", ".join(f"`{base_model_label(b)}`" for b in bases) or "n/a"
 
 
 def _adapter(summary: JudgeSummary) -> str:
     models = summary.model
     adapters = [m.split("+", 1)[1] for m in models if "+" in m]
-    if any(m.endswith(", zero-shot") for m in models):
+    if any(m.endswith(ZERO_SHOT_SUFFIX) for m in models):
         return "none (zero-shot: the base model alone)"
     return ", ".join(f"`{a}`" for a in adapters) or "none (base or merged model)"
 

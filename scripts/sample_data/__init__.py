@@ -28,6 +28,16 @@ What it imitates:
   appear verbatim in the snippet; prices appear in the shop's locale format.
   `currency` (ISO code) and `availability` (`in_stock|out_of_stock|preorder|
   limited`) are normalised codes, shown on the page as symbols and words.
+  Other products share the page: "customers also bought" and "recently
+  viewed" strips with their own titles, prices, images, ratings, stock badges,
+  add-to-cart buttons (and microdata / JSON-LD ItemLists on those shops).
+  About 12 % of snippets end inside the product, after the prices.
+- The label is what a careful strong model reads for the main product in the
+  snippet it is shown: a value cut off or never shown is null, a value shown
+  is given, strips never leak into it. Availability comes from the stock line,
+  else structured data, else a live add-to-cart button (`in_stock`: some shops
+  show only the button); a page with neither says null (it offers a wishlist
+  button). `tests/scripts/test_sample_labels.py` re-reads every page to check.
 - The strong model's raw style varies (`yes`, `No.`, pretty JSON, code fences).
 - `dirty_rate` of the rows are deliberately broken for the cleaner (duplicate
   id, unknown task, blank prompt, truncated JSON, label outside the set,
@@ -69,8 +79,10 @@ from scripts.sample_data.shops import (
     AMBIGUOUS_SHARE,
     AVAILABILITY,
     BASE_CRAWL_DATE,
+    CORE_CUT_SHARE,
     COVERAGE_ROWS_PER_SHOP,
     DIV_CLASSES,
+    IN_STOCK_BUTTON_ONLY_SHARE,
     LAYOUTS,
     NAV_INSTRUCTION,
     NAV_SHARE,
@@ -79,6 +91,7 @@ from scripts.sample_data.shops import (
     NULL_METADATA_SHARE,
     PRODUCT_INSTRUCTION,
     PRODUCT_TASK,
+    RECENT_SHARE,
     RELATED_SHARE,
     SHOP_TABLE,
     SHOPS,
@@ -119,11 +132,13 @@ __all__ = [
     "BRANDS",
     "COLORS",
     "COLUMNS",
+    "CORE_CUT_SHARE",
     "COVERAGE_ROWS_PER_SHOP",
     "CURRENCY_RATE",
     "DEPARTMENTS",
     "DIRTY_REASONS",
     "DIV_CLASSES",
+    "IN_STOCK_BUTTON_ONLY_SHARE",
     "KINDS",
     "Kind",
     "LAYOUTS",
@@ -136,6 +151,7 @@ __all__ = [
     "PRODUCT_INSTRUCTION",
     "PRODUCT_TASK",
     "Product",
+    "RECENT_SHARE",
     "RELATED_SHARE",
     "Row",
     "SENTENCES",

@@ -11,7 +11,10 @@ from functools import cache, lru_cache
 
 from scripts.sample_data.shops import (
     AVAILABILITY,
+    CORE_CUT_SHARE,
+    IN_STOCK_BUTTON_ONLY_SHARE,
     PRODUCT_INSTRUCTION,
+    RECENT_SHARE,
     RELATED_SHARE,
     SLOT_DESCRIPTIONS,
     SLOT_TYPES,
@@ -20,6 +23,7 @@ from scripts.sample_data.shops import (
 from scripts.sample_data.vocabulary import (
     _NUMBER_SEPARATORS,
     _OG_AVAILABILITY,
+    _OG_STATES,
     _SCHEMA_AVAILABILITY,
     BRANDS,
     COLORS,
@@ -101,18 +105,21 @@ def _model_code(rng: random.Random) -> str:
     )
 
 
-def _product_url(rng: random.Random, shop: Shop, kind: Kind, title: str, sku: str | None) -> str:
+def _product_url(rng: random.Random, shop: Shop, kind: Kind, title: str, categories: list[str] | None) -> str:
     number = rng.randint(10000, 999999)
     plural = _slug(kind.names[shop.locale][1])
+    category_path = f"/{_slug(DEPARTMENTS[kind.department][shop.locale])}/{plural}/{_slug(title)}"
     path = rng.choice(
         (
             f"/{plural}/{_slug(title)}-{number}.html",
             f"/p/{number}",
             f"/product/{_slug(title)}",
-            f"/{_slug(DEPARTMENTS[kind.department][shop.locale])}/{plural}/{_slug(title)}",
+            category_path,
             f"/index.php?route=product&id={number}",
         )
     )
+    if path == category_path and categories is None:  # a path naming the category is a breadcrumb
+        path = f"/product/{_slug(title)}"
     return f"https://{shop.host}{path}"
 
 
@@ -160,7 +167,7 @@ def _make_product(rng: random.Random, shop: Shop) -> Product:
         review_count=review_count,
         image_url=image_url,
         limited_left=rng.randint(2, 9),
-        url=_product_url(rng, shop, kind, title, sku),
+        url=_product_url(rng, shop, kind, title, categories),
     )
 
 
@@ -217,60 +224,128 @@ def _price_block(p: Product, shop: Shop, price_cls: str = "price", old_cls: str 
     return f'<div class="price-box">{old}<span class="{price_cls}">{_fmt_price(p.price, shop)}</span></div>'
 
 
-def _core_microdata(p: Product, shop: Shop, rng: random.Random) -> str:
-    parts = ['<div class="product-detail" itemscope itemtype="https://schema.org/Product">']
+# --- product-page cores: parts tagged with what they show ------------------
+
+# What one part of the page shows about the main product: slot -> True for plain slots, and
+# "stock_text" / "stock_struct" / "buy" -> the availability a reader takes from stock words,
+# from structured data, or from a live add-to-cart button.
+Evidence = dict[str, object]
+Part = tuple[str, Evidence]
+
+
+@dataclass(frozen=True)
+class Look:
+    """How the page presents the main product's stock, drawn per page (product pages only)."""
+
+    stock_text: bool  # a visible stock line ("In stock", "Only 3 left", ...)
+    button: str  # "cart" | "cart_disabled" | "notify" | "wishlist"
+
+
+def _look(rng: random.Random, p: Product) -> Look:
+    if p.availability is None:  # nothing said about stock, and no way to buy: null is the only answer
+        return Look(stock_text=False, button="wishlist")
+    shown = p.availability != "in_stock" or rng.random() >= IN_STOCK_BUTTON_ONLY_SHARE
+    if p.availability == "out_of_stock":
+        return Look(stock_text=True, button=rng.choice(("cart_disabled", "notify")))
+    return Look(stock_text=shown, button="cart")
+
+
+def _ev(*slots: str, **values: object) -> Evidence:
+    return dict.fromkeys(slots, True) | values
+
+
+def _stock(p: Product, look: Look) -> Evidence:
+    return _ev(stock_text=p.availability) if look.stock_text else {}
+
+
+def _button(look: Look, shop: Shop, cls: str, tag: str = "button") -> Part:
+    """The main product's call to action; only a live add-to-cart button says "in stock"."""
+    if look.button == "cart":
+        return f'<{tag} class="{cls}">{_word("add_to_cart", shop)}</{tag}>', _ev(buy="in_stock")
+    if look.button == "cart_disabled":
+        return f'<button class="{cls}" disabled>{_word("add_to_cart", shop)}</button>', {}
+    key = "notify" if look.button == "notify" else "wishlist"
+    return f'<button type="button" class="{key}">{_word(key, shop)}</button>', {}
+
+
+def _core_microdata(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[Part]:
+    parts: list[Part] = [('<div class="product-detail" itemscope itemtype="https://schema.org/Product">', {})]
     if p.categories:
-        parts.append(_breadcrumb_html(p.categories, shop))
-    parts.append(f'<h1 itemprop="name" class="pdp-title">{p.title}</h1>')
+        parts.append((_breadcrumb_html(p.categories, shop), _ev("categories")))
+    parts.append((f'<h1 itemprop="name" class="pdp-title">{p.title}</h1>', _ev("title")))
     if p.brand:
-        parts.append(
-            f'<div class="brand">{_word("brand", shop)}: <span itemprop="brand">{p.brand}</span></div>'
-        )
+        parts.append((
+            f'<div class="brand">{_word("brand", shop)}: <span itemprop="brand">{p.brand}</span></div>',
+            _ev("brand"),
+        ))
     if p.image_url:
-        parts.append(f'<img itemprop="image" src="{p.image_url}" alt="{p.title}" width="600" loading="lazy">')
-    parts.append(_rating_html(p, shop, microdata=True))
-    parts.append('<div itemprop="offers" itemscope itemtype="https://schema.org/Offer">')
-    parts.append(f'<meta itemprop="priceCurrency" content="{p.currency}">')
+        parts.append((
+            f'<img itemprop="image" src="{p.image_url}" alt="{p.title}" width="600" loading="lazy">',
+            _ev("image_url"),
+        ))
+    if p.rating is not None:
+        parts.append((_rating_html(p, shop, microdata=True), _rating_ev(p)))
+    parts.append((
+        '<div itemprop="offers" itemscope itemtype="https://schema.org/Offer">\n'
+        f'<meta itemprop="priceCurrency" content="{p.currency}">',
+        _ev("currency"),
+    ))
     if p.original_price:
-        parts.append(
-            f'<del class="old-price">{_word("was", shop)} {_fmt_price(p.original_price, shop)}</del>'
-        )
-    parts.append(f'<span itemprop="price" content="{p.price:.2f}">{_fmt_price(p.price, shop)}</span>')
+        parts.append((
+            f'<del class="old-price">{_word("was", shop)} {_fmt_price(p.original_price, shop)}</del>',
+            _ev("original_price"),
+        ))
+    price = f'<span itemprop="price" content="{p.price:.2f}">{_fmt_price(p.price, shop)}</span>'
+    parts.append((price, _ev("price")))
     if p.availability:
-        parts.append(
+        text = f'<span class="stock">{_availability_text(p, shop)}</span>' if look.stock_text else ""
+        parts.append((
             f'<link itemprop="availability" href="https://schema.org/{_SCHEMA_AVAILABILITY[p.availability]}">'
-            f'<span class="stock">{_availability_text(p, shop)}</span>'
-        )
-    parts.append("</div>")
+            + text,
+            _ev(stock_struct=p.availability) | _stock(p, look),
+        ))
+    parts.append(("</div>", {}))
     if p.sku:
-        parts.append(f'<p class="sku">{_word("sku", shop)}: <span itemprop="sku">{p.sku}</span></p>')
-    parts.append(
-        f'<button type="submit" class="btn btn-primary add-to-cart">{_word("add_to_cart", shop)}</button>'
-    )
-    parts.append(
+        sku = f'<p class="sku">{_word("sku", shop)}: <span itemprop="sku">{p.sku}</span></p>'
+        parts.append((sku, _ev("sku")))
+    parts.append(_button(look, shop, "btn btn-primary add-to-cart"))
+    parts.append((
         f'<div itemprop="description"><h2>{_word("description", shop)}</h2>'
-        f"<p>{_description(rng, shop)}</p></div></div>"
-    )
-    return "\n".join(part for part in parts if part)
+        f"<p>{_description(rng, shop)}</p></div></div>",
+        {},
+    ))
+    return parts
 
 
-def _core_jsonld(p: Product, shop: Shop, rng: random.Random) -> str:
+def _rating_ev(p: Product) -> Evidence:
+    return _ev("rating", "review_count") if p.review_count is not None else _ev("rating")
+
+
+def _core_jsonld(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[Part]:
     data: dict = {"@context": "https://schema.org", "@type": "Product", "name": p.title}
+    shows = _ev("title", "price", "currency")
     if p.image_url:
         data["image"] = [p.image_url]
+        shows |= _ev("image_url")
     if p.brand:
         data["brand"] = {"@type": "Brand", "name": p.brand}
+        shows |= _ev("brand")
     if p.sku:
         data["sku"] = p.sku
+        shows |= _ev("sku")
     offer = {"@type": "Offer", "url": p.url, "priceCurrency": p.currency, "price": f"{p.price:.2f}"}
     if p.availability:
         offer["availability"] = f"https://schema.org/{_SCHEMA_AVAILABILITY[p.availability]}"
+        shows |= _ev(stock_struct=p.availability)
     data["offers"] = offer
     if p.rating is not None:
         data["aggregateRating"] = {"@type": "AggregateRating", "ratingValue": str(p.rating)}
         if p.review_count is not None:
             data["aggregateRating"]["reviewCount"] = str(p.review_count)
-    scripts = [f'<script type="application/ld+json">{json.dumps(data, ensure_ascii=False)}</script>']
+        shows |= _rating_ev(p)
+    scripts: list[Part] = [
+        (f'<script type="application/ld+json">{json.dumps(data, ensure_ascii=False)}</script>', shows)
+    ]
     if p.categories:
         crumbs = {
             "@context": "https://schema.org",
@@ -279,94 +354,127 @@ def _core_jsonld(p: Product, shop: Shop, rng: random.Random) -> str:
                 {"@type": "ListItem", "position": i + 1, "name": name} for i, name in enumerate(p.categories)
             ],
         }
-        scripts.append(
-            f'<script type="application/ld+json">{json.dumps(crumbs, ensure_ascii=False)}</script>'
-        )
+        scripts.append((
+            f'<script type="application/ld+json">{json.dumps(crumbs, ensure_ascii=False)}</script>',
+            _ev("categories"),
+        ))
     rng.shuffle(scripts)
-    visible = [
-        f'<main id="pdp"><h1 class="title">{p.title}</h1>',
-        _price_block(p, shop),
-        f'<p class="stock">{_availability_text(p, shop)}</p>' if p.availability else "",
-        f'<button class="cta">{_word("add_to_cart", shop)}</button>',
-        f'<section class="desc"><p>{_description(rng, shop)}</p></section></main>',
-    ]
-    return "\n".join(part for part in scripts + visible if part)
+    visible: list[Part] = [(f'<main id="pdp"><h1 class="title">{p.title}</h1>', _ev("title"))]
+    visible.append((_price_block(p, shop), _price_ev(p)))
+    if look.stock_text:
+        visible.append((f'<p class="stock">{_availability_text(p, shop)}</p>', _stock(p, look)))
+    visible.append(_button(look, shop, "cta"))
+    visible.append((f'<section class="desc"><p>{_description(rng, shop)}</p></section></main>', {}))
+    return scripts + visible
 
 
-def _core_divs(p: Product, shop: Shop, rng: random.Random) -> str:
+def _price_ev(p: Product) -> Evidence:
+    return _ev("price", "currency", "original_price") if p.original_price else _ev("price", "currency")
+
+
+def _core_divs(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[Part]:
     c = shop.classes
-    parts = ['<div class="container"><div class="row">']
+    parts: list[Part] = [('<div class="container"><div class="row">', {})]
     if p.categories:
-        parts.append(
-            '<ul class="crumbs">' + "".join(f"<li><a>{name}</a></li>" for name in p.categories) + "</ul>"
-        )
+        parts.append((
+            '<ul class="crumbs">' + "".join(f"<li><a>{name}</a></li>" for name in p.categories) + "</ul>",
+            _ev("categories"),
+        ))
     if p.image_url:
-        parts.append(f'<div class="gallery"><img data-src="{p.image_url}" src="{p.image_url}"></div>')
-    parts.append(f'<div class="col-md-6"><div class="{c["title"]}">{p.title}</div>')
+        parts.append((
+            f'<div class="gallery"><img data-src="{p.image_url}" src="{p.image_url}"></div>', _ev("image_url")
+        ))
+    parts.append((f'<div class="col-md-6"><div class="{c["title"]}">{p.title}</div>', _ev("title")))
     if p.brand:
-        parts.append(f'<div class="{c["brand"]}"><a href="/{_slug(p.brand)}">{p.brand}</a></div>')
-    parts.append(_rating_html(p, shop))
-    parts.append(_price_block(p, shop, c["price"], c["old"]))
-    if p.availability:
-        parts.append(f'<div class="{c["stock"]}"><i class="icon"></i> {_availability_text(p, shop)}</div>')
+        brand = f'<div class="{c["brand"]}"><a href="/{_slug(p.brand)}">{p.brand}</a></div>'
+        parts.append((brand, _ev("brand")))
+    if p.rating is not None:
+        parts.append((_rating_html(p, shop), _rating_ev(p)))
+    parts.append((_price_block(p, shop, c["price"], c["old"]), _price_ev(p)))
+    if look.stock_text:
+        parts.append((
+            f'<div class="{c["stock"]}"><i class="icon"></i> {_availability_text(p, shop)}</div>',
+            _stock(p, look),
+        ))
     if p.sku:
-        parts.append(f'<div class="meta">{_word("sku", shop)} {p.sku}</div>')
-    parts.append(f'<a class="btn" href="#">{_word("add_to_cart", shop)}</a></div></div>')
-    parts.append(f'<div class="tab-content"><p>{_description(rng, shop)}</p></div></div>')
-    return "\n".join(part for part in parts if part)
+        parts.append((f'<div class="meta">{_word("sku", shop)} {p.sku}</div>', _ev("sku")))
+    html, ev = _button(look, shop, "btn", tag="a")
+    parts.append((html + "</div></div>", ev))
+    parts.append((f'<div class="tab-content"><p>{_description(rng, shop)}</p></div></div>', {}))
+    return parts
 
 
-def _core_table(p: Product, shop: Shop, rng: random.Random) -> str:
-    rows = []
+def _core_table(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[Part]:
+    parts: list[Part] = [('<table width="100%" border="0" cellpadding="2" cellspacing="0">', {})]
+    if p.categories:
+        parts.append((
+            '<tr><td colspan="2"><small>' + " &gt; ".join(p.categories) + "</small></td></tr>",
+            _ev("categories"),
+        ))
+    parts.append((f'<tr><td colspan="2"><font size="4"><b>{p.title}</b></font></td></tr>', _ev("title")))
+    image = f'<img src="{p.image_url}" border="0" width="300">' if p.image_url else "&nbsp;"
+    parts.append((
+        f'<tr><td valign="top">{image}</td><td valign="top"><table cellpadding="3">',
+        _ev("image_url") if p.image_url else {},
+    ))
+
+    def row(label: str, value: str, ev: Evidence) -> Part:
+        return f'<tr><td class="lbl">{label}</td><td>{value}</td></tr>', ev
+
     if p.brand:
-        rows.append((_word("brand", shop), p.brand))
+        parts.append(row(_word("brand", shop), p.brand, _ev("brand")))
     price = f'<font color="#cc0000"><b>{_fmt_price(p.price, shop)}</b></font>'
     if p.original_price:
         price = f"<s>{_fmt_price(p.original_price, shop)}</s><br>{price}"
-    rows.append((_word("price", shop), price))
-    if p.availability:
-        rows.append(("", _availability_text(p, shop)))
+    parts.append(row(_word("price", shop), price, _price_ev(p)))
+    if look.stock_text:
+        parts.append(row("", _availability_text(p, shop), _stock(p, look)))
     if p.sku:
-        rows.append((_word("sku", shop), p.sku))
+        parts.append(row(_word("sku", shop), p.sku, _ev("sku")))
     if p.rating is not None:
         count = f" ({_word('reviews', shop, n=p.review_count)})" if p.review_count is not None else ""
-        rows.append(("", _word("out_of", shop, r=_fmt_number(p.rating, shop.locale, 1)) + count))
-    cells = "\n".join(f'<tr><td class="lbl">{label}</td><td>{value}</td></tr>' for label, value in rows)
-    crumbs = ""
-    if p.categories:
-        crumbs = '<tr><td colspan="2"><small>' + " &gt; ".join(p.categories) + "</small></td></tr>\n"
-    image = f'<img src="{p.image_url}" border="0" width="300">' if p.image_url else "&nbsp;"
-    return (
-        f'<table width="100%" border="0" cellpadding="2" cellspacing="0">\n{crumbs}'
-        f'<tr><td colspan="2"><font size="4"><b>{p.title}</b></font></td></tr>\n'
-        f'<tr><td valign="top">{image}</td><td valign="top"><table cellpadding="3">\n{cells}\n</table>\n'
-        f'<input type="image" src="/images/buttons/buy.gif" alt="{_word("add_to_cart", shop)}"></td></tr>\n'
-        f'<tr><td colspan="2">{_description(rng, shop)}</td></tr></table>'
-    )
+        stars = _word("out_of", shop, r=_fmt_number(p.rating, shop.locale, 1))
+        parts.append(row("", stars + count, _rating_ev(p)))
+    parts.append(("</table>", {}))
+    if look.button == "cart":  # a legacy form button: its label is the value
+        parts.append((f'<input type="submit" name="buy" value="{_word("add_to_cart", shop)}"></td></tr>',
+                      _ev(buy="in_stock")))
+    else:
+        html, ev = _button(look, shop, "buy")
+        parts.append((html + "</td></tr>", ev))
+    parts.append((f'<tr><td colspan="2">{_description(rng, shop)}</td></tr></table>', {}))
+    return parts
 
 
-def _core_opengraph(p: Product, shop: Shop, rng: random.Random) -> str:
-    metas = [("og:type", "product"), ("og:title", p.title), ("og:url", p.url)]
-    if p.image_url:
-        metas.append(("og:image", p.image_url))
-    if p.brand:
-        metas.append(("product:brand", p.brand))
-    metas += [("product:price:amount", f"{p.price:.2f}"), ("product:price:currency", p.currency)]
-    if p.availability:
-        metas.append(("product:availability", _OG_AVAILABILITY[p.availability]))
-    if p.sku:
-        metas.append(("product:retailer_item_id", p.sku))
-    if p.categories:
-        metas.append(("product:category", " > ".join(p.categories)))
-    head = "\n".join(f'<meta property="{prop}" content="{value}">' for prop, value in metas)
-    body = [
-        f'</head><body class="pdp"><h1>{p.title}</h1>',
-        _price_block(p, shop),
-        _rating_html(p, shop),
-        f'<span class="availability">{_availability_text(p, shop)}</span>' if p.availability else "",
-        f"<button>{_word('add_to_cart', shop)}</button><p>{_description(rng, shop)}</p>",
+def _core_opengraph(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[Part]:
+    metas: list[tuple[str, str, Evidence]] = [
+        ("og:type", "product", {}), ("og:title", p.title, _ev("title")), ("og:url", p.url, {})
     ]
-    return head + "\n" + "\n".join(part for part in body if part)
+    if p.image_url:
+        metas.append(("og:image", p.image_url, _ev("image_url")))
+    if p.brand:
+        metas.append(("product:brand", p.brand, _ev("brand")))
+    metas += [
+        ("product:price:amount", f"{p.price:.2f}", _ev("price")),
+        ("product:price:currency", p.currency, _ev("currency")),
+    ]
+    if p.availability:  # Open Graph has no "limited": the shop says "in stock"
+        og = _OG_AVAILABILITY[p.availability]
+        metas.append(("product:availability", og, _ev(stock_struct=_OG_STATES[og])))
+    if p.sku:
+        metas.append(("product:retailer_item_id", p.sku, _ev("sku")))
+    if p.categories:
+        metas.append(("product:category", " > ".join(p.categories), _ev("categories")))
+    parts: list[Part] = [(f'<meta property="{prop}" content="{value}">', ev) for prop, value, ev in metas]
+    parts.append((f'</head><body class="pdp"><h1>{p.title}</h1>', _ev("title")))
+    parts.append((_price_block(p, shop), _price_ev(p)))
+    if p.rating is not None:
+        parts.append((_rating_html(p, shop), _rating_ev(p)))
+    if look.stock_text:
+        parts.append((f'<span class="availability">{_availability_text(p, shop)}</span>', _stock(p, look)))
+    parts.append(_button(look, shop, "cta"))
+    parts.append((f"<p>{_description(rng, shop)}</p>", {}))
+    return parts
 
 
 _CORE_BUILDERS = {
@@ -450,25 +558,59 @@ def _drop_attributes(html: str, rng: random.Random, rate: float) -> str:
     return _ATTR_RE.sub(lambda m: "" if rng.random() < rate else m.group(0), html)
 
 
-def _inline_styles(html: str, rng: random.Random, rate: float) -> str:
-    styles = ("margin:0 4px", "display:none", "color:#333;font-size:13px", "padding:2px")
+_STYLES = ("margin:0 4px", "display:none", "color:#333;font-size:13px", "padding:2px")
+_SHOWN_STYLES = ("margin:0 4px", "color:#333;font-size:13px", "padding:2px")  # the product is never hidden
+
+
+def _inline_styles(html: str, rng: random.Random, rate: float, styles: tuple[str, ...] = _STYLES) -> str:
     return _TAG_RE.sub(
         lambda m: f'<{m.group(1)} style="{rng.choice(styles)}"' if rng.random() < rate else m.group(0), html
     )
 
 
-def _mutilate(rng: random.Random, shop: Shop, core: str) -> str:
-    """Boilerplate around the core, cut mid-tag at both ends; the core is never cut."""
+def _core_cut(rng: random.Random, parts: list[Part]) -> tuple[list[Part], str] | None:
+    """Where a crawl's size limit ends the page inside the product: the parts kept, and the
+    opening of the next tag up to its first quote (so no value of the cut part shows).
+    Title and prices always survive; stock, SKU, rating and the rest may not."""
+    needed = {"title", "price", "original_price", "currency"}
+    floor = 1 + max(i for i, (_, ev) in enumerate(parts) if needed & ev.keys())
+    if floor >= len(parts):
+        return None
+    k = rng.randrange(floor, len(parts))
+    head = parts[k][0]
+    stop = min(i for i in (head.find(">"), head.find('"'), len(head)) if i >= 0)
+    return parts[:k], head[: rng.randrange(1, max(2, stop))]
+
+
+def _mutilate(rng: random.Random, shop: Shop, parts: list[Part]) -> tuple[str, Evidence]:
+    """Boilerplate around the core, cut mid-tag at both ends, and what the snippet still shows.
+
+    The start is always cut inside the page head; the end inside the footer or tracking
+    scripts, or for `CORE_CUT_SHARE` of pages inside the product itself."""
     before = [_head_junk(rng, shop)] + [b(shop) for b in (_cookie_banner, _nav_menu) if rng.random() < 0.8]
     after = [b(shop) for b in (_newsletter, _footer) if rng.random() < 0.7] + [_tracking(rng, shop)]
     rng.shuffle(after)
     before[0] = before[0][rng.randrange(1, len(before[0]) - 1) :]
-    after[-1] = after[-1][: rng.randrange(1, len(after[-1]) - 1)]
+    cut = _core_cut(rng, parts) if rng.random() < CORE_CUT_SHARE else None
+    if cut is None:
+        after[-1] = after[-1][: rng.randrange(1, len(after[-1]) - 1)]
+        core = "\n".join(html for html, _ in parts)
+    else:
+        parts, tail = cut
+        after = []
+        core = "\n".join([*(html for html, _ in parts), tail])
+    shown: Evidence = {}
+    for _, evidence in parts:
+        shown |= evidence
     if rng.random() < 0.4:  # minified page: no line breaks in the template
         core = re.sub(r"\n\s*", "", core)
-    html = "".join(part + rng.choice(_JOINERS) for part in [*before, core, *after])
-    html = _drop_attributes(html, rng, rate=rng.uniform(0.1, 0.5))
-    return _inline_styles(html, rng, rate=0.05).strip()
+    rate = rng.uniform(0.1, 0.5)
+    pieces = []
+    for i, piece in enumerate([*before, core, *after]):
+        piece = _drop_attributes(piece, rng, rate)
+        piece = _inline_styles(piece, rng, 0.05, _SHOWN_STYLES if i == len(before) else _STYLES)
+        pieces.append(piece + rng.choice(_JOINERS))
+    return "".join(pieces).strip(), shown
 
 
 # --- product rows -----------------------------------------------------------
@@ -502,16 +644,73 @@ def _product_response(answer: dict, rng: random.Random) -> str:
     return f"```json\n{body}\n```" + rng.choice(("", "\n"))
 
 
+def _shown_answer(p: Product, shown: Evidence) -> dict:
+    """The answer a careful reader gives for the snippet: values that survived the cut, null
+    for the rest; availability from stock words, else structured data, else a live buy button."""
+    answer = {slot: (value if shown.get(slot) else None) for slot, value in p.answer().items()}
+    answer["availability"] = shown.get("stock_text") or shown.get("stock_struct") or shown.get("buy")
+    return answer
+
+
 def _product_row(rng: random.Random, shop: Shop) -> tuple[str, str, str]:
     product = _make_product(rng, shop)
-    core = _CORE_BUILDERS[shop.layout](product, shop, rng)
-    if rng.random() < RELATED_SHARE:  # other titles and prices on the page: distractors
-        core += (
-            f"\n<h3>{_word('related', shop)}</h3>" + _card_grid(rng, shop, product.kind, rng.randint(2, 4))[1]
-        )
-    html = _mutilate(rng, shop, core)
-    return product.url, _product_prompt(product.url, html), _product_response(product.answer(), rng)
+    look = _look(rng, product)
+    parts = _CORE_BUILDERS[shop.layout](product, shop, rng, look)
+    if rng.random() < RELATED_SHARE:  # other titles, prices, badges and buy buttons: distractors
+        strip = _strip(rng, shop, product.kind, "related", rng.randint(2, 4))
+        parts.insert(len(parts) - (rng.random() < 0.3), strip)  # after the page, or before the description
+    if rng.random() < RECENT_SHARE:
+        parts.append(_strip(rng, shop, rng.choice(KINDS), "recently_viewed", rng.randint(2, 5)))
+    html, shown = _mutilate(rng, shop, parts)
+    answer = _shown_answer(product, shown)
+    return product.url, _product_prompt(product.url, html), _product_response(answer, rng)
 
+
+# --- other products on a product page ---------------------------------------
+
+
+def _strip_card(rng: random.Random, shop: Shop, kind: Kind) -> tuple[str, dict]:
+    """One card of a "customers also bought" / "recently viewed" strip: its own title, price,
+    image, sometimes an old price, a stock badge and a rating; never the main product's values."""
+    brand = rng.choice(BRANDS)
+    title = f"{brand} {kind.names[shop.locale][0]} {_model_code(rng)}"
+    slug = _slug(title)
+    href = f"/p/{slug}-{rng.randint(1000, 99999)}"
+    price = _price_value(rng, kind, shop)
+    microdata = shop.layout == "microdata"
+    scope = ' itemscope itemtype="https://schema.org/Product"' if microdata else ""
+    name_prop = ' itemprop="name"' if microdata else ""
+    price_prop = f' itemprop="price" content="{price:.2f}"' if microdata else ""
+    old = f"<s>{_fmt_price(price * rng.uniform(1.1, 1.4), shop)}</s> " if rng.random() < 0.3 else ""
+    extras = ""
+    if rng.random() < 0.4:
+        rating = _fmt_number(rng.uniform(3.0, 5.0), shop.locale, 1)
+        extras += f'<span class="stars">{_word("out_of", shop, r=rating)}</span>'
+    if rng.random() < 0.5:
+        state = rng.choices(AVAILABILITY, weights=(60, 15, 5, 20))[0]
+        extras += f'<span class="badge">{_word(state, shop, n=rng.randint(1, 5))}</span>'
+    html = (
+        f'<div class="{shop.classes["card"]}"{scope}>'
+        f'<a href="{href}"><img src="{shop.cdn}/{slug}.jpg" alt=""></a>'
+        f'<a class="name"{name_prop} href="{href}">{title}</a>'
+        f'<span class="price"{price_prop}>{old}{_fmt_price(price, shop)}</span>{extras}'
+        f'<button class="add">{_word("add_to_cart", shop)}</button></div>'
+    )
+    item = {"@type": "Product", "name": title, "url": f"https://{shop.host}{href}",
+            "offers": {"@type": "Offer", "price": f"{price:.2f}", "priceCurrency": shop.currency}}
+    return html, item
+
+
+def _strip(rng: random.Random, shop: Shop, kind: Kind, heading: str, n: int) -> Part:
+    """A titled section of other products; it shows nothing about the main product."""
+    cards = [_strip_card(rng, shop, kind) for _ in range(n)]
+    html = "".join(card for card, _ in cards)
+    if shop.layout == "jsonld":  # the shop lists them as structured data too
+        items = {"@context": "https://schema.org", "@type": "ItemList", "itemListElement": [
+            {"@type": "ListItem", "position": i + 1, "item": item} for i, (_, item) in enumerate(cards)]}
+        html += f'<script type="application/ld+json">{json.dumps(items, ensure_ascii=False)}</script>'
+    return f'<section class="{heading.replace("_", "-")}"><h3>{_word(heading, shop)}</h3>' \
+           f'<div class="product-grid">{html}</div></section>', {}
 
 
 # --- product cards (also used by nav pages) -------------------------------

@@ -19,6 +19,9 @@ COVERAGE_ROWS_PER_SHOP = 3  # the first 3 * len(SHOPS) rows go round-robin over 
 ZIPF_EXPONENT = 0.75  # shop popularity after the round-robin rows: big shops, long tail
 BASE_CRAWL_DATE = date(2026, 1, 5)
 RELATED_SHARE = 0.35  # product pages that also show a "customers also bought" strip
+RECENT_SHARE = 0.15  # product pages that end with a "recently viewed" strip (another kind of product)
+IN_STOCK_BUTTON_ONLY_SHARE = 0.35  # in-stock pages that show no stock line, only a live add-to-cart button
+CORE_CUT_SHARE = 0.12  # pages whose crawl ends inside the product (after the prices): later values are gone
 
 LAYOUTS = ("microdata", "jsonld", "divs", "table", "opengraph")
 AVAILABILITY = ("in_stock", "out_of_stock", "preorder", "limited")

@@ -88,6 +88,19 @@ WORDS: dict[str, _W] = {
         "Los clientes también compraron", "Klanten kochten ook", "I clienti hanno acquistato anche",
         "Klienci kupili również",
     ),
+    "recently_viewed": _words(
+        "Recently viewed", "Zuletzt angesehen", "Vus récemment", "Vistos recientemente", "Laatst bekeken",
+        "Visti di recente", "Ostatnio oglądane",
+    ),
+    "notify": _words(
+        "Notify me when available", "Benachrichtigen, wenn verfügbar", "M'alerter du retour",
+        "Avisarme cuando vuelva", "Mail mij bij terugkomst", "Avvisami al riassortimento",
+        "Powiadom o dostawie",
+    ),
+    "wishlist": _words(
+        "Add to wishlist", "Auf den Merkzettel", "Ajouter à mes envies", "Añadir a favoritos",
+        "Op mijn verlanglijst", "Aggiungi ai preferiti", "Dodaj do ulubionych",
+    ),
     "cookie": _words(
         "We use cookies to improve your experience.",
         "Wir verwenden Cookies, um Ihr Einkaufserlebnis zu verbessern.",
@@ -332,6 +345,7 @@ _SCHEMA_AVAILABILITY = {
 _OG_AVAILABILITY = {
     "in_stock": "in stock", "out_of_stock": "out of stock", "preorder": "preorder", "limited": "in stock",
 }
+_OG_STATES = {"in stock": "in_stock", "out of stock": "out_of_stock", "preorder": "preorder"}  # og -> catalog
 
 # fmt: on
 

@@ -91,6 +91,17 @@ class ReportConfig(StrictModel):
     worst_failures: int = Field(default=10, ge=0, description="failure examples shown per task")
     max_value_chars: int = Field(default=120, gt=0, description="reference/candidate cells are cut to this")
     regressions_shown: int = Field(default=10, ge=0, description="with --baseline: regressed examples listed")
+    disagreement_pairs: int = Field(
+        default=3, ge=0, description="most frequent (reference -> prediction) pairs listed per extraction slot; "
+        "0 hides the pair table",
+    )
+    disagreement_min_count: int = Field(
+        default=2, ge=1, description="a pair is listed once it occurs this often (a repeat is a pattern, one is noise)"
+    )
+    disagreement_examples: int = Field(default=2, ge=1, description="example ids shown per count or pair")
+    pair_value_chars: int = Field(
+        default=40, gt=0, description="values longer than this (titles, URLs) and lists are counted, not paired"
+    )
 
 
 class JudgeConfig(StrictModel):

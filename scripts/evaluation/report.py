@@ -24,7 +24,7 @@ from scripts import paths
 from scripts.config import UserError, mask_secrets
 from scripts.contracts import JudgeRow, JudgeSummary, TaskSummary, atomic_write, read_jsonl
 from scripts.evaluation.judge_config import ReportConfig
-from scripts.evaluation.scoring import INVALID_LABEL
+from scripts.evaluation.scoring import INVALID_LABEL, is_empty
 from scripts.model_loading import ZERO_SHOT_SUFFIX
 
 
@@ -280,6 +280,7 @@ def render_report(summary: JudgeSummary, rows: list[JudgeRow], cfg: ReportConfig
                             + (["Δ accuracy"] if baseline else []), srows)
             if f"slots:{task}" in charts:
                 lines += [f"![{task} per-slot accuracy]({charts[f'slots:{task}']})", ""]
+            lines += _disagreements(task, list(t.slots), rows, cfg)
         lines += ["### Per domain", ""]
         domains = t.per_domain
         lines += _table(["domain", "n", "accuracy"] + (["slot accuracy"] if t.slots else []),
@@ -362,6 +363,74 @@ def _escalation(task: str, e: dict) -> list[str]:
     else:
         lines += ["**Recommendation:** no threshold meets the target; escalate every page to the strong model.", ""]
     return lines
+
+
+# outcomes of a scored value that disagrees with its reference (invalid, cut and unjudged answers say
+# nothing about the label, so they stay out)
+_FILLED, _EMPTIED, _OTHER = "hallucination", "omission", "wrong"
+
+
+def _ids(rows: list[JudgeRow], k: int) -> str:
+    return ", ".join(f"`{r.id}`" for r in rows[:k])
+
+
+def _counted(rows: list[JudgeRow], k: int) -> str:
+    return f"{len(rows)} ({_ids(rows, k)})" if rows else "0"
+
+
+def _pairable(value: Any, limit: int) -> bool:
+    """Empty, or a short scalar: lists and long text (titles, URLs) are counted but never paired."""
+    return is_empty(value) or (isinstance(value, (str, int, float, bool)) and len(str(value)) <= limit)
+
+
+def _shown(value: Any, limit: int) -> str:
+    return _cell(None if is_empty(value) else value, limit)
+
+
+def _disagreements(task: str, slots: list[str], rows: list[JudgeRow], cfg: ReportConfig) -> list[str]:
+    """Per extraction slot: how the small model's answers differ from the strong model's labels.
+
+    A disagreement that repeats on many pages and shops is a rule the two apply differently: either the
+    model learned it wrong or the labels are inconsistent; the example ids lead to the pages to decide."""
+    differ = [r for r in rows if r.task == task and not r.passed and r.outcome in (_FILLED, _EMPTIED, _OTHER)
+              and r.method not in ("invalid", "truncated")]
+    lines = ["### Disagreements with the labels", ""]
+    if not differ:
+        return lines + ["None: every scored slot value equals its reference.", ""]
+    lines += ["Where the small model and the strong model's labels differ. Labels can be wrong too: the same "
+              "difference on many pages and shops is a rule the two apply differently; open the examples "
+              "to see which side is right.", ""]
+    names = dict.fromkeys([*slots, *(r.slot for r in differ)])
+    by_slot = {slot: [r for r in differ if r.slot == slot] for slot in names}
+    order = sorted((slot for slot, found in by_slot.items() if found), key=lambda slot: -len(by_slot[slot]))
+    k = cfg.disagreement_examples
+    lines += _table(
+        ["slot", "disagree", "filled where the reference is empty", "empty where the reference is filled",
+         "both filled, different"],
+        [[f"`{slot}`", str(len(by_slot[slot])),
+          *(_counted([r for r in by_slot[slot] if r.outcome == o], k) for o in (_FILLED, _EMPTIED, _OTHER))]
+         for slot in order])
+    if cfg.disagreement_pairs == 0:
+        return lines
+    pair_rows = []
+    for slot in order:
+        pairs: dict[str, list[JudgeRow]] = {}
+        for r in by_slot[slot]:
+            if _pairable(r.reference, cfg.pair_value_chars) and _pairable(r.candidate, cfg.pair_value_chars):
+                limit = cfg.max_value_chars
+                pair = f"{_shown(r.reference, limit)} → {_shown(r.candidate, limit)}"
+                pairs.setdefault(pair, []).append(r)
+        ranked = sorted(pairs.items(), key=lambda item: -len(item[1]))  # stable: first seen first on ties
+        for shown, found in ranked[: cfg.disagreement_pairs]:
+            if len(found) >= cfg.disagreement_min_count:
+                pair_rows.append([f"`{slot}`", shown, f"×{len(found)}", str(len({r.domain for r in found})),
+                                  _ids(found, k)])
+    if not pair_rows:
+        return lines + ["No (reference → prediction) pair of short values repeats "
+                        f"{cfg.disagreement_min_count} times or more.", ""]
+    lines += [f"Most frequent (reference → prediction) pairs, top {cfg.disagreement_pairs} per slot, "
+              f"seen at least {cfg.disagreement_min_count} times:", ""]
+    return lines + _table(["slot", "reference → prediction", "count", "shops", "examples"], pair_rows)
 
 
 def _failures(task: str, rows: list[JudgeRow], cfg: ReportConfig) -> list[str]:

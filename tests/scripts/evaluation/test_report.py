@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from scripts.evaluation.judge import run_judge
 from scripts.evaluation.report import write_report
 from tests.scripts.evaluation.judge_server import JudgeServer
 from tests.scripts.evaluation.test_judge import (  # noqa: F401 - fixture
-    EXTRACTOR, CLASSIFIER, KEY, default_examples, judge_env, make_inputs,
+    EXTRACTOR, CLASSIFIER, KEY, _candidate, _record, _target, default_examples, judge_env, make_inputs,
 )
 
 
@@ -112,3 +113,112 @@ def test_a_run_off_the_contract_is_a_user_error(two_runs, tmp_path):
     (base_dir / "results.jsonl").write_text(rows[0].replace('"passed": ', '"passed_": ', 1) + "\n")
     with pytest.raises(UserError, match="does not match the JudgeRow contract"):
         write_report(Path(cfg.output_dir), base_dir.name, tmp_path / "out.md")
+
+
+# --- disagreements with the labels -------------------------------------------------------------
+
+def _disagreement_examples() -> tuple[list[dict], list[dict]]:
+    """Product pages with known differences: (id, domain, reference overrides, prediction overrides)."""
+    pages = [
+        ("p-0", "shop-a.example", {}, {"availability": "out_of_stock"}),
+        ("p-1", "shop-b.example", {}, {"availability": "out_of_stock"}),
+        ("p-2", "shop-a.example", {}, {"availability": "out_of_stock"}),
+        ("p-3", "shop-c.example", {}, {"currency": "USD"}),
+        ("p-4", "shop-c.example", {}, {"currency": "USD"}),
+        ("p-5", "shop-a.example", {"availability": None, "sku": None}, {}),
+        ("p-6", "shop-b.example", {"availability": None}, {}),
+        ("p-7", "shop-a.example", {}, {"sku": None, "review_count": 21, "brand": "Acme Corp"}),  # brand: judge's
+        ("p-8", "shop-b.example", {}, {"categories": ["Men"]}),
+        ("p-9", "shop-c.example", {}, {"categories": ["Shirts"]}),
+        ("p-10", "shop-c.example", {}, {"title": "Blue Shirt"}),  # the LLM judge's: not judged, left out
+        ("p-ok", "shop-a.example", {}, {}),
+    ]
+    refs = [_record(pid, EXTRACTOR, json.dumps(_target(**ref)), domain) for pid, domain, ref, _ in pages]
+    cands = [_candidate(pid, EXTRACTOR, _target(**pred)) for pid, _, _, pred in pages]
+    refs.append(_record("p-bad", EXTRACTOR, json.dumps(_target(currency="GBP"))))  # invalid answer: left out
+    cands.append(_candidate("p-bad", EXTRACTOR, None, valid=False))
+    return refs, cands
+
+
+def _section(md: str, heading: str) -> list[str]:
+    lines = md.splitlines()
+    start = lines.index(heading) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("#")), len(lines))
+    return lines[start:end]
+
+
+def _tables(section: list[str]) -> list[dict[str, list[str]]]:
+    """Every table of a section as {first cell: other cells}, header and alignment rows skipped."""
+    tables, current = [], None
+    for line in section:
+        if line.startswith("|"):
+            if current is None:
+                current, skip = {}, 2
+            if skip:
+                skip -= 1
+                continue
+            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+            current.setdefault(cells[0], []).append(cells[1:])
+        elif current is not None:
+            tables.append(current)
+            current = None
+    return tables + ([current] if current is not None else [])
+
+
+@pytest.fixture
+def disagreement_run(tmp_path, judge_env):
+    refs, cands = _disagreement_examples()
+    cfg = make_inputs(tmp_path, refs, cands)
+    judge_env(None, key=None)
+    run_dir, _ = run_judge(cfg, "validation")
+    return cfg, run_dir
+
+
+def test_report_lists_label_disagreements_per_slot_with_pairs_and_examples(disagreement_run, tmp_path):
+    cfg, run_dir = disagreement_run
+    md = write_report(Path(cfg.output_dir), run_dir.name, tmp_path / "r.md", cfg=cfg.report).read_text()
+    section = _section(md, "### Disagreements with the labels")
+    counts, pairs = _tables(section)
+    # most disagreements first, ties in the slot table's order; what the LLM judge did not see (title, brand)
+    # and the invalid answer are not counted
+    assert list(counts) == ["`availability`", "`categories`", "`currency`", "`sku`", "`review_count`"]
+    assert counts["`availability`"] == [["5", "2 (`p-5`, `p-6`)", "0", "3 (`p-0`, `p-1`)"]]
+    assert counts["`currency`"] == [["2", "0", "0", "2 (`p-3`, `p-4`)"]]
+    assert counts["`sku`"] == [["2", "1 (`p-5`)", "1 (`p-7`)", "0"]]
+    assert counts["`categories`"] == [["2", "0", "0", "2 (`p-8`, `p-9`)"]]
+    assert counts["`review_count`"] == [["1", "0", "0", "1 (`p-7`)"]]
+    # pairs that repeat, most frequent first, with how many shops they span; lists and one-offs are not paired
+    assert pairs == {
+        "`availability`": [["`in_stock` → `out_of_stock`", "×3", "2", "`p-0`, `p-1`"],
+                           ["`null` → `in_stock`", "×2", "2", "`p-5`, `p-6`"]],
+        "`currency`": [["`EUR` → `USD`", "×2", "1", "`p-3`, `p-4`"]],
+    }
+    assert md.index("### Per slot") < md.index("### Disagreements with the labels") < md.index("### Per domain")
+
+
+def test_disagreement_tables_follow_the_report_config(disagreement_run, tmp_path):
+    cfg, run_dir = disagreement_run
+    report = cfg.report.model_copy(update={"disagreement_pairs": 1, "disagreement_min_count": 1,
+                                           "disagreement_examples": 1})
+    md = write_report(Path(cfg.output_dir), run_dir.name, tmp_path / "r.md", cfg=report).read_text()
+    counts, pairs = _tables(_section(md, "### Disagreements with the labels"))
+    assert counts["`availability`"] == [["5", "2 (`p-5`)", "0", "3 (`p-0`)"]]
+    assert pairs == {
+        "`availability`": [["`in_stock` → `out_of_stock`", "×3", "2", "`p-0`"]],
+        "`currency`": [["`EUR` → `USD`", "×2", "1", "`p-3`"]],
+        "`sku`": [["`null` → `A-1`", "×1", "1", "`p-5`"]],
+        "`review_count`": [["`12` → `21`", "×1", "1", "`p-7`"]],
+    }
+    hidden = cfg.report.model_copy(update={"disagreement_pairs": 0})
+    md = write_report(Path(cfg.output_dir), run_dir.name, tmp_path / "r.md", cfg=hidden).read_text()
+    assert len(_tables(_section(md, "### Disagreements with the labels"))) == 1
+
+
+def test_no_disagreement_says_so(tmp_path, judge_env):
+    refs = [_record("p-0", EXTRACTOR, json.dumps(_target()))]
+    cfg = make_inputs(tmp_path, refs, [_candidate("p-0", EXTRACTOR, _target())])
+    judge_env(None, key=None)
+    run_dir, _ = run_judge(cfg, "validation")
+    md = write_report(Path(cfg.output_dir), run_dir.name, tmp_path / "r.md", cfg=cfg.report).read_text()
+    assert _section(md, "### Disagreements with the labels")[1] == (
+        "None: every scored slot value equals its reference.")

@@ -71,15 +71,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- data ------------------------------------------------------------------------
 
 
-def catalog_ordered(source: Path, work: Path) -> Path:
-    """A copy of the sample's processed data whose extraction targets list keys in slot order."""
+def key_ordered(source: Path, work: Path, order: str) -> Path:
+    """A copy of the sample's processed data whose extraction targets list keys in ``order``
+    (``catalog``: the task's slot order, the prompt catalog's; ``sorted``: alphabetical)."""
     from scripts.config import DatasetsConfig, load_config
     from scripts.contracts import sha256_file
     from quality_bench import datasets_config
 
     datasets = load_config(source, DatasetsConfig)
-    config = datasets_config(work, "sample_catalog")
+    name = f"sample_{order}"
+    config = datasets_config(work, name)
     src, dst = datasets.data_paths().splits_dir, load_config(config, DatasetsConfig).data_paths().splits_dir
+    if (dst / "manifest.json").is_file():
+        return config
     dst.mkdir(parents=True, exist_ok=True)
     for path in src.glob("*.jsonl"):
         lines = []
@@ -88,13 +92,14 @@ def catalog_ordered(source: Path, work: Path) -> Path:
             slots = datasets.tasks[row["task"]].slots
             if slots:
                 target = json.loads(row["target"])
-                row["target"] = json.dumps({k: target[k] for k in slots}, ensure_ascii=False, separators=(",", ":"))
+                keys = list(slots) if order == "catalog" else sorted(slots)
+                row["target"] = json.dumps({k: target[k] for k in keys}, ensure_ascii=False, separators=(",", ":"))
             lines.append(json.dumps(row, ensure_ascii=False))
         (dst / path.name).write_text("\n".join(lines) + "\n")
     manifest = json.loads((src / "manifest.json").read_text())
-    manifest["schema_version"] = manifest["config"]["schema_version"] = "sample_catalog"
-    for name, entry in manifest["files"].items():
-        entry.update(sha256=sha256_file(dst / name), bytes=(dst / name).stat().st_size)
+    manifest["schema_version"] = manifest["config"]["schema_version"] = name
+    for file_name, entry in manifest["files"].items():
+        entry.update(sha256=sha256_file(dst / file_name), bytes=(dst / file_name).stat().st_size)
     (dst / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return config
 
@@ -260,7 +265,7 @@ def run_point(args) -> None:
     from scripts.config import TrainingConfig
 
     sample = sample_splits(args.work, args.rows)
-    datasets = catalog_ordered(sample, args.work) if args.key_order == "catalog" else sample
+    datasets = key_ordered(sample, args.work, args.key_order)
     steps_to_score = sorted({int(s) for s in args.score_at.split(",") if s} | {args.steps})
     save_steps = math.gcd(*steps_to_score)
     runs = args.work / "runs"

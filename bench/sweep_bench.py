@@ -64,6 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     scoring.add_argument("--rows", type=int, default=2000, help="sample rows generated (default %(default)s)")
     scoring.add_argument("--val-per-task", type=int, default=40)
     scoring.add_argument("--long-frac", type=float, default=0.1, help="longest share of test pages per task")
+    scoring.add_argument("--stretch", type=int, default=0,
+                         help="also score the first 10 validation product pages padded with page boilerplate "
+                              "(scripts, styles, icon sprites: no product data) to at least this many tokens, "
+                              "at the last step only; 0 = off")
     scoring.add_argument("--no-base", action="store_true", help="skip the step-0 (zero-shot) scoring")
     return p.parse_args(argv)
 
@@ -189,7 +193,7 @@ def score(model, tokenizer, records, tasks) -> dict[str, Any]:
     }
 
 
-def scored_sets(datasets_path: Path, tokenizer, val_per_task: int, long_frac: float):
+def scored_sets(datasets_path: Path, tokenizer, val_per_task: int, long_frac: float, stretch: int = 0):
     from scripts.config import DatasetsConfig, load_config
     from scripts.contracts import CleanRecord, read_jsonl
     from scripts.training.data import encode_example
@@ -203,7 +207,46 @@ def scored_sets(datasets_path: Path, tokenizer, val_per_task: int, long_frac: fl
         sets["validation"] += [r for r in validation if r.task == task][:val_per_task]
         rows = sorted((r for r in test if r.task == task), key=lambda r: -len(encode_example(tokenizer, r)[0]))
         sets["test_longest"] += rows[: max(1, math.ceil(long_frac * len(rows)))]
+    if stretch:
+        sets["validation_stretched"] = stretched(validation, tokenizer, stretch)
     return datasets.tasks, sets
+
+
+def boilerplate(rng) -> str:
+    """One block of the markup real pages are padded with: tag-manager scripts, CSS, an SVG sprite."""
+    ident = f"{rng.randrange(16**8):08X}"
+    rules = "".join(f".c{rng.randrange(10**5)}{{margin:{rng.randrange(40)}px;color:#{rng.randrange(16**6):06x}}}"
+                     for _ in range(12))
+    paths = "".join(f'<symbol id="i{rng.randrange(10**4)}" viewBox="0 0 24 24"><path d="M{rng.randrange(24)} '
+                    f'{rng.randrange(24)}l{rng.randrange(9)} {rng.randrange(9)}h-{rng.randrange(9)}z"/></symbol>'
+                    for _ in range(4))
+    return (f"<script>window.__cfg_{ident}={{\"consent\":{{\"ads\":false,\"stats\":true}},\"ab\":\"v{rng.randrange(9)}\","
+            f"\"ts\":{rng.randrange(10**12)}}};(function(w,d){{var s=d.createElement('script');s.async=1;"
+            f"s.src='/static/js/chunk.{ident.lower()}.js';d.head.appendChild(s)}})(window,document);</script>\n"
+            f"<style>{rules}</style>\n<svg style=\"display:none\">{paths}</svg>\n")
+
+
+def stretched(records, tokenizer, tokens: int, per_task: int = 10):
+    """The first ``per_task`` pages of each task with boilerplate after ``HTML:`` until ``tokens`` long."""
+    import random
+
+    from scripts.training.data import encode_example
+
+    out, seen = [], {}
+    for record in records:
+        if seen.setdefault(record.task, 0) >= per_task or "\nHTML:\n" not in record.prompt:
+            continue
+        seen[record.task] += 1
+        rng = random.Random(record.id)
+        head, tail = record.prompt.split("\nHTML:\n", 1)
+        pad = ""
+        while True:
+            longer = record.model_copy(update={"prompt": f"{head}\nHTML:\n{pad}{tail}"})
+            if len(encode_example(tokenizer, longer)[0]) >= tokens:
+                break
+            pad += "".join(boilerplate(rng) for _ in range(2))
+        out.append(longer)
+    return out
 
 
 def longest_train_tokens(run_dir: Path) -> int | None:
@@ -259,52 +302,61 @@ def record(work: Path, row: dict) -> None:
     print(json.dumps({k: v for k, v in row.items() if k != "per_slot"}))
 
 
+def done(work: Path, name: str, key_order: str, step: int, split: str) -> bool:
+    return any(r["name"] == name and r["key_order"] == key_order and r["step"] == step and r["split"] == split
+               for r in read_results(work))
+
+
+def score_missing(args, datasets: Path, info: dict, run_dir: Path | None, step: int, extra: dict) -> None:
+    """Score the sets this (point, step) has no result for yet: reruns add sets, never repeat them."""
+    last = step in (0, args.steps)
+    wanted = ["validation"] + (["test_longest"] + (["validation_stretched"] if args.stretch else []) if last else [])
+    missing = [split for split in wanted if not done(args.work, info["name"], info["key_order"], step, split)]
+    if not missing:
+        return
+    checkpoint = run_dir / "checkpoints" / f"checkpoint-{step}" if run_dir else None
+    model, tokenizer = load_for_scoring(args, run_dir, checkpoint)
+    tasks, sets = scored_sets(datasets, tokenizer, args.val_per_task, args.long_frac,
+                              args.stretch if "validation_stretched" in missing else 0)
+    for split in missing:
+        started = time.perf_counter()
+        scores = score(model, tokenizer, sets[split], tasks)
+        record(args.work, {**info, **extra, "step": step, "split": split,
+                           "score_s": time.perf_counter() - started, **scores})
+
+
 def run_point(args) -> None:
     from quality_bench import sample_splits
-    from scripts.training.run import run_training
     from scripts.config import TrainingConfig
+    from scripts.contracts import RunResult
+    from scripts.training.run import RESULT, run_training
 
     sample = sample_splits(args.work, args.rows)
     datasets = key_ordered(sample, args.work, args.key_order)
     steps_to_score = sorted({int(s) for s in args.score_at.split(",") if s} | {args.steps})
-    save_steps = math.gcd(*steps_to_score)
     runs = args.work / "runs"
     info = {"name": args.name, "method": args.method, "lr": args.lr, "lora_r": args.lora_r,
             "key_order": args.key_order, "steps": args.steps, "warmup": args.warmup}
-    _, tokenizer = None, None
-    if not args.no_base and not any(r.get("step") == 0 and r.get("key_order") == args.key_order
-                                    for r in read_results(args.work)):
-        model, tokenizer = load_for_scoring(args, None, None)
-        tasks, sets = scored_sets(datasets, tokenizer, args.val_per_task, args.long_frac)
-        for split, records in sets.items():
-            started = time.perf_counter()
-            scores = score(model, tokenizer, records, tasks)
-            record(args.work, {**info, "name": "zero-shot", "method": "none", "step": 0, "split": split,
-                               "score_s": time.perf_counter() - started, **scores})
-        del model
-    started = time.perf_counter()
-    result = run_training(TrainingConfig.model_validate(train_config(args, datasets, runs, save_steps)),
-                          say=lambda s: print(f"  {s}"))
-    train_s = time.perf_counter() - started
-    run_dir = Path(result.run_dir)
+    if not args.no_base:
+        score_missing(args, datasets, {**info, "name": "zero-shot", "method": "none"}, None, 0, {})
+    run_dir = runs / args.name
+    if (run_dir / RESULT).is_file() and (run_dir / "checkpoints" / f"checkpoint-{args.steps}").is_dir():
+        result = RunResult.model_validate_json((run_dir / RESULT).read_text())
+        print(f"  {run_dir} has trained {result.global_step} steps: scoring what is missing")
+    else:
+        started = time.perf_counter()
+        config = train_config(args, datasets, runs, math.gcd(*steps_to_score))
+        result = run_training(TrainingConfig.model_validate(config), say=lambda s: print(f"  {s}"))
+        (run_dir / "train_s").write_text(f"{time.perf_counter() - started:.1f}\n")
+    train_s = float((run_dir / "train_s").read_text())
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     tokens = max((m.get("tokens") or 0) for m in metrics)
-    trained_longest = longest_train_tokens(run_dir)
+    extra = {"train_s": train_s, "train_tokens_per_s": tokens / train_s,
+             "trained_longest_tokens": longest_train_tokens(run_dir), "final_loss": result.final_loss}
     for step in steps_to_score:
-        checkpoint = run_dir / "checkpoints" / f"checkpoint-{step}"
-        model, tokenizer = load_for_scoring(args, run_dir, checkpoint)
-        tasks, sets = scored_sets(datasets, tokenizer, args.val_per_task, args.long_frac)
-        for split, records in sets.items():
-            if split == "test_longest" and step != args.steps:
-                continue
-            started = time.perf_counter()
-            scores = score(model, tokenizer, records, tasks)
-            record(args.work, {**info, "step": step, "split": split, "train_s": train_s,
-                               "train_tokens_per_s": tokens / train_s, "trained_longest_tokens": trained_longest,
-                               "final_loss": result.final_loss, "score_s": time.perf_counter() - started, **scores})
-        del model
+        score_missing(args, datasets, info, run_dir, step, extra)
         if step != args.steps:
-            for heavy in checkpoint.glob("optimizer.pt"):
+            for heavy in (run_dir / "checkpoints" / f"checkpoint-{step}").glob("optimizer.pt"):
                 heavy.unlink()  # a full fine-tune's optimizer state is 2 GB per checkpoint
 
 
@@ -318,13 +370,14 @@ def print_table(work: Path) -> None:
 
     rows = read_results(work)
     header = ["point", "method", "r", "lr", "keys", "step", "set", "nav n", "nav acc", "ext n", "exact",
-              "slot acc", "halluc.", "ans NLL", "min/train"]
+              "slot acc", "halluc.", "ans NLL", "longest", "min/train"]
     body = []
     for r in rows:
         body.append([r["name"], r["method"], str(r["lora_r"]) if r["method"] == "lora" else "-", f"{r['lr']:g}",
                      r["key_order"], str(r["step"]), r["split"], str(r["nav_n"]), pct(r["nav_acc"]),
                      str(r["ext_n"]), pct(r["exact"]), pct(r["slot_acc"]), pct(r["halluc"]),
                      f"{r['answer_nll']:.3f}" if r.get("answer_nll") is not None else "n/a",
+                     str(r.get("longest_tokens", "")),
                      f"{r['train_s'] / 60:.1f}" if r.get("train_s") else "-"])
     show(f"== {work}/results.jsonl: teacher-forced scores (see --help)", header, body)
     slots = sorted({k for r in rows for k in r.get("per_slot", {})})

@@ -7,6 +7,7 @@ import logging
 import os
 from typing import Callable
 
+from invoke import Task
 from invoke.exceptions import Exit
 from rich.console import Console
 
@@ -26,6 +27,17 @@ def quiet_third_party_output() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+FABRIC_SHORT_FLAGS = frozenset("eHiRSt") | {"h"}  # Fabric's own short flags, and -h (help)
+
+
+class FabTask(Task):
+    """A task whose automatic short flags never take one of Fabric's (-e -H -i -R -S -t) or -h:
+    ``@task(klass=FabTask, ...)``. Long flags are unchanged."""
+
+    def arg_opts(self, name, default, taken_names):
+        return super().arg_opts(name, default, set(taken_names) | FABRIC_SHORT_FLAGS)
 
 
 def user_errors(fn: Callable) -> Callable:

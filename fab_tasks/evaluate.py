@@ -24,8 +24,9 @@ DEFAULT_EVAL_CONFIG = "configs/eval.yaml"
     "split": "split to generate for: train, validation or test (default validation)",
     "config": f"eval config (default {DEFAULT_EVAL_CONFIG})",
     "limit": "only N examples, taken from each task in turn; 0 = all (a rerun with a larger N resumes)",
-    "run_id": "evaluate models/runs/<RUN_ID>/adapter instead of the config's model.adapter",
-    "adapter": "PEFT adapter dir or run dir, overriding the config's model.adapter",
+    "run_id": "evaluate models/runs/<RUN_ID> (its adapter/, or model/ for a full fine-tune) instead of "
+              "the config's model.adapter",
+    "adapter": "PEFT adapter dir or run dir (LoRA or full fine-tune), overriding the config's model.adapter",
     "base": "the base model alone, no adapter (zero-shot baseline) -> <output_dir>/zero_shot/; "
             "compare with `fab eval.judge --base` then `fab eval.report --baseline`",
 })

@@ -18,13 +18,14 @@ DEFAULT_CONFIG = "configs/package.yaml"
 @task(help={
     "config": f"what to export and how to check it (default {DEFAULT_CONFIG})",
     "output": "folder the bundle goes into, as <output>/<name> (default models/export)",
-    "adapter": "run dir, adapter dir or `latest`, overriding the config",
+    "adapter": "run dir (LoRA or full fine-tune), adapter dir or `latest`, overriding the config",
     "name": "bundle folder name (default: the run id)",
     "force": "replace an existing bundle of the same name",
 })
 @user_errors
 def export(c, config=DEFAULT_CONFIG, output="models/export", adapter="", name="", force=False):
-    """Merge the LoRA adapter, gate on parity and reload checks, write the bundle + manifest + model card."""
+    """Merge the LoRA adapter (a full fine-tune: copy its weights), gate on parity and reload checks, write
+    the bundle + manifest + model card."""
     from scripts.packaging.export import PackageConfig, export_bundle
 
     overrides = {k: v for k, v in {"adapter": adapter, "name": name}.items() if v}

@@ -1,8 +1,8 @@
-"""Training stage: prepare a run, then LoRA SFT.
+"""Training stage: prepare a run, then SFT (LoRA adapter or full fine-tune, `train.method`).
 
     fab train.prepare --config configs/training.yaml
     fab train.run --config configs/training.yaml [--resume latest|PATH] [--max-steps N] [--backend hf]
-                  [--nproc N]  (N > 1: DDP through torchrun, hf backend)
+                  [--method lora|full] [--nproc N]  (N > 1: DDP through torchrun, hf backend)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from invoke import task
 from invoke.exceptions import Exit
 
-from fab_tasks._common import console, user_errors
+from fab_tasks._common import FabTask, console, user_errors
 from scripts.config import TrainingConfig, load_config
 
 DEFAULT_CONFIG = "configs/training.yaml"
@@ -34,37 +34,41 @@ def prepare(c, config=DEFAULT_CONFIG, run_id=""):
                   f"code {report.code_version})")
 
 
-@task(default=True, help={
+@task(default=True, klass=FabTask, help={
     "config": f"training config (default {DEFAULT_CONFIG})",
     "resume": "`latest` (newest checkpoint) or a checkpoint / run dir path",
     "max_steps": "optimiser steps, overriding the config",
     "backend": "auto | unsloth | hf, overriding the config",
+    "method": "lora (adapter/) | full (every weight, model/), overriding the config's train.method",
     "run_id": "run folder to train (default: the prepared run, or a new one)",
     "nproc": "processes (GPUs) for DDP via torchrun, hf backend; 1 (default) trains in this process",
 })
 @user_errors
-def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", run_id="", nproc=1):
-    """LoRA SFT (answer-only loss, rope-scaled 131072 context); checkpoints, metrics.jsonl, adapter/."""
+def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", method="", run_id="", nproc=1):
+    """SFT, LoRA or full (answer-only loss, rope-scaled 131072 context); checkpoints, metrics, adapter/|model/."""
     if int(nproc) > 1:
         from scripts.training.ddp import launch
 
         result = launch(config, int(nproc), run_id=run_id or None, resume=resume or None, max_steps=max_steps,
-                        backend=backend or None, say=console.print)
+                        backend=backend or None, method=method or None, say=console.print)
     else:
         from scripts.training.run import run_training, training_config
 
-        result = run_training(training_config(config, max_steps=max_steps, backend=backend or None),
-                              run_id=run_id or None, resume=resume or None, console=console, say=console.print)
+        cfg = training_config(config, max_steps=max_steps, backend=backend or None, method=method or None)
+        result = run_training(cfg, run_id=run_id or None, resume=resume or None, console=console,
+                              say=console.print)
     if result.interrupted_by:
         console.print(f"{result.interrupted_by}: stopped at step {result.global_step}, checkpoint saved in "
                       f"{result.run_dir}/checkpoints; continue with `fab train.run --resume latest`")
         raise Exit(code=130 if result.interrupted_by == "SIGINT" else 143)
+    what = "model" if result.method == "full" else "adapter"
     if result.world_size > 1:
         sha = result.rank_adapter_sha256[0][:12]
-        console.print(f"{result.world_size} ranks trained the same adapter (sha256 {sha})")
+        console.print(f"{result.world_size} ranks trained the same {what} (sha256 {sha})")
     console.print(f"trained {result.global_step} steps on {result.train_examples} examples "
                   f"({result.dropped_too_long} dropped as too long), final loss {result.final_loss}")
-    console.print(f"wrote {result.adapter_dir}/, {result.run_dir}/metrics.jsonl, {result.run_dir}/loss.png")
+    console.print(f"wrote {result.weights_dir}/ ({result.method}), {result.run_dir}/metrics.jsonl, "
+                  f"{result.run_dir}/loss.png")
 
 
 @task(help={

@@ -281,7 +281,16 @@ class LoraSettings(StrictModel):
     )
 
 
+TrainMethod = Literal["lora", "full"]
+
+
 class TrainSettings(StrictModel):
+    method: TrainMethod = Field(
+        default="lora",
+        description="lora: a LoRA adapter (the `lora` section) on the frozen base, saved as adapter/; "
+        "full: every weight trains (embeddings stay tied to the LM head), saved as model/; "
+        "the `lora` section is unused by full",
+    )
     optimizer: str = Field(default="adamw_torch", description="transformers `optim` name")
     lr: float = Field(default=2e-4, gt=0)
     scheduler: str = Field(default="cosine", description="transformers `lr_scheduler_type`")

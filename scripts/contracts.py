@@ -128,9 +128,12 @@ class BundleManifest(Record):
     name: str
     created_at: str
     base_model: str
-    adapter_path: str
+    method: Literal["lora", "full"] = Field(
+        default="lora", description="the run's train.method: lora (adapter merged) or full (weights copied)")
+    adapter_path: str = Field(description="the run's adapter/ (lora) or model/ (full) the bundle was made from")
     adapter_run_id: str | None
-    adapter_sha256: str | None
+    adapter_sha256: str | None = Field(
+        description="sha256 of adapter_model.safetensors (lora) or of the run's model.safetensors (full)")
     training_config: dict[str, Any] | None
     dataset_manifest_sha256: str | None
     eval_summary: dict[str, Any] | None
@@ -198,16 +201,24 @@ class RunResult(BaseModel):
     run_dir: str
     backend: str
     backend_reason: str
+    method: Literal["lora", "full"] = "lora"  # train.method
     resumed_from: str | None
     global_step: int
     interrupted_by: str | None = None
-    adapter_dir: str | None = None
+    adapter_dir: str | None = None  # train.method lora: <run_dir>/adapter
+    model_dir: str | None = None  # train.method full: <run_dir>/model (every trained weight, a plain model folder)
     final_loss: float | None = None
     train_examples: int
     dropped_too_long: int
     truncated: int
     world_size: int = 1
     rank_adapter_sha256: list[str] | None = None  # one per DDP rank, all equal; None on one process
+    # (the hash of the LoRA weights, or of every weight for method full)
+
+    @property
+    def weights_dir(self) -> str | None:
+        """What the run trained, whatever the method: adapter_dir (lora) or model_dir (full)."""
+        return self.model_dir if self.method == "full" else self.adapter_dir
 
 
 # --- eval.judge -----------------------------------------------------------------

@@ -226,7 +226,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         training = run_training(load_config(configs["training"], TrainingConfig), console=console,
                                 say=lambda s: say(f"  {s}"))
         say(f"  {training.global_step} steps, final loss {training.final_loss:.3f}")
-        result.artifacts["adapter"] = Path(training.adapter_dir)
+        result.artifacts["model" if training.method == "full" else "adapter"] = Path(training.weights_dir)
     from scripts.evaluation.config import EvalConfig
     from scripts.evaluation.judge import run_judge
     from scripts.evaluation.judge_config import JudgeConfig

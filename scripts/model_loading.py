@@ -1,9 +1,15 @@
-"""The one model layer: find and load a base model, a LoRA adapter on its base, or a merged bundle.
+"""The one model layer: find and load a base model, a LoRA adapter on its base, a full fine-tune, or a
+merged bundle.
 
     from scripts.model_loading import load_base, load_resolved, load_tokenizer, resolve_weights
     model = load_base("google/gemma-3-270m", dtype="auto", rope=(4.0, 131072))  # training, before LoRA
     resolved = resolve_weights("latest", Path("models/runs"))      # or a run dir / adapter dir / merged=
     model, tokenizer = load_resolved(resolved, dtype="auto")       # eval, export, backfill
+
+A training run holds ``adapter/`` (``train.method: lora``: the adapter goes on
+its base) or ``model/`` (``full``: every weight was trained, the folder is the
+model, ``resolved.method == "full"``); ``latest``, a run dir, an adapter dir or
+a full run's ``model/`` resolve either way.
 
 Every stage loads through here, so all of them follow the same rules:
 
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.config import UserError, load_config
+from scripts.paths import RUN_ADAPTER, RUN_CONFIG, RUN_MODEL
 
 ZERO_SHOT_SUFFIX = ", zero-shot"  # ends Candidate.model of a base-model-alone run; the report reads it back
 IMPORT_HINT = ("import it from a GGUF file with `fab train.import-gguf`, or set HUGGINGFACE_TOKEN "
@@ -37,13 +44,18 @@ IMPORT_HINT = ("import it from a GGUF file with `fab train.import-gguf`, or set 
 LOCAL_HINT = "fix the path, or build it with `fab train.init-tiny` or `fab train.import-gguf`"
 
 
+FULL_SUFFIX = " (full)"  # ends the run id in the label of a full fine-tune: "<base>+<run_id> (full)"
+
+
 @dataclass
 class ResolvedModel:
-    base: str  # HF id or dir the weights come from (the merged export itself when merged)
+    base: str  # HF id or dir the weights come from (the merged export, or a full run's model/, itself)
     adapter_dir: Path | None
-    run_dir: Path | None  # the training run the adapter belongs to, if any
+    run_dir: Path | None  # the training run the adapter (or full model) belongs to, if any
     tokenizer_dir: str
     label: str  # Candidate.model
+    method: str | None = None  # a training run's train.method: lora | full; None: a merged bundle or a base
+    trained_from: str | None = None  # the base model the run started from (full: its config.yaml's)
 
 
 def resolve_weights(
@@ -53,11 +65,12 @@ def resolve_weights(
     """Find the weights without loading them; fail with a one-line fix hint.
 
     ``zero_shot``: the base model alone, as released (no adapter, no rope change): the baseline a
-    fine-tune is compared with. Its base is ``base``, else the one the adapter was trained on.
+    fine-tune is compared with. Its base is ``base``, else the one the run was trained from (a LoRA
+    adapter's base, or a full fine-tune's starting model).
     """
     if zero_shot:
         if base is None:
-            base = adapter_base(adapter_dir(adapter, runs_dir))
+            base = trained_base(*run_weights(adapter, runs_dir))
         from scripts.gguf_import import base_model_label
 
         return ResolvedModel(base, None, None, base, f"{base_model_label(base)}{ZERO_SHOT_SUFFIX}")
@@ -66,34 +79,83 @@ def resolve_weights(
         if not (merged / "config.json").is_file():
             raise UserError(f"merged model {merged} has no config.json; run `fab package.export` first")
         return ResolvedModel(str(merged), None, None, str(merged), str(merged))
-    adapter = adapter_dir(adapter, runs_dir)
-    run_dir = adapter.parent if adapter.name == "adapter" else None
+    weights, method = run_weights(adapter, runs_dir)
+    if method == "full":
+        run_dir = weights.parent
+        if base is not None:
+            raise UserError(f"{run_dir} is a full fine-tune (train.method full): its model/ is the whole model, "
+                            f"there is no adapter to put on base {base}; remove the base override")
+        trained_from = trained_base(weights, method)
+        label = f"{trained_from}+{run_dir.name}{FULL_SUFFIX}"
+        return ResolvedModel(str(weights), None, run_dir, str(weights), label, method="full",
+                             trained_from=trained_from)
+    adapter = weights
+    run_dir = adapter.parent if adapter.name == RUN_ADAPTER else None
     base = base or adapter_base(adapter)
     has_tokenizer = (adapter / "tokenizer_config.json").is_file()
     run_id = run_dir.name if run_dir is not None else adapter.name
-    return ResolvedModel(base, adapter, run_dir, str(adapter) if has_tokenizer else base, f"{base}+{run_id}")
+    return ResolvedModel(base, adapter, run_dir, str(adapter) if has_tokenizer else base, f"{base}+{run_id}",
+                         method="lora", trained_from=base)
+
+
+def _weights_file(run: Path) -> tuple[Path, str] | None:
+    """``(adapter/adapter_config.json | model/config.json, method)`` of a finished run dir, if any."""
+    for folder, marker, method in (
+        (RUN_ADAPTER, "adapter_config.json", "lora"), (RUN_MODEL, "config.json", "full"),
+    ):
+        if (run / folder / marker).is_file():
+            return run / folder / marker, method
+    return None
+
+
+def is_full_model_dir(path: Path) -> bool:
+    """A run's ``model/``: a model folder (config.json, no adapter) inside a run dir (config.yaml beside it)."""
+    return (path.name == RUN_MODEL and (path / "config.json").is_file()
+            and not (path / "adapter_config.json").is_file() and (path.parent / RUN_CONFIG).is_file())
+
+
+def run_weights(adapter: str, runs_dir: Path) -> tuple[Path, str]:
+    """``(weights dir, method)``: a run's adapter/ (``lora``) or model/ (``full``). ``adapter`` is
+    ``latest`` (the newest finished run of either method), a run dir, an adapter dir or a run's model/."""
+    if adapter == "latest":
+        found = [hit for run in runs_dir.glob("*") if (hit := _weights_file(run))]
+        if not found:
+            raise UserError(
+                f"no trained run with an adapter/ (or a full fine-tune's model/) under {runs_dir}; "
+                "run `fab train.run` or pass --adapter PATH"
+            )
+        marker, method = max(found, key=lambda hit: (hit[0].stat().st_mtime, hit[0].parent.parent.name))
+        return marker.parent, method
+    path = Path(adapter)
+    for candidate in (path, path / RUN_ADAPTER):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate, "lora"
+    for candidate in (path / RUN_MODEL, path):
+        if is_full_model_dir(candidate):
+            return candidate, "full"
+    raise UserError(
+        f"no PEFT adapter at {path} (no adapter_config.json there or in {path / RUN_ADAPTER}) "
+        f"nor a full fine-tune (no {path / RUN_MODEL}/config.json); "
+        "pass --adapter with a run dir or adapter dir, or --run-id ID"
+    )
 
 
 def adapter_dir(adapter: str, runs_dir: Path) -> Path:
-    if adapter == "latest":
-        runs = sorted(
-            (p.parent.parent for p in runs_dir.glob("*/adapter/adapter_config.json")),
-            key=lambda run: ((run / "adapter" / "adapter_config.json").stat().st_mtime, run.name),
-        )
-        if not runs:
-            raise UserError(
-                f"no trained run with an adapter/ under {runs_dir}; "
-                "run `fab train.run` or pass --adapter PATH"
-            )
-        return runs[-1] / "adapter"
-    path = Path(adapter)
-    for candidate in (path, path / "adapter"):
-        if (candidate / "adapter_config.json").is_file():
-            return candidate
-    raise UserError(
-        f"no PEFT adapter at {path} (no adapter_config.json there or in {path / 'adapter'}); "
-        "pass --adapter with a run dir or adapter dir, or --run-id ID"
-    )
+    """The LoRA adapter dir of ``adapter`` (``latest``, a run dir or an adapter dir); a full run is an error."""
+    weights, method = run_weights(adapter, runs_dir)
+    if method == "full":
+        raise UserError(f"{weights.parent} is a full fine-tune (train.method full): it has model/, no adapter")
+    return weights
+
+
+def trained_base(weights: Path, method: str) -> str:
+    """The base model a run started from: the adapter's base (lora) or the run config's model (full)."""
+    if method == "lora":
+        return adapter_base(weights)
+    config = weights.parent / RUN_CONFIG
+    from scripts.config import TrainingConfig
+
+    return load_config(config, TrainingConfig).model.name_or_path
 
 
 def adapter_base(adapter: Path) -> str:
@@ -107,11 +169,11 @@ def adapter_base(adapter: Path) -> str:
 
 def training_rope(run_dir: Path | None) -> tuple[float, int] | None:
     """(factor, max_seq_length) the run was trained with, from its config.yaml snapshot."""
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
+    if run_dir is None or not (run_dir / RUN_CONFIG).is_file():
         return None
     from scripts.config import TrainingConfig
 
-    training = load_config(run_dir / "config.yaml", TrainingConfig)
+    training = load_config(run_dir / RUN_CONFIG, TrainingConfig)
     return training.model.rope.factor, training.model.max_seq_length
 
 
@@ -225,7 +287,9 @@ def load_tokenizer(name_or_path: str):
 
 
 def load_resolved(resolved: ResolvedModel, dtype: str = "auto", attn_implementation: str = "auto"):
-    """(model, tokenizer) on the best device, eval mode; LoRA attached (not merged) via PEFT."""
+    """(model, tokenizer) on the best device, eval mode; LoRA attached (not merged) via PEFT. A full
+    fine-tune's model/ loads as a model (its config.json already holds the run's rope scaling, applied
+    again here from config.yaml, which changes nothing unless the folder was tampered with)."""
     import torch
 
     from scripts.modeling import restore_end_of_turn_eos

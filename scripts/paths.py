@@ -13,7 +13,7 @@ Layout (the defaults of configs/*.yaml):
     data/processed/<schema_version>/        dataset.clean: <task>.jsonl, rejects.jsonl, clean_manifest.json
         splits/                             dataset.split: train|validation|test.jsonl, manifest.json
         stats.json                          dataset.stats
-    models/runs/<run_id>/                   train.run
+    models/runs/<run_id>/                   train.run: adapter/ (train.method lora) or model/ (full)
     reports/model_outputs/[zero_shot/]<split>_candidates.jsonl    eval.generate [--base]
     reports/judge/<split>[_zero_shot]_<UTC time>/results.jsonl, summary.json    eval.judge [--base]
     models/export/<name>/                   package.export
@@ -32,6 +32,9 @@ STATS = "stats.json"
 ZERO_SHOT_DIR = "zero_shot"  # the base model's candidates and judge runs sit apart: same names, other folder
 JUDGE_RESULTS = "results.jsonl"
 JUDGE_SUMMARY = "summary.json"
+RUN_CONFIG = "config.yaml"  # a run's training config snapshot (train.prepare)
+RUN_ADAPTER = "adapter"  # train.method lora: the PEFT adapter + tokenizer + generation_config.json
+RUN_MODEL = "model"  # train.method full: every trained weight (safetensors) + config.json + tokenizer + generation
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,11 @@ def judge_run_dir(output_dir: Path, run_id: str) -> Path:
 
 def run_dir(runs_dir: Path, run_id: str) -> Path:
     return Path(runs_dir) / run_id
+
+
+def run_weights_dir(run: Path, method: str) -> Path:
+    """Where a finished run keeps what it trained: ``adapter/`` (lora) or ``model/`` (full)."""
+    return Path(run) / (RUN_MODEL if method == "full" else RUN_ADAPTER)
 
 
 def export_dir(output: Path, name: str) -> Path:

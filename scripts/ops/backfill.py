@@ -1,4 +1,4 @@
-"""Backfill: batch inference of a merged export (or an adapter) over a DuckDB table of pages.
+"""Backfill: batch inference of a merged export (or a training run) over a DuckDB table of pages.
 
     fab ops.backfill --source data/pages.duckdb --table pages --model models/export/gemma-crawler
     fab ops.backfill --source data/pages.duckdb --table pages --model models/runs/RUN \
@@ -33,8 +33,8 @@ same DuckDB file.
   id cannot be keyed: they are counted and reported. Rows sharing an id are
   predicted once (the first by task, prompt) and the extra rows are counted.
 * ``model_sha`` is the sha256 of the merged ``model.safetensors`` (shards: of
-  their concatenation in name order), or of ``adapter_model.safetensors`` + a
-  newline + the base model id.
+  their concatenation in name order; a full fine-tune's ``model/`` likewise),
+  or of ``adapter_model.safetensors`` + a newline + the base model id.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from typing import Any, Callable, NamedTuple
 from scripts.config import DatasetsConfig, UserError, load_config
 from scripts.contracts import PredictionRow
 from scripts.evaluation.config import EvalConfig
-from scripts.model_loading import ResolvedModel, resolve_weights
+from scripts.model_loading import ResolvedModel, is_full_model_dir, resolve_weights
 
 PREDICTIONS = "predictions"
 PREDICTION_COLUMNS = ("id", "task", "output", "valid", "model_sha", "created_at", "error")
@@ -102,11 +102,12 @@ class BackfillSummary:
 
 
 def resolve_model_path(path: str | Path, cfg: EvalConfig) -> ResolvedModel:
-    """A merged export (config.json) or an adapter / run dir (adapter_config.json)."""
+    """A merged export (config.json), or a training run: its dir, its adapter/ or (full) its model/."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"model path {path} does not exist; pass a merged export dir or a run/adapter dir")
-    if (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+    merged = (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
+    if merged and not is_full_model_dir(path):
         return resolve_weights("", cfg.model.runs_dir, merged=path)
     return resolve_weights(str(path), cfg.model.runs_dir, base=cfg.model.base)
 

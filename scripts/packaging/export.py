@@ -10,6 +10,13 @@ plain `AutoModelForCausalLM`/`AutoTokenizer` and compare again -> compare the
 bundle's rope scaling, max positions, stop tokens and chat template with the
 training run's -> manifest + model card -> rename into place. Any failed gate
 leaves the destination untouched.
+
+A full fine-tune (``train.method: full``, the run's ``model/``) has nothing to
+merge: the trained model as the pipeline loads it (``load_resolved``: the
+run's rope from config.yaml, ``<end_of_turn>`` stops) is compared, with the
+same tolerance, with its weights as they go into the bundle (``model/`` loaded
+by plain transformers, nothing applied), which is then cast, saved and gated
+exactly as a merged model.
 """
 
 from __future__ import annotations
@@ -104,22 +111,28 @@ def export_bundle(
     import torch
 
     resolved = resolve_weights(cfg.adapter, cfg.runs_dir, base=cfg.base)
-    if resolved.adapter_dir is None:
-        raise UserError("package.export merges an adapter; point --adapter at a run or adapter dir")
+    full = resolved.method == "full"
+    if resolved.adapter_dir is None and not full:
+        raise UserError("package.export bundles a training run; point --adapter at a run, adapter or model/ dir")
     name = cfg.name or (resolved.run_dir.name if resolved.run_dir else resolved.adapter_dir.name)
     dest = output / name
     if dest.exists() and not force:
         raise UserError(f"{dest} already exists; pass --force to replace it")
     records = _parity_records(cfg)
 
-    step("loading base + adapter (fp32)")
+    step("loading the full fine-tune (fp32)" if full else "loading base + adapter (fp32)")
     model, tokenizer = _load(resolved)
     eos_ids = _eos_ids(tokenizer)
     prompts = [_prompt_ids(tokenizer, r, cfg.parity.max_prompt_tokens) for r in records]
-    step("parity: base + adapter")
+    step("parity: the trained model" if full else "parity: base + adapter")
     adapter_probe = _probe(model, prompts, eos_ids, cfg.parity.max_new_tokens, tokenizer.pad_token_id)
-    step("merging")
-    merged = model.merge_and_unload()
+    if full:
+        step("copying the trained weights")
+        del model
+        merged = _plain_load(Path(resolved.base))
+    else:
+        step("merging")
+        merged = model.merge_and_unload()
     merged_probe = _probe(merged, prompts, eos_ids, cfg.parity.max_new_tokens, tokenizer.pad_token_id)
     max_diff = max(float((a - b).abs().max()) for a, b in zip(adapter_probe.logits, merged_probe.logits))
     greedy_same = adapter_probe.tokens == merged_probe.tokens
@@ -197,6 +210,15 @@ def vllm_command(dest: Path, cfg: PackageConfig) -> str:
         f"--structured-outputs-config '{backend}' --generation-config auto "
         f"--gpu-memory-utilization {cfg.vllm.gpu_memory_utilization}"
     )
+
+
+def _plain_load(model_dir: Path):
+    """A full run's model/ as plain transformers reads it (fp32, eager, no project rule applied): the
+    weights and config.json the bundle is made of."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
 
 
 def _load(resolved: ResolvedModel):
@@ -326,12 +348,15 @@ def _manifest(tmp: Path, name: str, resolved: ResolvedModel, parity: ParityResul
 
         training = mask_secrets(yaml.safe_load((run / "config.yaml").read_text()))
     dataset_manifest = run / "dataset_manifest.json" if run is not None else None
-    adapter_weights = resolved.adapter_dir / "adapter_model.safetensors"
+    full = resolved.method == "full"
+    trained = Path(resolved.base) if full else resolved.adapter_dir  # the run's model/ or adapter/
+    adapter_weights = trained / ("model.safetensors" if full else "adapter_model.safetensors")
     return BundleManifest(
         name=name,
         created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        base_model=resolved.base,
-        adapter_path=str(resolved.adapter_dir),
+        base_model=resolved.trained_from if full else resolved.base,
+        method="full" if full else "lora",
+        adapter_path=str(trained),
         adapter_run_id=run.name if run is not None else None,
         adapter_sha256=sha256_file(adapter_weights) if adapter_weights.is_file() else None,
         training_config=training,
@@ -357,11 +382,18 @@ def _model_card(name: str, resolved: ResolvedModel, parity: ParityResult, eval_s
                               "| --- | --- | --- |", *rows])
     else:
         headline = "No evaluation run found under `reports/judge/`: run `fab eval.judge` before trusting it."
+    if resolved.method == "full":
+        origin = (f"Base {_base_label(resolved.trained_from)}, fully fine-tuned (every weight trained,\n"
+                  f"`{resolved.base}`; nothing to merge), saved as {cfg.dtype}")
+        parity_line = "the bundle's weights (plain transformers) vs the trained model as the pipeline loads it"
+    else:
+        origin = (f"Base {_base_label(resolved.base)}, LoRA adapter\n"
+                  f"`{resolved.adapter_dir}` merged in fp32, saved as {cfg.dtype}")
+        parity_line = "merged vs base+adapter"
     return f"""# {name}
 
 Gemma 3 fine-tuned for the crawler's `navpage_classifier` (YES/NO) and
-`productpage_extractor` (JSON) calls. Base {_base_label(resolved.base)}, LoRA adapter
-`{resolved.adapter_dir}` merged in fp32, saved as {cfg.dtype}; context
+`productpage_extractor` (JSON) calls. {origin}; context
 {cfg.vllm.max_model_len} tokens (linear rope scaling on the global layers).
 
 ## Evaluation
@@ -409,7 +441,7 @@ What vLLM does differently from `fab eval.generate`, and what to do about it:
 
 ## Checks passed at export
 
-- merged vs base+adapter on {parity.prompts} validation prompts: max |logit diff|
+- {parity_line} on {parity.prompts} validation prompts: max |logit diff|
   {parity.max_abs_logit_diff:.2e} (tolerance {parity.tolerance:.0e}), identical greedy outputs;
 - reloaded with plain `AutoModelForCausalLM`: identical greedy outputs;
 - rope scaling, max positions, stop tokens and chat template equal the training run's.

@@ -1,4 +1,4 @@
-"""Training stage: LoRA SFT of Gemma 3 270M at a rope-scaled 131072-token context.
+"""Training stage: SFT of Gemma 3 270M at a rope-scaled 131072-token context, LoRA or full (``train.method``).
 
     fab train.prepare --config configs/training.yaml
     fab train.run --config configs/training.yaml [--resume latest|PATH] [--max-steps N] [--backend hf]

@@ -2,14 +2,19 @@
 
     from scripts.training.backends import pick_backend, load_model
     backend, why = pick_backend(cfg.backend)          # ("hf", "auto: no GPU found")
-    model = load_model(cfg, backend)                  # LoRA-wrapped, rope-scaled, ready for SFTTrainer
+    model = load_model(cfg, backend, tokenizer)       # rope-scaled, ready for SFTTrainer: LoRA-wrapped
+                                                      # (train.method lora) or every weight trainable (full)
 
 Both backends load the base model through ``scripts.model_loading`` (the same
 local-dir / cache / hub rule and dtype rule as eval, export and backfill) and
 end with the same model: rope scaling written into the config by the project
 (``scripts.modeling.apply_rope_scaling``; Unsloth's Gemma 3 loader ignores
 its own ``rope_scaling``), checked from the live rotary
-buffers, ``<end_of_turn>`` restored as an EOS, LoRA on ``cfg.lora``.
+buffers, ``<end_of_turn>`` restored as an EOS; then LoRA on ``cfg.lora``
+(``train.method: lora``) or, for ``full``, no PEFT wrapping: every parameter
+trains, the embeddings stay tied to the LM head (one tensor), and the weights
+are kept in fp32 (``master_dtype``) with bf16 autocast on a GPU, on both
+backends (Unsloth: ``full_finetuning=True`` with ``float32_mixed_precision=True``).
 Unsloth is imported lazily (``import_unsloth``), and before transformers,
 PEFT and TRL, as it requires: nothing this module or ``scripts.training.run``
 imports at module level pulls those in, so ``run_training`` can import
@@ -20,6 +25,7 @@ process; tests run the Unsloth backend in a subprocess.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import sys
 
@@ -91,10 +97,31 @@ def check_rope(model, cfg: TrainingConfig) -> dict:
 
 
 def load_model(cfg: TrainingConfig, backend: str, tokenizer, dtype: torch.dtype | None = None):
+    """The model SFTTrainer trains; ``dtype`` is the compute dtype (``cfg.model.dtype`` by default)."""
     dtype = dtype or torch_dtype(cfg.model.dtype)
     if backend == "unsloth":
-        return _load_unsloth(cfg, tokenizer, dtype)
-    return _load_hf(cfg, tokenizer, dtype)
+        model = _load_unsloth(cfg, tokenizer, dtype)
+    else:
+        model = _load_hf(cfg, tokenizer, dtype)
+    if cfg.train.method == "full":
+        check_full(model)
+    return model
+
+
+def master_dtype(cfg: TrainingConfig, dtype: torch.dtype) -> torch.dtype:
+    """The dtype the trained weights are stored in: a LoRA base stays in the compute dtype (frozen); a full
+    fine-tune keeps fp32 weights (bf16 Adam updates of ~1e-5 round away) and computes under bf16 autocast."""
+    return torch.float32 if cfg.train.method == "full" else dtype
+
+
+def check_full(model) -> None:
+    """A full fine-tune: no PEFT layer, every parameter trainable, input embeddings = LM head (tied)."""
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    peft = [n for n, _ in model.named_parameters() if "lora_" in n]
+    head, embed = model.get_output_embeddings().weight, model.get_input_embeddings().weight
+    if frozen or peft or head.data_ptr() != embed.data_ptr():
+        raise RuntimeError(f"not a full fine-tune: frozen {frozen[:3]}, LoRA {peft[:3]}, "
+                           f"LM head tied to the embeddings: {head.data_ptr() == embed.data_ptr()}")
 
 
 def lora_config(cfg: TrainingConfig):
@@ -112,11 +139,14 @@ def _load_hf(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
     from scripts.modeling import restore_end_of_turn_eos
     from scripts.training.loss import install_chunked_loss
 
-    model = load_base(cfg.model.name_or_path, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
+    model = load_base(cfg.model.name_or_path, dtype=master_dtype(cfg, dtype),
+                      attn_implementation=cfg.model.attn_implementation,
                       rope=(cfg.model.rope.factor, cfg.model.max_seq_length))
     check_rope(model, cfg)
     restore_end_of_turn_eos(model, tokenizer)
     install_chunked_loss(model)
+    if cfg.train.method == "full":
+        return model.train()  # every parameter already requires grad; nothing to wrap
     if cfg.train.gradient_checkpointing:
         model.enable_input_require_grads()  # LoRA + checkpointing: embeddings are frozen
     return get_peft_model(model, lora_config(cfg))
@@ -129,19 +159,29 @@ def _load_unsloth(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
     from scripts.modeling import apply_rope_scaling, resolve_attn_implementation, restore_end_of_turn_eos
 
     pretrained_kwargs(cfg.model.name_or_path)  # a missing dir or an unreachable hub id: the same one-line error
+    full = cfg.train.method == "full"
+    # full: Unsloth's own full fine-tuning path (every weight trainable, tied embeddings kept, no LoRA).
+    # On a GPU, float32_mixed_precision keeps fp32 weights under bf16 compute, as master_dtype does on the
+    # hf backend; Unsloth's CPU loader (FastCPUModel) has no such keyword and trains fp32 throughout.
+    takes_fp32_master = "float32_mixed_precision" in inspect.signature(FastModel.from_pretrained).parameters
+    extra = {"float32_mixed_precision": True} if full and takes_fp32_master else {}
     model, _ = FastModel.from_pretrained(
         model_name=cfg.model.name_or_path,
         max_seq_length=cfg.model.max_seq_length,
         dtype=dtype,
         load_in_4bit=False,
-        full_finetuning=False,
+        full_finetuning=full,
         attn_implementation=resolve_attn_implementation(cfg.model.attn_implementation),
         use_gradient_checkpointing="unsloth" if cfg.train.gradient_checkpointing else False,
         token=hub_token(),
+        **extra,
     )
     # Unsloth's Gemma 3 loader ignores rope_scaling: write it into the config and buffers ourselves.
     apply_rope_scaling(model, cfg.model.rope.factor, cfg.model.max_seq_length)
     restore_end_of_turn_eos(model, tokenizer)  # Unsloth keeps only <eos>
+    if full:
+        check_rope(model, cfg)
+        return model
     model = FastModel.get_peft_model(
         model, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=list(cfg.lora.target_modules), bias="none",

@@ -10,10 +10,11 @@ a new run, or pick the checkpoint for ``--resume``), so every rank trains
 the same run directory; then ``python -m torch.distributed.run --standalone
 --nproc-per-node N -m scripts.training.ddp ...`` starts the ranks. Each rank
 calls ``run_training`` (gloo on CPU, NCCL on GPUs; one GPU per rank), which
-shards the data, keeps metrics, checkpoint weights and the adapter on rank 0
-and checks that every rank ended with the same LoRA weights
-(``rank_adapter_sha256``). Each rank prints one ``rank R/N: adapter sha256
-..., process group gloo|nccl`` line. Unsloth is single-GPU: ``--backend unsloth`` with ``--nproc`` > 1
+shards the data, keeps metrics, checkpoint weights and the adapter (or, for
+``train.method: full``, model/) on rank 0 and checks that every rank ended
+with the same trained weights (``rank_adapter_sha256``). Each rank prints one
+``rank R/N: adapter|model sha256 ..., process group gloo|nccl`` line.
+Unsloth is single-GPU: ``--backend unsloth`` with ``--nproc`` > 1
 is a ``UserError``; ``auto`` picks hf.
 """
 
@@ -37,19 +38,20 @@ def launch(
     resume: str | None = None,
     max_steps: int | None = None,
     backend: str | None = None,
+    method: str | None = None,
     say=print,
     timeout: float | None = None,
 ) -> RunResult:
     """Start ``nproc`` ranks on this host; return rank 0's ``RunResult`` (from ``<run_dir>/result.json``)."""
     config = Path(config).resolve()
-    cfg = training_config(config, max_steps=max_steps, backend=backend)
+    cfg = training_config(config, max_steps=max_steps, backend=backend, method=method)
     setup = setup_run(cfg, run_id=run_id, resume=resume, nproc=nproc, say=say, say_backend=False)
     chosen, reason, run_dir, checkpoint = setup.backend, setup.backend_reason, setup.run_dir, setup.checkpoint
     say(f"launching {nproc} processes (torchrun, DDP) on run {run_dir.name}, backend {chosen} ({reason})")
     (run_dir / RESULT).unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
            f"--nproc-per-node={nproc}", "-m", "scripts.training.ddp",
-           "--config", str(config), "--backend", chosen]
+           "--config", str(config), "--backend", chosen, "--method", cfg.train.method]
     cmd += ["--resume", str(checkpoint)] if checkpoint is not None else ["--run-id", run_dir.name]
     if cfg.train.max_steps is not None:
         cmd += ["--max-steps", str(cfg.train.max_steps)]
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id")
     parser.add_argument("--resume")
     parser.add_argument("--max-steps")
+    parser.add_argument("--method")
     args = parser.parse_args(argv)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     console = None
@@ -78,15 +81,17 @@ def main(argv: list[str] | None = None) -> int:
 
         console = Console()
     result = run_training(
-        training_config(args.config, max_steps=args.max_steps, backend=args.backend), run_id=args.run_id,
+        training_config(args.config, max_steps=args.max_steps, backend=args.backend, method=args.method),
+        run_id=args.run_id,
         resume=args.resume, console=console, say=console.print if console else (lambda *_: None),
     )
     import torch.distributed as dist
 
     sha = (result.rank_adapter_sha256 or ["-"] * world)[rank]
     group = dist.get_backend() if dist.is_initialized() else "none"
-    wrote = "yes" if result.adapter_dir else "no"
-    print(f"rank {rank}/{world}: adapter sha256 {sha}, wrote adapter: {wrote}, process group {group}", flush=True)
+    what = "model" if result.method == "full" else "adapter"
+    wrote = "yes" if result.weights_dir else "no"
+    print(f"rank {rank}/{world}: {what} sha256 {sha}, wrote {what}: {wrote}, process group {group}", flush=True)
     if result.interrupted_by:
         return 130 if result.interrupted_by == "SIGINT" else 143
     return 0

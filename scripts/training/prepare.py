@@ -44,6 +44,7 @@ class PrepareReport(BaseModel):
     base_model: str
     base_model_label: str = ""  # what the base is: an import names its source, e.g. "(GGUF Q4_K_M, dequantised)"
     tokenizer: str
+    method: str = "lora"  # train.method: lora (adapter/) or full (model/)
     max_seq_length: int
     truncation: str
     dataset_manifest_sha256: str
@@ -150,7 +151,7 @@ def prepare_run(cfg: TrainingConfig, run_id: str | None = None) -> PrepareReport
     report = PrepareReport(
         run_id=run_id, run_dir=str(run_dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         code_version=code_version(), base_model=cfg.model.name_or_path, base_model_label=label,
-        tokenizer=cfg.model.tokenizer_path,
+        tokenizer=cfg.model.tokenizer_path, method=cfg.train.method,
         max_seq_length=cfg.model.max_seq_length, truncation=cfg.data.truncation,
         dataset_manifest_sha256=sha256_file(run_dir / MANIFEST_COPY), splits=stats,
     )

@@ -1,6 +1,7 @@
-"""``train.run``: LoRA SFT with answer-only loss, checkpoints, resume, metrics and the final adapter.
+"""``train.run``: SFT with answer-only loss (LoRA or full), checkpoints, resume, metrics, the trained weights.
 
     fab train.run --config configs/training.yaml
+    fab train.run --config configs/training.yaml --method full
     fab train.run --config configs/training.yaml --resume latest --max-steps 2000
     fab train.run --config configs/training.yaml --backend hf --run-id 20261125T101500Z
 
@@ -11,8 +12,15 @@
 Run directory ``<runs_dir>/<run_id>/``: config.yaml, dataset_manifest.json,
 prepare.json (from ``train.prepare``, run here when no prepared run exists),
 checkpoints/checkpoint-N (every ``save_steps`` and on SIGINT/SIGTERM),
-metrics.jsonl, loss.png, adapter/ (LoRA adapter, tokenizer, generation_config.json),
-result.json (the RunResult).
+metrics.jsonl, loss.png, result.json (the RunResult), and what was trained:
+
+- ``train.method: lora``: adapter/ (LoRA adapter, tokenizer, generation_config.json);
+- ``train.method: full``: model/ (model.safetensors with every trained weight, the
+  embeddings tied to the LM head; config.json with the rope scaling; tokenizer and
+  chat template; generation_config.json), a model folder any stage loads as is.
+
+The method is in the run's config.yaml (``train.method``), prepare.json and
+result.json; a checkpoint of one method never resumes under the other.
 
 Backend ``unsloth`` is imported first thing in ``run_training``, before
 transformers/PEFT/TRL (nothing imported at this module's top level pulls them
@@ -20,7 +28,8 @@ in). Under ``torchrun`` (``fab train.run --nproc N``, see
 ``scripts.training.ddp``) every rank runs ``run_training``; only rank 0
 writes metrics, checkpoint weights and the adapter (each rank adds its own
 ``rng_state_<rank>.pth`` to a checkpoint, as transformers does), and the
-ranks' final LoRA weights are compared by hash (``rank_adapter_sha256``).
+ranks' final trained weights (LoRA, or all of them for full) are compared by
+hash (``rank_adapter_sha256``).
 """
 
 from __future__ import annotations
@@ -37,12 +46,12 @@ from scripts import paths
 from scripts.config import TrainingConfig, UserError, load_config
 from scripts.contracts import RunResult
 from scripts.model_loading import torch_dtype
+from scripts.paths import RUN_ADAPTER as ADAPTER, RUN_MODEL as MODEL
 from scripts.training.backends import import_unsloth, pick_backend
 from scripts.training.prepare import CONFIG_FILE, check_splits, load_checked_tokenizer, prepare_run, read_prepare
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
-ADAPTER = "adapter"
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
 
@@ -60,12 +69,35 @@ def adapter_fingerprint(state_dict: dict) -> str:
     return digest.hexdigest()
 
 
-def rank_fingerprints(model) -> list[str]:
-    """Every rank's adapter fingerprint (all ranks must call it)."""
-    from accelerate.utils import gather_object
+def trained_state_dict(model, method: str) -> dict:
+    """What a run trains: the LoRA weights (as in adapter_model.safetensors), or every parameter for full
+    (the tied LM head once, under the embeddings' name, as in model.safetensors)."""
+    if method == "full":
+        return dict(model.named_parameters())
     from peft import get_peft_model_state_dict
 
-    return gather_object([adapter_fingerprint(get_peft_model_state_dict(model))])
+    return get_peft_model_state_dict(model)
+
+
+def rank_fingerprints(model, method: str = "lora") -> list[str]:
+    """Every rank's fingerprint of its trained weights (all ranks must call it)."""
+    from accelerate.utils import gather_object
+
+    return gather_object([adapter_fingerprint(trained_state_dict(model, method))])
+
+
+def run_method(run_dir: Path) -> str | None:
+    """``train.method`` of a run's config.yaml snapshot (``lora`` when the snapshot predates the key)."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return None
+    snapshot = yaml.safe_load(path.read_text()) or {}
+    return (snapshot.get("train") or {}).get("method", "lora")
+
+
+def checkpoint_method(checkpoint: Path) -> str:
+    """A checkpoint holds an adapter (lora) or the whole model (full)."""
+    return "lora" if (checkpoint / "adapter_config.json").is_file() else "full"
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -98,12 +130,24 @@ def resolve_run(cfg: TrainingConfig, run_id: str | None, resume: str | None) -> 
             raise UserError(f"run {run_id} already has checkpoints; use --resume latest or another run id")
         if read_prepare(run_dir) is None:
             prepare_run(cfg, run_id)
+        elif run_method(run_dir) not in (None, cfg.train.method):
+            raise UserError(f"run {run_id} was prepared with train.method {run_method(run_dir)}, the config says "
+                            f"{cfg.train.method}; use another --run-id (or the method it was prepared with)")
         return run_dir, None
     fresh = [d for d in sorted(runs_dir.glob("*")) if read_prepare(d) and not last_checkpoint(d)
-             and not (d / ADAPTER).exists()]
+             and not (d / ADAPTER).exists() and not (d / MODEL).exists()
+             and run_method(d) in (None, cfg.train.method)]
     if fresh:
         return fresh[-1], None
     return Path(prepare_run(cfg).run_dir), None
+
+
+def check_same_method(cfg: TrainingConfig, run_dir: Path, checkpoint: Path) -> None:
+    """A LoRA checkpoint cannot continue as a full fine-tune, nor the other way round."""
+    for where, method in (("run config", run_method(run_dir)), ("checkpoint", checkpoint_method(checkpoint))):
+        if method is not None and method != cfg.train.method:
+            raise UserError(f"checkpoint {checkpoint} was trained with train.method {method} ({where}), the "
+                            f"config says {cfg.train.method}; resume with method {method} or start a new run")
 
 
 def check_same_base(cfg: TrainingConfig, run_dir: Path, checkpoint: Path) -> None:
@@ -145,7 +189,7 @@ def sft_args(cfg: TrainingConfig, run_dir: Path, dtype, backend: str):
         bf16=dtype == torch.bfloat16,
         use_cpu=not torch.cuda.is_available(),
         ddp_backend=None if torch.cuda.is_available() or world_size() == 1 else "gloo",
-        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient
+        ddp_find_unused_parameters=False,  # every LoRA weight (or, full, every weight) gets a gradient
         gradient_checkpointing=cfg.train.gradient_checkpointing and backend == "hf",
         gradient_checkpointing_kwargs={"use_reentrant": False},
         max_length=None,  # data.py already applied max_seq_length and the truncation policy
@@ -159,10 +203,28 @@ def sft_args(cfg: TrainingConfig, run_dir: Path, dtype, backend: str):
 
 def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, callbacks):
     """SFTTrainer; with ``chunk_size`` (hf backend) the loss is our chunked cross-entropy."""
+    import torch
     from transformers import PrinterCallback
+    from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
     from trl import SFTTrainer
 
-    class ChunkedLossSFTTrainer(SFTTrainer):
+    class ResumableSFTTrainer(SFTTrainer):
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            # DDP on CPU (gloo): transformers 5.17 maps the optimizer state to args.device, "cpu:<rank>",
+            # which torch.load cannot restore to ("don't know how to restore data location"): a resumed
+            # --nproc run died on every rank. Load both states to the CPU, where the parameters are.
+            if checkpoint is None or self.args.world_size == 1 or self.args.device.type != "cpu":
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            folder = Path(checkpoint)
+            if not (folder / OPTIMIZER_NAME).is_file() or not (folder / SCHEDULER_NAME).is_file():
+                return None
+            self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_NAME, map_location="cpu",
+                                                      weights_only=True))
+            self.lr_scheduler.load_state_dict(torch.load(folder / SCHEDULER_NAME, map_location="cpu",
+                                                         weights_only=True))
+            return None
+
+    class ChunkedLossSFTTrainer(ResumableSFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(**inputs, use_cache=False, loss_chunk_size=chunk_size,
                             num_items_in_batch=num_items_in_batch)
@@ -175,7 +237,7 @@ def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, 
                 self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
             return (loss, outputs) if return_outputs else loss
 
-    cls = ChunkedLossSFTTrainer if chunk_size else SFTTrainer
+    cls = ChunkedLossSFTTrainer if chunk_size else ResumableSFTTrainer
     trainer = cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
                   callbacks=list(callbacks))
     trainer.remove_callback(PrinterCallback)  # the rich bar and metrics.jsonl report instead
@@ -183,11 +245,13 @@ def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, 
 
 
 def training_config(
-    path: str | Path, *, max_steps: int | str | None = None, backend: str | None = None
+    path: str | Path, *, max_steps: int | str | None = None, backend: str | None = None,
+    method: str | None = None,
 ) -> TrainingConfig:
     """The training config with ``train.run``'s command-line overrides, validated with the file in one
     pass: ``--backend hfx`` or ``--max-steps 0`` is the same one-line `UserError` as a bad YAML value."""
-    overrides = {"train.max_steps": None if max_steps in (None, "") else max_steps, "backend": backend or None}
+    overrides = {"train.max_steps": None if max_steps in (None, "") else max_steps, "backend": backend or None,
+                 "train.method": method or None}
     return load_config(path, TrainingConfig, overrides)
 
 
@@ -214,6 +278,7 @@ def setup_run(cfg: TrainingConfig, *, run_id: str | None, resume: str | None, np
     check_splits(cfg)
     run_dir, checkpoint = resolve_run(cfg, run_id, resume)
     if checkpoint is not None:
+        check_same_method(cfg, run_dir, checkpoint)
         check_same_base(cfg, run_dir, checkpoint)
         say(f"resuming {run_dir.name} from {checkpoint.name} (step {checkpoint.name.rsplit('-', 1)[-1]})")
     return RunSetup(chosen, reason, run_dir, checkpoint)
@@ -244,6 +309,7 @@ def run_training(
     from transformers import set_seed
 
     set_seed(cfg.train.seed)  # LoRA A matrices are drawn at load time: same seed, same initial adapter
+    method = cfg.train.method
     model = load_model(cfg, chosen, tokenizer, dtype)
     signals = SignalCheckpoint()
     callbacks = [MetricsCallback(run_dir / METRICS), RichProgressCallback(console), signals, *extra_callbacks]
@@ -257,25 +323,30 @@ def run_training(
 
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = RunResult(
-        run_id=run_dir.name, run_dir=str(run_dir), backend=chosen, backend_reason=reason,
+        run_id=run_dir.name, run_dir=str(run_dir), backend=chosen, backend_reason=reason, method=method,
         resumed_from=str(checkpoint) if checkpoint else None, global_step=trainer.state.global_step,
         final_loss=losses[-1] if losses else None, train_examples=len(train_dataset),
         dropped_too_long=stats.dropped_too_long, truncated=stats.truncated,
         world_size=trainer.accelerator.num_processes,
     )
     if result.world_size > 1:
-        result.rank_adapter_sha256 = rank_fingerprints(trainer.model)
+        result.rank_adapter_sha256 = rank_fingerprints(trainer.model, method)
         if len(set(result.rank_adapter_sha256)) != 1:
-            raise RuntimeError(f"DDP ranks ended with different LoRA weights: {result.rank_adapter_sha256}")
+            raise RuntimeError(f"DDP ranks ended with different {method} weights: {result.rank_adapter_sha256}")
     if signals.received is not None:
         result.interrupted_by = {2: "SIGINT", 15: "SIGTERM"}.get(signals.received, str(signals.received))
     elif trainer.is_world_process_zero():
-        adapter_dir = run_dir / ADAPTER
-        trainer.model.save_pretrained(adapter_dir)
-        tokenizer.save_pretrained(adapter_dir)
-        trainer.model.generation_config.save_pretrained(adapter_dir)  # stops on <eos> and <end_of_turn>
+        weights_dir = paths.run_weights_dir(run_dir, method)
+        # lora: adapter_config.json + adapter_model.safetensors; full: config.json (rope scaling included)
+        # + model.safetensors, the tied LM head stored once as the embeddings
+        trainer.model.save_pretrained(weights_dir)
+        tokenizer.save_pretrained(weights_dir)
+        trainer.model.generation_config.save_pretrained(weights_dir)  # stops on <eos> and <end_of_turn>
         write_loss_plot(run_dir / METRICS, run_dir / "loss.png")
-        result.adapter_dir = str(adapter_dir)
+        if method == "full":
+            result.model_dir = str(weights_dir)
+        else:
+            result.adapter_dir = str(weights_dir)
     if trainer.is_world_process_zero():
         (run_dir / RESULT).write_text(result.model_dump_json(indent=2) + "\n")
     return result

@@ -61,6 +61,19 @@ def tiny_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def full_run(tiny_root, tmp_path_factory) -> Path:
+    """Session-wide: a finished full fine-tune (train.method full, 6 steps) of the tiny model on tiny_root's
+    splits, as train.run leaves it: <runs>/full/{config.yaml, model/, checkpoints/, metrics.jsonl, ...}.
+    Shared: tests read it."""
+    from scripts.training.run import run_training
+
+    runs = tmp_path_factory.mktemp("full-runs")
+    cfg = tiny_config(tiny_root, runs, train={"method": "full", "lr": 2e-3, "max_steps": 6, "save_steps": 6})
+    run_training(cfg, run_id="full", say=lambda *_: None)
+    return runs / "full"
+
+
 def build_trainable_tiny_gemma(path: Path, texts: list[str]) -> Path:
     """``build_tiny_gemma`` with ``embedding_scale=10`` (std 0.2), so LoRA can move the logits."""
     return build_tiny_gemma(path, texts, vocab_size=1024, embedding_scale=10.0)

@@ -56,8 +56,11 @@ def make_probe():
 def model_facts(model) -> dict:
     from scripts.modeling import rope_summary
 
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT (lora) or not (full)
+    head, embed = model.get_output_embeddings().weight, model.get_input_embeddings().weight
     return {"rope": rope_summary(model), "eos_token_id": model.generation_config.eos_token_id,
-            "model_class": type(model.get_base_model()).__name__}
+            "model_class": type(base).__name__, "tied": head.data_ptr() == embed.data_ptr(),
+            "weight_dtypes": sorted({str(p.dtype) for p in model.parameters()})}
 
 
 def main(config: str, out: str, run_id: str, backend: str = "unsloth") -> None:

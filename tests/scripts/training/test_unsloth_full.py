@@ -1,0 +1,79 @@
+"""Backend unsloth, ``train.method: full`` (``FastModel.from_pretrained(full_finetuning=True)``), for real on
+CPU in a subprocess (importing Unsloth patches transformers/TRL for the whole process), against the hf
+backend's full fine-tune of the same config. Fails, never skips, when Unsloth is missing."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from scripts.config import REPO_ROOT
+from scripts.training.callbacks import read_metrics
+from scripts.training.run import run_training
+from tests.scripts.training.conftest import tiny_config, write_config
+from tests.scripts.training.test_unsloth_train import NO_UNSLOTH, _rows
+from tests.scripts.training.train_probe import IMPORT_FAILED, make_probe
+
+
+def test_unsloth_full_fine_tune_trains_like_hf(tiny_root, tmp_path):
+    assert importlib.util.find_spec("unsloth") is not None, NO_UNSLOTH
+    runs = tmp_path / "runs"
+    train = {"method": "full", "lr": 2e-3, "max_steps": 3, "gradient_checkpointing": True}
+    config = write_config(tmp_path / "unsloth.yaml", tiny_config(tiny_root, runs, backend="unsloth", train=train))
+    out = tmp_path / "probe"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    probe_cmd = [sys.executable, "-m", "tests.scripts.training.train_probe", str(config), str(out), "u"]
+    done = subprocess.run(probe_cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    log = done.stdout + done.stderr
+    assert done.returncode != IMPORT_FAILED, f"import unsloth fails: {log.strip().splitlines()[-1]}"
+    assert done.returncode == 0, log[-4000:]
+    facts = json.loads((out / "probe.json").read_text())
+
+    assert facts["preloaded"] == [] and facts["late"] == [] and facts["unsloth_warnings"] == []
+    assert "backend: unsloth (requested" in done.stdout
+    assert "Unsloth" in log and "Gemma3ForCausalLM" in log  # Unsloth's loader did the loading
+    result = facts["result"]
+    assert (result["backend"], result["method"], result["global_step"]) == ("unsloth", "full", 3)
+
+    # no PEFT: the plain Gemma 3, all 28 parameters train (the LM head is the embeddings), all moved
+    assert facts["model_class"] == "Gemma3ForCausalLM" and facts["tied"] is True
+    assert len(facts["trainable"]) == 28 and not any("lora_" in n for n in facts["trainable"])
+    assert set(facts["changed"]) == set(facts["trainable"]) and all(facts["changed"].values())
+    assert facts["weight_dtypes"] == ["torch.float32"]
+
+    # the same rope and stops as the hf backend
+    rope = facts["rope"]
+    assert rope["max_position_embeddings"] == 131072
+    assert (rope["full_attention"]["rope_type"], rope["full_attention"]["measured_factor"]) == ("linear", 4.0)
+    assert (rope["sliding_attention"]["measured_factor"], rope["sliding_attention"]["measured_theta"]) == (1.0, 1e4)
+    assert facts["eos_token_id"] == [1, 6]
+
+    # model/ as the hf backend writes it
+    model_dir = runs / "u" / "model"
+    unsloth_weights = load_file(model_dir / "model.safetensors")
+    assert len(unsloth_weights) == 28 and "lm_head.weight" not in unsloth_weights
+    config_json = json.loads((model_dir / "config.json").read_text())
+    assert config_json["rope_parameters"]["full_attention"]["factor"] == 4.0
+    assert config_json["max_position_embeddings"] == 131072
+    assert json.loads((model_dir / "generation_config.json").read_text())["eos_token_id"] == [1, 6]
+    assert (model_dir / "tokenizer.json").is_file() and not (runs / "u" / "adapter").exists()
+
+    # the hf backend's full fine-tune of the same config: same batches and labels, same losses, same weights
+    probe = make_probe()
+    hf_cfg = tiny_config(tiny_root, runs, backend="hf", train=train)
+    hf = run_training(hf_cfg, run_id="hf", extra_callbacks=(probe,), say=lambda *_: None)
+    assert hf.method == "full" and hf.global_step == 3
+    assert _rows(torch.load(out / "batches.pt")) == _rows(probe.batches)
+    unsloth_losses = [m.loss for m in read_metrics(runs / "u" / "metrics.jsonl")]
+    hf_losses = [m.loss for m in read_metrics(runs / "hf" / "metrics.jsonl")]
+    assert len(unsloth_losses) == 3 and unsloth_losses[-1] < 0.8 * unsloth_losses[0]
+    assert unsloth_losses == pytest.approx(hf_losses, rel=1e-3)
+    hf_weights = load_file(runs / "hf" / "model" / "model.safetensors")
+    assert hf_weights.keys() == unsloth_weights.keys()
+    for key in hf_weights:
+        assert torch.allclose(hf_weights[key], unsloth_weights[key], atol=1e-4), key

@@ -46,7 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget.add_argument("--rows", type=int, default=2000, help="sample rows generated for training (default %(default)s)")
     budget.add_argument("--steps", type=int, default=120, help="optimiser steps at batch 1 (default %(default)s)")
     budget.add_argument("--lr", type=float, default=3e-4, help="learning rate (default %(default)s)")
+    budget.add_argument("--method", choices=["lora", "full"], default="lora",
+                        help="train.method: a LoRA adapter or every weight (default %(default)s)")
     budget.add_argument("--lora-r", type=int, default=16, help="LoRA rank; alpha = 2r (default %(default)s)")
+    budget.add_argument("--warmup", type=float, default=0.05, help="warmup share of the steps (default %(default)s)")
     budget.add_argument("--eval-limit", type=int, default=24,
                         help="sample validation pages scored, each task in turn; 0 = all (default %(default)s)")
     budget.add_argument("--eval-db-limit", type=int, default=0,
@@ -120,7 +123,7 @@ def train(args: argparse.Namespace, datasets: Path) -> tuple[Path, dict[str, Any
     raw["model"].update(name_or_path=args.base, attn_implementation="auto")
     raw["lora"].update(r=args.lora_r, alpha=2 * args.lora_r, dropout=0.0)
     raw["train"].update(lr=args.lr, max_steps=args.steps, per_device_batch_size=1, grad_accum=1,
-                        warmup_ratio=0.05, logging_steps=10, save_steps=max(args.steps // 2, 1),
+                        warmup_ratio=args.warmup, method=args.method, logging_steps=10, save_steps=max(args.steps // 2, 1),
                         gradient_checkpointing=False)
     raw["data"].update(processed_dir=data["processed_dir"], schema_version=data["schema_version"])
     raw["output"].update(runs_dir=str(args.work / "runs"), run_id="quality")
@@ -201,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.adapter:
             adapter = Path(args.adapter)
         else:
-            print(f"training {args.steps} steps (LoRA r {args.lora_r}, lr {args.lr}) on the sample's train split")
+            how = f"LoRA r {args.lora_r}" if args.method == "lora" else "full fine-tune"
+            print(f"training {args.steps} steps ({how}, lr {args.lr}) on the sample's train split")
             adapter, training = train(args, sample)
         sets = [("sample validation (unseen sites)", sample, "validation", args.eval_limit)]
         if args.eval_db:
@@ -229,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         if training:
             print(f"\ntraining: {training['steps']} steps in {training['wall_s'] / 60:.1f} min, "
                   f"{training['tokens_per_s']:.0f} tokens/s, loss {training['first_loss']:.2f} -> "
-                  f"{training['final_loss']:.3f}; adapter {adapter}/adapter")
+                  f"{training['final_loss']:.3f}; run {adapter}")
         print("(escalation `kept`: share of pages the small model keeps at the judge config's target accuracy)")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

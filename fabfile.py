@@ -1,6 +1,6 @@
 """Root task tree: `fab -l` lists it, `fab --help TASK` documents a task.
 
-    fab dataset.sample && fab dataset.clean --schema-version v1 && fab dataset.split
+    fab dataset.sample && fab dataset.clean --schema-version v2 && fab dataset.split
     fab train.run --config configs/training.yaml
     fab eval.generate --split validation && fab eval.judge --split validation
     fab package.export --config configs/package.yaml --output models/export

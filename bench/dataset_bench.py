@@ -34,7 +34,7 @@ else:
     from scripts.config import DatasetsConfig, load_config
     from scripts.dataset.clean import clean_dataset
     cfg = load_config(Path({repo!r}) / "configs/datasets.yaml", DatasetsConfig, {{"processed_dir": out}})
-    clean_dataset(Path(db), cfg, "v1")
+    clean_dataset(Path(db), cfg, cfg.schema_version)
 seconds = time.perf_counter() - start
 print(json.dumps({{"seconds": seconds, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
 """

@@ -74,7 +74,7 @@ def build_inputs(tmp: Path, rows: int, seed: int):
     raw.update(processed_dir=str(tmp / "processed"), schema_version="bench")
     raw.setdefault("stats", {})["tokenizer"] = str(tmp / "tiny")
     datasets_yaml = tmp / "datasets.yaml"
-    datasets_yaml.write_text(yaml.safe_dump(raw))
+    datasets_yaml.write_text(yaml.safe_dump(raw, sort_keys=False))  # keep the slot order
     datasets = load_config(datasets_yaml, DatasetsConfig)
     generate_sample(tmp / "sample.duckdb", rows=rows, seed=seed)
     clean_dataset(tmp / "sample.duckdb", datasets, "bench")

@@ -153,7 +153,7 @@ def prepare(work: Path, rows: int) -> None:
     raw = yaml.safe_load((REPO / "configs/datasets.yaml").read_text())
     raw.update(processed_dir=str(work / "processed"), schema_version=SCHEMA)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "datasets.yaml").write_text(yaml.safe_dump(raw))
+    (work / "datasets.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))  # keep the slot order
     datasets = load_config(work / "datasets.yaml", DatasetsConfig)
     generate_sample(work / "sample.duckdb", rows=rows, seed=0)
     clean_dataset(work / "sample.duckdb", datasets, SCHEMA)

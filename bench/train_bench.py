@@ -149,12 +149,12 @@ def build_setup(tmp: Path, rows: int, seed: int, tiny: bool = True):
 
     datasets = load_config(REPO / "configs/datasets.yaml", DatasetsConfig, {"processed_dir": str(tmp / "processed")})
     generate_sample(tmp / "raw.duckdb", rows=rows, seed=seed)
-    clean_dataset(tmp / "raw.duckdb", datasets, "v1")
+    clean_dataset(tmp / "raw.duckdb", datasets, datasets.schema_version)
     split_dataset(datasets)
     if not tiny:
         return datasets, None
     texts = []
-    for record in read_jsonl(datasets.data_paths("v1").split_file("train"), CleanRecord):
+    for record in read_jsonl(datasets.data_paths().split_file("train"), CleanRecord):
         texts += [record.system_prompt, record.prompt, record.target]
     tiny = build_tiny_gemma(tmp / "tiny-gemma3", texts, hidden_size=64, num_layers=2, seed=seed,
                             embedding_scale=10.0)
@@ -162,12 +162,14 @@ def build_setup(tmp: Path, rows: int, seed: int, tiny: bool = True):
 
 
 def training_overrides(tmp: Path, model_dir: Path, steps: int, seed: int, extra: dict | None = None) -> dict:
+    from scripts.config import SCHEMA_VERSION
+
     return {
         **(extra or {}),
         "backend": "hf",
         "model.name_or_path": str(model_dir),
         "model.dtype": "fp32",
-        "data.schema_version": "v1",
+        "data.schema_version": SCHEMA_VERSION,
         "data.processed_dir": str(tmp / "processed"),
         "output.runs_dir": str(tmp / "runs"),
         "train.max_steps": steps,

@@ -1,7 +1,7 @@
 """Dataset stage: sample -> clean -> split -> stats.
 
     fab dataset.sample --rows 2000
-    fab dataset.clean --schema-version v1
+    fab dataset.clean --schema-version v2
     fab dataset.split --config configs/datasets.yaml
     fab dataset.stats --config configs/datasets.yaml
 """
@@ -53,16 +53,17 @@ def sample(c, rows=2000, seed=0, output="", dirty_rate=0.02):
 
 
 @task(help={
-    "schema_version": "output sub-folder of data/processed (default v1)",
+    "schema_version": "output sub-folder of data/processed (default: the config's schema_version, v2)",
     "config": f"dataset config with the task registry (default {DEFAULT_CONFIG})",
     "db": "source DuckDB (default: DATASET_DB_PATH or data/raw/dataset.duckdb)",
 })
 @user_errors
-def clean(c, schema_version="v1", config=DEFAULT_CONFIG, db=""):
+def clean(c, schema_version="", config=DEFAULT_CONFIG, db=""):
     """Validate and normalise raw exemplars into per-task JSONL; bad rows go to rejects.jsonl."""
     from scripts.dataset.clean import clean_dataset
 
     cfg = load_config(config, DatasetsConfig)
+    schema_version = schema_version or cfg.schema_version
     db_path = Path(db) if db else dataset_db_path()
     with _progress() as bar:
         job = bar.add_task("cleaning", total=None)

@@ -73,13 +73,13 @@ def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", method=
 
 @task(help={
     "output": "where the tiny model goes (default models/tiny-gemma3)",
-    "schema_version": "processed data whose train split trains the tokenizer (default v1)",
+    "schema_version": "processed data whose train split trains the tokenizer (default: the datasets config's)",
     "hidden_size": "model width (default 64)",
     "layers": "decoder layers, alternating sliding/global attention (default 2)",
     "seed": "weight init seed (default 0)",
 })
 @user_errors
-def init_tiny(c, output="models/tiny-gemma3", schema_version="v1", hidden_size=64, layers=2, seed=0):
+def init_tiny(c, output="models/tiny-gemma3", schema_version="", hidden_size=64, layers=2, seed=0):
     """Build a tiny random Gemma 3 + locally trained tokenizer for CPU runs (configs/training_tiny.yaml)."""
     from pathlib import Path
 
@@ -87,7 +87,7 @@ def init_tiny(c, output="models/tiny-gemma3", schema_version="v1", hidden_size=6
     from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
 
     datasets = load_config("configs/datasets.yaml", DatasetsConfig)
-    texts, source = texts_for_tokenizer(datasets.data_paths(schema_version).splits_dir)
+    texts, source = texts_for_tokenizer(datasets.data_paths(schema_version or None).splits_dir)
     path = build_tiny_gemma(Path(output), texts, hidden_size=int(hidden_size), num_layers=int(layers),
                             seed=int(seed), embedding_scale=10.0)
     console.print(f"wrote a tiny Gemma 3 (hidden {hidden_size}, {layers} layers, tokenizer from {source}) "

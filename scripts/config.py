@@ -31,6 +31,8 @@ ROCM_ENV_VARS = (
     "CUDA_VISIBLE_DEVICES",
 )
 MASK = "***"
+# Processed-data version (data/processed/<v>/). v2: extraction targets in catalog key order (v1: sorted keys).
+SCHEMA_VERSION = "v2"
 
 
 class UserError(Exception):
@@ -90,7 +92,8 @@ class TaskSpec(StrictModel):
     )
     system_prompt: str = Field(description="default system prompt when a row has none")
     slots: dict[str, Literal["string", "number", "integer", "boolean", "string_list"]] | None = (
-        Field(default=None, description="extraction schema: slot name -> JSON type (all nullable)")
+        Field(default=None, description="extraction schema: slot name -> JSON type (all nullable), "
+              "in catalog order: the order the answer's keys are written in (targets, grammar, closing)")
     )
 
     @field_validator("labels", mode="before")
@@ -109,6 +112,14 @@ class TaskSpec(StrictModel):
         if self.labels:
             self.labels = [label.strip().upper() for label in self.labels]
         return self
+
+    @property
+    def slot_order(self) -> list[str]:
+        """The catalog order: the order of ``slots:`` in the registry (YAML mapping order, kept by
+        pydantic), also the order of the catalog lines in the prompt. The canonical key order of an
+        extraction answer: ``dataset.clean`` writes targets in it, the grammar generates it, the
+        closing follows it."""
+        return list(self.slots or {})
 
 
 class CleanSettings(StrictModel):
@@ -137,7 +148,7 @@ class StatsSettings(StrictModel):
 
 
 class DatasetsConfig(StrictModel):
-    schema_version: str = "v1"
+    schema_version: str = SCHEMA_VERSION
     processed_dir: Path = Path("data/processed")
     tasks: dict[str, TaskSpec]
     clean: CleanSettings = CleanSettings()
@@ -309,7 +320,7 @@ class TrainSettings(StrictModel):
 
 
 class TrainingDataSettings(StrictModel):
-    schema_version: str = "v1"
+    schema_version: str = SCHEMA_VERSION
     processed_dir: Path = Path("data/processed")
     truncation: Literal["drop", "truncate_prompt_left"] = Field(
         default="drop",

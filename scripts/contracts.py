@@ -10,13 +10,17 @@ re-parsing JSON by hand:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
+
+from scripts.config import SCHEMA_VERSION, UserError
 
 REQUIRED_RAW_COLUMNS = ("id", "task", "prompt_text", "response_strong", "metadata", "slot_specs")
 OPTIONAL_RAW_COLUMNS = ("system_prompt",)
@@ -36,6 +40,49 @@ RejectReason = Literal[
 ]
 
 
+# Key order of extraction targets, recorded in the clean and split manifests. "catalog": the task's
+# `slots:` order in configs/datasets.yaml (schema v2 on). "sorted": sorted keys (v1; a manifest
+# without the field). Training and evaluation refuse processed data in another order than this one.
+TARGET_KEY_ORDER = "catalog"
+TargetKeyOrder = Literal["catalog", "sorted"]
+KEY_ORDER_BEFORE_FIELD: TargetKeyOrder = "sorted"
+
+
+def canonical_target(value: dict[str, Any], slot_order: list[str]) -> str:
+    """The canonical text of an extraction answer: compact JSON, the task's slots in catalog order
+    (``TaskSpec.slot_order``), then any keys outside the catalog, sorted; nested objects sorted.
+
+    A key missing from ``value`` stays missing and an unknown one stays in (clean rejects neither).
+    """
+    catalog = set(slot_order)
+    keys = [k for k in slot_order if k in value] + sorted(k for k in value if k not in catalog)
+    parts = [orjson.dumps(k) + b":" + orjson.dumps(value[k], option=orjson.OPT_SORT_KEYS) for k in keys]
+    return (b"{" + b",".join(parts) + b"}").decode()
+
+
+def check_target_key_order(manifest: Path, *, required: bool = True) -> None:
+    """Refuse processed data whose clean or split manifest records another target key order.
+
+    ``required=False``: a missing manifest (a hand-made split) is taken as it is.
+    """
+    if not manifest.is_file():
+        if required:
+            raise UserError(f"no manifest at {manifest}; run `fab dataset.clean` and `fab dataset.split`")
+        return
+    try:
+        data = json.loads(manifest.read_text())
+    except ValueError as exc:
+        raise UserError(f"{manifest}: not valid JSON ({exc.__class__.__name__})") from exc
+    order = data.get("target_key_order", KEY_ORDER_BEFORE_FIELD) if isinstance(data, dict) else None
+    if order != TARGET_KEY_ORDER:
+        version = data.get("schema_version", "?") if isinstance(data, dict) else "?"
+        raise UserError(
+            f"{manifest}: extraction targets in {order} key order (schema {version}), this code trains "
+            f"and decodes in {TARGET_KEY_ORDER} order; rerun `fab dataset.clean --schema-version "
+            f"{SCHEMA_VERSION}` and `fab dataset.split` (the shipped configs read {SCHEMA_VERSION})"
+        )
+
+
 class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,7 +93,8 @@ class CleanRecord(Record):
     kind: Literal["classification", "extraction"]
     system_prompt: str
     prompt: str = Field(min_length=1)
-    target: str = Field(min_length=1, description="exact text the model must emit")
+    target: str = Field(min_length=1, description="exact text the model must emit: a label, or "
+                        "`canonical_target` (compact JSON, keys in catalog order)")
     domain: str
     slot_specs: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
@@ -64,6 +112,9 @@ class Reject(Record):
 
 class CleanManifest(Record):
     schema_version: str
+    target_key_order: TargetKeyOrder = Field(
+        default=KEY_ORDER_BEFORE_FIELD, description="key order of extraction targets (TARGET_KEY_ORDER); "
+        "absent in manifests written before schema v2, whose targets had sorted keys")
     source: str
     source_sha256: str
     rows_in: int
@@ -82,6 +133,8 @@ class FileEntry(Record):
 
 class SplitManifest(Record):
     schema_version: str
+    target_key_order: TargetKeyOrder = Field(
+        default=KEY_ORDER_BEFORE_FIELD, description="the clean manifest's; absent before schema v2 (sorted)")
     seed: int
     ratios: dict[str, float]
     config: dict[str, Any]

@@ -1,8 +1,8 @@
 """Where every artifact lives, derived from the configs: each path is built here, once.
 
     from scripts import paths
-    data = datasets_cfg.data_paths()                         # paths.ProcessedData(data/processed/v1)
-    data.split_file("validation")                            # .../v1/splits/validation.jsonl
+    data = datasets_cfg.data_paths()                         # paths.ProcessedData(data/processed/v2)
+    data.split_file("validation")                            # .../v2/splits/validation.jsonl
     paths.candidates_file(eval_cfg.output_dir, "validation", zero_shot=eval_cfg.model.zero_shot)
     paths.judge_run_dir(judge_cfg.output_dir, run_id) / paths.JUDGE_SUMMARY
     paths.run_dir(training_cfg.output.runs_dir, run_id)      # models/runs/<run_id>

@@ -1,13 +1,15 @@
 """Raw DuckDB exemplars -> validated, normalised per-task JSONL + rejects + manifest.
 
-    fab dataset.clean --schema-version v1
+    fab dataset.clean --schema-version v2
 
 Per-row normalisation (label text, code fences, JSON validity, domain) runs as
 one DuckDB projection over a plain table scan, streamed in Arrow batches, so
 memory does not grow with the table and row order is the table's own. Python
-only does what SQL cannot: canonical JSON with sorted keys, pydantic
-validation and routing each row to its output or to `rejects.jsonl`.
-Invariant: rows in = rows clean + rows rejected.
+only does what SQL cannot: canonical JSON (`contracts.canonical_target`: compact,
+keys in the task's catalog order, the order of its `slots:` in the registry),
+pydantic validation and routing each row to its output or to `rejects.jsonl`.
+Invariant: rows in = rows clean + rows rejected. The manifest records
+`target_key_order: catalog`; training and evaluation refuse any other.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from scripts.config import DatasetsConfig, TaskSpec, UserError
 from scripts.contracts import (
     OPTIONAL_RAW_COLUMNS,
     REQUIRED_RAW_COLUMNS,
+    TARGET_KEY_ORDER,
     CleanManifest,
     CleanRecord,
     Reject,
     atomic_write,
+    canonical_target,
     file_entry,
     sha256_file,
     write_model_json,
@@ -126,6 +130,7 @@ def clean_dataset(
     files[data.rejects.name] = file_entry(data.rejects, rows_rejected)
     manifest = CleanManifest(
         schema_version=schema_version,
+        target_key_order=TARGET_KEY_ORDER,
         source=str(db_path),
         source_sha256=source_sha256,
         rows_in=total,
@@ -221,7 +226,7 @@ def _clean_row(
         if not row["json_ok"]:
             reason = "invalid_json" if not _is_json(row["json_body"]) else "target_not_object"
             return reject(reason, "response_strong", row["response_strong"])
-        target = orjson.dumps(orjson.loads(row["json_body"]), option=orjson.OPT_SORT_KEYS).decode()
+        target = canonical_target(orjson.loads(row["json_body"]), spec.slot_order)
     try:
         return CleanRecord(
             id=row["id"],

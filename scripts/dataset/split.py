@@ -23,6 +23,7 @@ from scripts.contracts import (
     CleanManifest,
     SplitManifest,
     atomic_write,
+    check_target_key_order,
     file_entry,
     sha256_file,
     write_model_json,
@@ -58,6 +59,7 @@ def split_dataset(cfg: DatasetsConfig, schema_version: str | None = None) -> Spl
         domains[split].add(group)
     manifest = SplitManifest(
         schema_version=clean_manifest.schema_version,
+        target_key_order=clean_manifest.target_key_order,
         seed=cfg.split.seed,
         ratios=dict(cfg.split.ratios),
         config=config_snapshot(cfg),
@@ -77,6 +79,7 @@ def _checked_clean_manifest(data: ProcessedData) -> CleanManifest:
     path = data.clean_manifest
     if not path.is_file():
         raise UserError(f"{path} not found; run `fab dataset.clean --schema-version {data.schema_version}` first")
+    check_target_key_order(path)  # clean files of an older canonical form are not split into this one
     manifest = CleanManifest.model_validate_json(path.read_text())
     for name, entry in manifest.files.items():
         if not (data.root / name).is_file() or sha256_file(data.root / name) != entry.sha256:

@@ -11,9 +11,10 @@ The grammar (xgrammar) says which tokens may come next; it does not know how man
 tokens are left. A *cursor* follows each row's answer byte by byte and knows the
 shortest way to finish it from where it stands:
 
-* extraction: the canonical all-``null`` answer ``{"a":null,"b":null,...}`` is the
-  skeleton. Outside a value the cursor stands at a position of that string and the
-  rest of it is the closing (keys are sorted and all required, so the grammar allows
+* extraction: the canonical all-``null`` answer ``{"title":null,"brand":null,...}``
+  (keys in the task's catalog order, ``TaskSpec.slot_order``) is the skeleton. Outside
+  a value the cursor stands at a position of that string and the rest of it is the
+  closing (keys come in catalog order and are all required, so the grammar allows
   nothing else there). Inside a value the closing is the value's own shortest end
   (``"`` for a string, ``""`` after a backslash, ``0`` digits for a ``\\uXXXX``, the
   smallest continuation bytes of a multi-byte character the grammar wants finished,
@@ -156,7 +157,7 @@ class CloserSpec:
             return cls(kind="classification", tokens=tokens, stop_ids=frozenset(stop_ids),
                        token_bytes=token_bytes, min_new_tokens=max(costs) + 1, margin=max(costs) + 1,
                        most_needed=max(costs) + 1, labels=labels)
-        names = sorted(spec.slots or {})
+        names = spec.slot_order  # the grammar's key order (decoding.slots_json_schema)
         parts, value_start, value_end, pos = [b"{"], {}, [], 1
         for i, name in enumerate(names):
             literal = (b"," if i else b"") + json.dumps(name, ensure_ascii=False).encode() + b":"

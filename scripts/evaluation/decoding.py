@@ -8,13 +8,15 @@
 What the grammar allows, per task kind (the registry in configs/datasets.yaml):
 
 * classification: exactly one of the task's labels, then a stop token.
-* extraction: one compact JSON object (``,`` and ``:`` without spaces, keys
-  sorted -- the same canonical form as the training targets, which
-  ``dataset.clean`` writes with ``orjson`` ``OPT_SORT_KEYS``), every slot key
-  present, each value ``null`` or of the slot's type: string (JSON escapes
-  allowed), bounded number / integer, boolean, or a bounded list of strings.
-  No other keys. It is :func:`slots_json_schema` compiled by xgrammar's own
-  converter, so the schema and the grammar cannot drift apart.
+* extraction: one compact JSON object (``,`` and ``:`` without spaces, keys in
+  catalog order -- the task's ``slots:`` order, the same canonical form as the
+  training targets, which ``dataset.clean`` writes with
+  ``contracts.canonical_target``), every slot key present, each value ``null``
+  or of the slot's type: string (JSON escapes allowed), bounded number /
+  integer, boolean, or a bounded list of strings. No other keys. It is
+  :func:`slots_json_schema` compiled by xgrammar's own converter, which
+  generates the properties in the order the schema lists them, so the schema
+  and the grammar cannot drift apart.
 
 Strings carry no ``maxLength`` in the grammar: xgrammar 0.2.8 cannot tell at
 compile time which tokens a bounded repetition (``maxLength``, ``char{0,N}``)
@@ -63,6 +65,8 @@ from scripts.modeling import end_of_turn_eos_ids
 def slots_json_schema(slots: dict[str, str], bounds: SchemaBounds) -> dict[str, Any]:
     """The JSON schema a task's answer must satisfy (all keys required, all nullable).
 
+    ``properties`` and ``required`` list the slots in ``slots``' own (catalog) order: xgrammar
+    generates the keys in that order, and so does vLLM's xgrammar backend with this schema.
     String length is bounded in tokens at generation time (``closing.AnswerCloser``), not here.
     """
     string = {"type": "string"}
@@ -78,9 +82,9 @@ def slots_json_schema(slots: dict[str, str], bounds: SchemaBounds) -> dict[str, 
     return {
         "type": "object",
         "properties": {
-            name: {"anyOf": [types[slots[name]], {"type": "null"}]} for name in sorted(slots)
+            name: {"anyOf": [types[kind], {"type": "null"}]} for name, kind in slots.items()
         },
-        "required": sorted(slots),
+        "required": list(slots),
         "additionalProperties": False,
     }
 
@@ -89,8 +93,8 @@ def validate_extraction(value: Any, slots: dict[str, str], bounds: SchemaBounds)
     """Violations of :func:`slots_json_schema` (empty list = valid)."""
     if not isinstance(value, dict):
         return [f"expected an object, got {type(value).__name__}"]
-    errors = [f"missing key {k!r}" for k in sorted(set(slots) - set(value))]
-    errors += [f"unknown key {k!r}" for k in sorted(set(value) - set(slots))]
+    errors = [f"missing key {k!r}" for k in slots if k not in value]
+    errors += [f"unknown key {k!r}" for k in value if k not in slots]
 
     def string_ok(v: Any) -> bool:
         if not isinstance(v, str):
@@ -170,7 +174,7 @@ def classification_grammar(labels: list[str]):
 
 
 def extraction_grammar(slots: dict[str, str], bounds: SchemaBounds):
-    """``{"a":<value>,"b":<value>}``: :func:`slots_json_schema`, compact, keys in sorted order."""
+    """``{"title":<value>,"brand":<value>,...}``: :func:`slots_json_schema`, compact, keys in catalog order."""
     import xgrammar as xgr
 
     return xgr.Grammar.from_json_schema(

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from scripts.config import DatasetsConfig, TaskSpec, UserError, load_config
-from scripts.contracts import Candidate, CleanRecord, read_jsonl
+from scripts.contracts import Candidate, CleanRecord, check_target_key_order, read_jsonl
 from scripts.evaluation.config import EvalConfig
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights
 from scripts.paths import ZERO_SHOT_DIR, candidates_file  # noqa: F401 (ZERO_SHOT_DIR: re-exported)
@@ -161,6 +161,7 @@ def generate_candidates(
         )
     if limit is not None and limit <= 0:
         raise UserError("--limit must be a positive number")
+    check_target_key_order(datasets.data_paths(cfg.data.schema_version).split_manifest, required=False)
     records = _round_robin_by_task(list(read_jsonl(source, CleanRecord)), limit)
     unknown = sorted({r.task for r in records} - set(datasets.tasks))
     if unknown:

@@ -24,7 +24,10 @@ from pydantic import ValidationError
 
 from scripts import paths
 from scripts.config import DatasetsConfig, UserError, load_config, mask_secrets
-from scripts.contracts import Candidate, CleanRecord, JudgeRow, JudgeSummary, atomic_write, read_jsonl, sha256_file
+from scripts.contracts import (
+    Candidate, CleanRecord, JudgeRow, JudgeSummary, atomic_write, check_target_key_order, read_jsonl,
+    sha256_file,
+)
 from scripts.evaluation import escalation as esc
 from scripts.evaluation.judge_config import JudgeConfig
 from scripts.evaluation.llm_judge import JudgeCache, JudgeItem, JudgeResult, JudgeStats, LLMJudge
@@ -72,6 +75,7 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
     ref_path = data.split_file(split)
     if not ref_path.is_file():
         raise UserError(f"no references at {ref_path}: run fab dataset.split first")
+    check_target_key_order(data.split_manifest, required=False)
     references = {r.id: r for r in read_jsonl(ref_path, CleanRecord)}
     try:
         candidates = list(read_jsonl(cand_path, Candidate))

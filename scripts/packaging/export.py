@@ -419,6 +419,9 @@ What vLLM does differently from `fab eval.generate`, and what to do about it:
   `--structured-outputs-config '{{"backend":"xgrammar","disable_any_whitespace":true}}'`
   in the command above; a per-request `disable_any_whitespace` is not read, and
   the `auto` backend rejects the option.
+- **Key order** is the catalog's, as trained (the order of the task's `slots:` in
+  `configs/datasets.yaml`, the prompt's catalog lines): the slot schema lists its
+  `properties` in that order and xgrammar generates the keys in it.
 - **No closing at a budget.** eval.generate steers every answer to a valid end
   within `decoding.max_new_tokens` (a cut slot is marked truncated); vLLM cannot.
   A request's `max_tokens` must leave room for the longest complete answer the

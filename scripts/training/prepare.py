@@ -5,7 +5,8 @@
     from scripts.training.prepare import prepare_run
     report = prepare_run(cfg, run_id=None)     # -> models/runs/<run_id>/
 
-Checks: split files exist and match ``splits/manifest.json`` sha256; the
+Checks: split files exist and match ``splits/manifest.json`` sha256, whose
+``target_key_order`` is ``catalog`` (the order decoding generates); the
 tokenizer loads and has a chat template with ``<end_of_turn>``; the model
 config takes the rope scaling; every example encodes, and the longest one vs
 ``max_seq_length`` under the truncation policy (counts); the runs dir is
@@ -25,7 +26,9 @@ import yaml
 from pydantic import BaseModel
 
 from scripts.config import REPO_ROOT, TrainingConfig, UserError, config_snapshot
-from scripts.contracts import SplitManifest, atomic_write, sha256_file, write_model_json
+from scripts.contracts import (
+    SplitManifest, atomic_write, check_target_key_order, sha256_file, write_model_json,
+)
 from scripts.gguf_import import base_model_label
 from scripts.paths import run_dir as run_dir_of, split_file_name
 from scripts.training.data import EncodeStats, build_examples, load_split
@@ -69,6 +72,7 @@ def check_splits(cfg: TrainingConfig) -> SplitManifest:
     manifest_path = data.split_manifest
     if not manifest_path.is_file():
         raise UserError(f"no split manifest at {manifest_path}; run `fab dataset.split` first")
+    check_target_key_order(manifest_path)  # never train on targets in another key order than decoding uses
     manifest = SplitManifest.model_validate_json(manifest_path.read_bytes())
     for split in TRAIN_SPLITS:
         path, entry = data.split_file(split), manifest.files.get(split_file_name(split))

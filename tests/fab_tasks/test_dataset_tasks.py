@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.config import REPO_ROOT
+from scripts.config import REPO_ROOT, SCHEMA_VERSION
 from tests.conftest import fab
 
 pytestmark = pytest.mark.integration
@@ -18,19 +18,24 @@ def test_sample_clean_split_stats_chain(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "wrote 600 rows" in run.stdout
 
-    run = fab(tmp_path, "dataset.clean", "--schema-version", "v1", "--config", CONFIG, env=env)
+    run = fab(tmp_path, "dataset.clean", "--schema-version", SCHEMA_VERSION, "--config", CONFIG, env=env)
     assert run.returncode == 0, run.stderr
-    v1 = tmp_path / "data/processed/v1"
-    manifest = json.loads((v1 / "clean_manifest.json").read_text())
+    out = tmp_path / f"data/processed/{SCHEMA_VERSION}"
+    manifest = json.loads((out / "clean_manifest.json").read_text())
     assert manifest["rows_in"] == 600 == manifest["rows_clean"] + manifest["rows_rejected"]
-    assert manifest["rows_rejected"] == sum(1 for _ in open(v1 / "rejects.jsonl")) > 0
+    assert manifest["rows_rejected"] == sum(1 for _ in open(out / "rejects.jsonl")) > 0
     assert f"{manifest['rows_clean']} clean" in run.stdout.replace("\n", " ")
-    nav = [json.loads(line) for line in open(v1 / "navpage_classifier.jsonl")]
+    nav = [json.loads(line) for line in open(out / "navpage_classifier.jsonl")]
     assert {r["target"] for r in nav} == {"YES", "NO"}
+    assert manifest["target_key_order"] == "catalog"
+    slots = ["title", "brand", "price", "original_price", "currency", "availability", "sku", "categories",
+             "rating", "review_count", "image_url"]  # configs/datasets.yaml, as the prompt's catalog
+    for line in open(out / "productpage_extractor.jsonl"):  # the sample answers carry every key
+        assert list(json.loads(json.loads(line)["target"])) == slots
 
     run = fab(tmp_path, "dataset.split", "--config", CONFIG, env=env)
     assert run.returncode == 0, run.stderr
-    splits = {s: [json.loads(line) for line in open(v1 / "splits" / f"{s}.jsonl")]
+    splits = {s: [json.loads(line) for line in open(out / "splits" / f"{s}.jsonl")]
               for s in ("train", "validation", "test")}
     assert sum(map(len, splits.values())) == manifest["rows_clean"]
     domains = [{r["domain"] for r in rows} for rows in splits.values()]
@@ -39,7 +44,7 @@ def test_sample_clean_split_stats_chain(tmp_path):
     run = fab(tmp_path, "dataset.stats", "--config", CONFIG, env={**env, "HF_HUB_OFFLINE": "1"})
     assert run.returncode == 0, run.stderr
     assert "APPROXIMATE" in run.stdout
-    stats = json.loads((v1 / "stats.json").read_text())
+    stats = json.loads((out / "stats.json").read_text())
     assert sum(t["n"] for s in stats["per_split"].values() for t in s.values()) == manifest["rows_clean"]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from scripts.config import REPO_ROOT
+from scripts.config import REPO_ROOT, DatasetsConfig, load_config
 from scripts.contracts import BundleManifest, Candidate, read_jsonl, sha256_file
 
 pytestmark = pytest.mark.integration
@@ -29,12 +29,21 @@ def test_short_demo_leaves_a_checked_chain_of_artifacts(tmp_path):
     assert raw.sql("SELECT count(*) FROM examples").fetchall()[0][0] == 500
     clean = json.loads((tmp_path / "data/processed/demo/clean_manifest.json").read_text())
     assert clean["rows_in"] == 500 == clean["rows_clean"] + clean["rows_rejected"]
+    assert clean["target_key_order"] == "catalog"
+    datasets = load_config(tmp_path / "reports/demo/configs/datasets.yaml", DatasetsConfig)
+    slots = datasets.tasks["productpage_extractor"].slot_order
+    assert slots == list(load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)
+                         .tasks["productpage_extractor"].slots)  # the written config kept the catalog order
+    targets = [json.loads(json.loads(line)["target"])
+               for line in open(tmp_path / "data/processed/demo/productpage_extractor.jsonl")]
+    assert targets and all(list(t) == slots for t in targets)  # the sample answers carry every slot
 
     metrics = [json.loads(line) for line in open(tmp_path / "models/runs/demo/metrics.jsonl")]
     assert metrics[-1]["step"] == 60 and metrics[-1]["loss"] < metrics[0]["loss"]
 
     candidates = list(read_jsonl(tmp_path / "reports/demo/model_outputs/validation_candidates.jsonl", Candidate))
     assert len(candidates) == 16 and all(c.valid for c in candidates)  # constrained: valid by construction
+    assert all(list(c.parsed) == slots for c in candidates if c.kind == "extraction")  # as trained
 
     report = (tmp_path / "reports/demo_eval.md").read_text()
     assert "## Verdict" in report and "navpage_classifier" in report

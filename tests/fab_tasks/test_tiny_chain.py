@@ -19,7 +19,7 @@ def test_init_tiny_then_train_tiny_config(tmp_path):
     for step in (["dataset.sample", "--rows", "300"], ["dataset.clean"], ["dataset.split"]):
         fab(tmp_path, *step, env=env, check=True)
     out = fab(tmp_path, "train.init-tiny", env=env, check=True).stdout
-    assert "tokenizer from data/processed/v1/splits/train.jsonl" in out.replace("\n", "")
+    assert "tokenizer from data/processed/v2/splits/train.jsonl" in out.replace("\n", "")
     tiny = tmp_path / "models/tiny-gemma3"
     config = AutoConfig.from_pretrained(tiny)
     assert config.model_type == "gemma3_text" and config.layer_types == ["sliding_attention", "full_attention"]

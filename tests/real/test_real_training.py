@@ -41,9 +41,9 @@ def short_rows(domains: int = 16) -> list[dict]:
 def real_run(real_gemma, tmp_path_factory):
     root = tmp_path_factory.mktemp("real-train")
     datasets = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig, {"processed_dir": str(root / "data")})
-    clean_dataset(write_raw_db(root / "raw.duckdb", short_rows()), datasets, "v1")
+    clean_dataset(write_raw_db(root / "raw.duckdb", short_rows()), datasets, datasets.schema_version)
     split_dataset(datasets)
-    (root / "datasets.yaml").write_text(yaml.safe_dump(datasets.model_dump(mode="json")))
+    (root / "datasets.yaml").write_text(yaml.safe_dump(datasets.model_dump(mode="json"), sort_keys=False))
     raw = yaml.safe_load((REPO_ROOT / "configs/training.yaml").read_text())
     raw.update(backend="hf")
     raw["model"].update(name_or_path=str(real_gemma), attn_implementation="sdpa")

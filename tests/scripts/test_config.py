@@ -24,6 +24,35 @@ def test_repo_config_loads_with_both_tasks():
     assert cfg.stats.max_seq_length == 131072
 
 
+def test_slot_order_is_the_yaml_order_through_loading_overrides_and_snapshots(tmp_path):
+    """The catalog order (the `slots:` mapping as written) survives YAML, pydantic, overrides and a
+    JSON snapshot; a user's task with another order keeps its own, never sorted."""
+    import json
+
+    from scripts.config import SCHEMA_VERSION, with_overrides
+
+    path = write(tmp_path, "tasks:\n  offers:\n    kind: extraction\n    system_prompt: s\n    slots:\n"
+                           "      sku: string\n      price: number\n      availability: string\n      brand: string\n")
+    cfg = load_config(path, DatasetsConfig, {"split.seed": 3})
+    order = ["sku", "price", "availability", "brand"]
+    assert cfg.tasks["offers"].slot_order == order and cfg.schema_version == SCHEMA_VERSION == "v2"
+    assert with_overrides(cfg, {"split.seed": 4}).tasks["offers"].slot_order == order
+    snapshot = json.loads(json.dumps(config_snapshot(cfg)))
+    assert DatasetsConfig.model_validate(snapshot).tasks["offers"].slot_order == order
+    repo = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)
+    assert repo.schema_version == SCHEMA_VERSION
+    assert repo.tasks["productpage_extractor"].slot_order[:3] == ["title", "brand", "price"]
+
+
+def test_every_shipped_config_reads_the_current_processed_data_version():
+    """One schema version at a time: the registry, both training configs and the code's default agree."""
+    from scripts.config import SCHEMA_VERSION, TrainingConfig
+
+    assert load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig).schema_version == SCHEMA_VERSION
+    for name in ("training.yaml", "training_tiny.yaml"):
+        assert load_config(REPO_ROOT / "configs" / name, TrainingConfig).data.schema_version == SCHEMA_VERSION
+
+
 def test_unknown_key_names_file_and_key(tmp_path):
     base = (REPO_ROOT / "configs/datasets.yaml").read_text()
     path = write(tmp_path, base.replace("  seed: 42", "  sed: 42"))

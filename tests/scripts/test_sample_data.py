@@ -108,6 +108,8 @@ def test_row_count_task_mix_and_ids(clean_rows, clean):
 def test_slots_and_labels_match_the_task_registry():
     cfg = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)
     assert cfg.tasks[sd.PRODUCT_TASK].slots == sd.SLOT_TYPES
+    # in the same order: the catalog order of the prompt is the key order of targets and decoding
+    assert cfg.tasks[sd.PRODUCT_TASK].slot_order == list(sd.SLOT_TYPES) == list(sd.SLOT_DESCRIPTIONS)
     assert set(cfg.tasks[sd.NAV_TASK].labels) == LABELS
 
 
@@ -300,6 +302,8 @@ def test_product_prompt_has_catalog_url_and_mutilated_html(products):
         assert prompt.startswith(sd.PRODUCT_INSTRUCTION)
         for slot in sd.SLOT_TYPES:
             assert f"\n- {slot} (" in prompt
+        positions = [prompt.index(f"\n- {slot} (") for slot in sd.SLOT_TYPES]
+        assert positions == sorted(positions)  # the catalog lines come in the registry's slot order
         html = prompt.split("\nHTML:\n", 1)[1]
         cut_start += not html.startswith("<!DOCTYPE")
         assert 1500 < len(prompt) < 10_000

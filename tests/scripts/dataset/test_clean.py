@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scripts.config import UserError
-from scripts.contracts import CleanManifest, CleanRecord, Reject, read_jsonl
+from scripts.config import SCHEMA_VERSION, DatasetsConfig, TaskSpec, UserError
+from scripts.contracts import TARGET_KEY_ORDER, CleanManifest, CleanRecord, Reject, read_jsonl
 from scripts.dataset.clean import clean_dataset
 from tests.conftest import write_raw_db
 
@@ -27,8 +27,8 @@ def prod(i, answer, **extra):
 
 def run_clean(tmp_path, cfg, rows, **kw):
     db = write_raw_db(tmp_path / "raw.duckdb", rows, **kw)
-    manifest = clean_dataset(db, cfg, "v1")
-    out = cfg.version_dir("v1")
+    manifest = clean_dataset(db, cfg, SCHEMA_VERSION)
+    out = cfg.version_dir(SCHEMA_VERSION)
     clean = {t: list(read_jsonl(out / f"{t}.jsonl", CleanRecord)) for t in cfg.tasks}
     rejects = list(read_jsonl(out / "rejects.jsonl", Reject))
     return manifest, clean, rejects
@@ -44,17 +44,37 @@ def test_labels_are_normalised_and_out_of_set_text_rejected(tmp_path, datasets_c
     assert manifest.rows_in == 6 and manifest.rows_clean == 4 and manifest.rows_rejected == 2
 
 
-def test_json_targets_are_canonical_and_fences_stripped(tmp_path, datasets_cfg):
+def test_json_targets_are_canonical_in_catalog_order_and_fences_stripped(tmp_path, datasets_cfg):
+    shuffled = ('{"image_url": "https://a.fr/1.jpg", "review_count": 3, "rating": 4.5, "categories": ["A"], '
+                '"sku": "S-1", "availability": "in_stock", "currency": "EUR", "original_price": null, '
+                '"price": 9.5, "brand": "Acme", "title": "Mixer"}')
     rows = [
         prod(1, '```json\n{"title": "Mixer X", "price": 19.99, "categories": ["A", "B"], "brand": null}\n```'),
         prod(2, '{\n  "b": 1,\n  "a": {"z": 1, "y": "ü"}\n}'),
+        prod(3, '{"zeta": 1, "image_url": "u", "title": "T", "alpha": 2}'),
+        prod(4, shuffled),
     ]
-    _, clean, rejects = run_clean(tmp_path, datasets_cfg, rows)
-    assert rejects == []
+    manifest, clean, rejects = run_clean(tmp_path, datasets_cfg, rows)
+    assert rejects == [] and manifest.target_key_order == TARGET_KEY_ORDER == "catalog"
     targets = {r.id: r.target for r in clean[PROD]}
-    assert targets["p1"] == '{"brand":null,"categories":["A","B"],"price":19.99,"title":"Mixer X"}'
-    assert targets["p2"] == '{"a":{"y":"ü","z":1},"b":1}'
+    # the registry's `slots:` order (title, brand, price, ..., image_url), not sorted; missing keys stay missing
+    assert targets["p1"] == '{"title":"Mixer X","brand":null,"price":19.99,"categories":["A","B"]}'
+    assert targets["p2"] == '{"a":{"y":"ü","z":1},"b":1}'  # keys outside the catalog: sorted, kept
+    assert targets["p3"] == '{"title":"T","image_url":"u","alpha":2,"zeta":1}'
+    assert targets["p4"] == ('{"title":"Mixer","brand":"Acme","price":9.5,"original_price":null,"currency":"EUR",'
+                             '"availability":"in_stock","sku":"S-1","categories":["A"],"rating":4.5,'
+                             '"review_count":3,"image_url":"https://a.fr/1.jpg"}')
     assert clean[PROD][0].slot_specs == {"price": {"scorer": "numeric"}}
+
+
+def test_a_task_with_its_own_slot_order_gets_its_own_target_order(tmp_path):
+    cfg = DatasetsConfig(processed_dir=tmp_path / "processed", tasks={
+        "offer_extractor": TaskSpec(kind="extraction", system_prompt="Extract.",
+                                    slots={"sku": "string", "price": "number", "title": "string"})})
+    row = {"id": "o1", "task": "offer_extractor", "prompt_text": "URL: https://o.example/1",
+           "response_strong": '{"title": "T", "price": 2, "sku": "K"}'}
+    _, clean, _ = run_clean(tmp_path, cfg, [row])
+    assert [r.target for r in clean["offer_extractor"]] == ['{"sku":"K","price":2,"title":"T"}']
 
 
 def test_every_bad_row_is_rejected_with_reason_and_field(tmp_path, datasets_cfg):
@@ -107,27 +127,27 @@ def test_domain_inference_and_system_prompt_defaults(tmp_path, datasets_cfg):
 def test_rerun_is_byte_identical(tmp_path, datasets_cfg):
     rows = [nav(i, "YES" if i % 2 else "no") for i in range(50)] + [prod(i, '{"b":2,"a":1}') for i in range(50)]
     db = write_raw_db(tmp_path / "raw.duckdb", rows)
-    out = datasets_cfg.version_dir("v1")
-    clean_dataset(db, datasets_cfg, "v1")
+    out = datasets_cfg.version_dir(SCHEMA_VERSION)
+    clean_dataset(db, datasets_cfg, SCHEMA_VERSION)
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    clean_dataset(db, datasets_cfg, "v1")
+    clean_dataset(db, datasets_cfg, SCHEMA_VERSION)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_missing_db_table_and_columns_are_one_line_errors(tmp_path, datasets_cfg):
     with pytest.raises(UserError, match="database not found.*fab dataset.sample"):
-        clean_dataset(tmp_path / "nope.duckdb", datasets_cfg, "v1")
+        clean_dataset(tmp_path / "nope.duckdb", datasets_cfg, SCHEMA_VERSION)
     con = duckdb.connect(str(tmp_path / "other.duckdb"))
     con.execute("CREATE TABLE pages (id VARCHAR)")
     con.close()
     with pytest.raises(UserError, match="table `examples` not found.*tables: pages"):
-        clean_dataset(tmp_path / "other.duckdb", datasets_cfg, "v1")
+        clean_dataset(tmp_path / "other.duckdb", datasets_cfg, SCHEMA_VERSION)
     con = duckdb.connect(str(tmp_path / "cols.duckdb"))
     con.execute("CREATE TABLE examples (id VARCHAR, task VARCHAR, prompt_text VARCHAR)")
     con.close()
     with pytest.raises(UserError, match="lacks column.*response_strong, metadata, slot_specs") as err:
-        clean_dataset(tmp_path / "cols.duckdb", datasets_cfg, "v1")
+        clean_dataset(tmp_path / "cols.duckdb", datasets_cfg, SCHEMA_VERSION)
     assert "\n" not in str(err.value)
 
 
@@ -137,8 +157,8 @@ def test_json_typed_columns_are_accepted(tmp_path, datasets_cfg):
         'URL: https://a.com/p' AS prompt_text, '{"x": 1}' AS response_strong,
         '{"domain": "a.com"}'::JSON AS metadata, {'price': {'scorer': 'numeric'}} AS slot_specs""")
     con.close()
-    manifest = clean_dataset(tmp_path / "typed.duckdb", datasets_cfg, "v1")
-    record = next(read_jsonl(datasets_cfg.version_dir("v1") / f"{PROD}.jsonl", CleanRecord))
+    manifest = clean_dataset(tmp_path / "typed.duckdb", datasets_cfg, SCHEMA_VERSION)
+    record = next(read_jsonl(datasets_cfg.version_dir(SCHEMA_VERSION) / f"{PROD}.jsonl", CleanRecord))
     assert manifest.rows_clean == 1 and record.slot_specs == {"price": {"scorer": "numeric"}}
 
 
@@ -162,8 +182,8 @@ raw_rows = st.lists(
 def test_rows_in_equals_clean_plus_rejected_for_any_table(tmp_path_factory, datasets_cfg, rows):
     tmp = tmp_path_factory.mktemp("inv")
     db = write_raw_db(tmp / "raw.duckdb", rows)
-    manifest = clean_dataset(db, datasets_cfg, "v1")
-    out = datasets_cfg.version_dir("v1")
+    manifest = clean_dataset(db, datasets_cfg, SCHEMA_VERSION)
+    out = datasets_cfg.version_dir(SCHEMA_VERSION)
     clean_ids = [r.id for t in datasets_cfg.tasks for r in read_jsonl(out / f"{t}.jsonl", CleanRecord)]
     rejects = list(read_jsonl(out / "rejects.jsonl", Reject))
     assert len(clean_ids) + len(rejects) == len(rows) == manifest.rows_in

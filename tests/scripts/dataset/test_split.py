@@ -1,8 +1,9 @@
+import json
 from collections import Counter, defaultdict
 
 import pytest
 
-from scripts.config import UserError
+from scripts.config import SCHEMA_VERSION, UserError
 from scripts.contracts import CleanRecord, SplitManifest, read_jsonl, sha256_file
 from scripts.dataset.clean import clean_dataset
 from scripts.dataset.split import split_dataset
@@ -27,12 +28,12 @@ def raw_rows(n_domains=30, per_domain=10):
 
 @pytest.fixture
 def cleaned(tmp_path, datasets_cfg):
-    clean_dataset(write_raw_db(tmp_path / "raw.duckdb", raw_rows()), datasets_cfg, "v1")
+    clean_dataset(write_raw_db(tmp_path / "raw.duckdb", raw_rows()), datasets_cfg, SCHEMA_VERSION)
     return datasets_cfg
 
 
 def load_splits(cfg):
-    d = cfg.version_dir("v1") / "splits"
+    d = cfg.version_dir(SCHEMA_VERSION) / "splits"
     return {s: list(read_jsonl(d / f"{s}.jsonl", CleanRecord)) for s in ("train", "validation", "test")}
 
 
@@ -58,7 +59,7 @@ def test_grouped_by_domain_stratified_and_complete(cleaned):
 
 
 def test_rerun_is_byte_identical_and_seed_changes_assignment(cleaned):
-    out = cleaned.version_dir("v1") / "splits"
+    out = cleaned.version_dir(SCHEMA_VERSION) / "splits"
     split_dataset(cleaned)
     first = {p.name: p.read_bytes() for p in out.iterdir()}
     split_dataset(cleaned)
@@ -70,14 +71,33 @@ def test_rerun_is_byte_identical_and_seed_changes_assignment(cleaned):
     assert other.domains != manifest.domains and other.seed == 7
 
 
+def test_split_manifest_records_the_catalog_key_order(cleaned):
+    manifest = split_dataset(cleaned)
+    assert manifest.target_key_order == "catalog"
+    on_disk = json.loads((cleaned.version_dir(SCHEMA_VERSION) / "splits" / "manifest.json").read_text())
+    assert on_disk["target_key_order"] == "catalog"
+
+
+def test_refuses_clean_output_of_schema_v1_with_sorted_keys(cleaned):
+    """A clean manifest without `target_key_order` predates v2: its targets had sorted keys."""
+    path = cleaned.version_dir(SCHEMA_VERSION) / "clean_manifest.json"
+    old = json.loads(path.read_text())
+    old.pop("target_key_order")
+    path.write_text(json.dumps(old | {"schema_version": "v1"}))
+    with pytest.raises(UserError, match=r"targets in sorted key order \(schema v1\).*rerun `fab dataset.clean") as err:
+        split_dataset(cleaned)
+    assert "\n" not in str(err.value)
+    assert not (cleaned.version_dir(SCHEMA_VERSION) / "splits").exists()
+
+
 def test_too_few_domains_is_a_clear_error(tmp_path, datasets_cfg):
-    clean_dataset(write_raw_db(tmp_path / "raw.duckdb", raw_rows(n_domains=2)), datasets_cfg, "v1")
+    clean_dataset(write_raw_db(tmp_path / "raw.duckdb", raw_rows(n_domains=2)), datasets_cfg, SCHEMA_VERSION)
     with pytest.raises(UserError, match="would be empty: only 2 domain group"):
         split_dataset(datasets_cfg)
 
 
 def test_refuses_clean_files_changed_since_clean(cleaned):
-    path = cleaned.version_dir("v1") / "navpage_classifier.jsonl"
+    path = cleaned.version_dir(SCHEMA_VERSION) / "navpage_classifier.jsonl"
     path.write_text(path.read_text()[:-200])
     with pytest.raises(UserError, match="changed since dataset.clean"):
         split_dataset(cleaned)
@@ -92,7 +112,7 @@ def test_missing_stratum_is_reported(tmp_path, datasets_cfg):
     rows = [r for r in raw_rows() if r["task"] == "productpage_extractor" or r["response_strong"] == "YES"]
     rows.append({"id": "only-no", "task": "navpage_classifier", "prompt_text": "https://lonely.example/",
                  "response_strong": "NO"})
-    clean_dataset(write_raw_db(tmp_path / "raw.duckdb", rows), datasets_cfg, "v1")
+    clean_dataset(write_raw_db(tmp_path / "raw.duckdb", rows), datasets_cfg, SCHEMA_VERSION)
     manifest = split_dataset(datasets_cfg)
     missing = defaultdict(list)
     for w in manifest.warnings:

@@ -1,5 +1,6 @@
 import json
 
+from scripts.config import SCHEMA_VERSION
 from scripts.dataset.clean import clean_dataset
 from scripts.dataset.split import split_dataset
 from scripts.dataset.stats import compute_stats
@@ -23,7 +24,7 @@ def test_counts_truncation_fill_rates_and_leakage(tmp_path, datasets_cfg):
     for d in range(30):
         rows.append({"id": f"dup{d}", "task": "navpage_classifier", "response_strong": "NO",
                      "prompt_text": f"Same page costs {d}.99 EUR", "metadata": {"domain": f"shop{d}.example"}})
-    clean_dataset(write_raw_db(tmp_path / "raw.duckdb", rows), datasets_cfg, "v1")
+    clean_dataset(write_raw_db(tmp_path / "raw.duckdb", rows), datasets_cfg, SCHEMA_VERSION)
     split_dataset(datasets_cfg)
     datasets_cfg.stats.max_seq_length = 300
 
@@ -44,13 +45,13 @@ def test_counts_truncation_fill_rates_and_leakage(tmp_path, datasets_cfg):
     assert nav_labels == sum(1 for r in rows if r["response_strong"] == "NO")
     assert report.near_duplicates_across_splits == 1
     assert len(report.near_duplicate_examples[0]) >= 2
-    on_disk = json.loads((datasets_cfg.version_dir("v1") / "stats.json").read_text())
+    on_disk = json.loads((datasets_cfg.version_dir(SCHEMA_VERSION) / "stats.json").read_text())
     assert on_disk["near_duplicates_across_splits"] == 1
 
 
 def test_exact_counts_with_a_local_tokenizer(tmp_path, datasets_cfg):
     rows = raw_rows(n_domains=6, per_domain=4)
-    clean_dataset(write_raw_db(tmp_path / "raw.duckdb", rows), datasets_cfg, "v1")
+    clean_dataset(write_raw_db(tmp_path / "raw.duckdb", rows), datasets_cfg, SCHEMA_VERSION)
     tok_dir = tmp_path / "tok"
     tokenizer = build_tokenizer([r["prompt_text"] for r in rows] * 3, vocab_size=300)
     tokenizer.save_pretrained(tok_dir)

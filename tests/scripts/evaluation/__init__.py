@@ -7,13 +7,17 @@ from pathlib import Path
 
 import yaml
 
-from scripts.config import REPO_ROOT
-from scripts.contracts import CleanRecord
+from scripts.config import REPO_ROOT, SCHEMA_VERSION
+from scripts.contracts import TARGET_KEY_ORDER, CleanRecord, canonical_target
 
 NAV_SYSTEM = "Answer YES if the page is a navigation page, otherwise NO."
 PRODUCT_SYSTEM = "Return one JSON object with the catalog keys; null when absent."
-SLOTS = ("availability", "brand", "categories", "currency", "image_url", "original_price", "price",
-         "rating", "review_count", "sku", "title")
+# The product task's slots in catalog order (configs/datasets.yaml `slots:`; a test checks).
+SLOTS = ("title", "brand", "price", "original_price", "currency", "availability", "sku", "categories",
+         "rating", "review_count", "image_url")
+# The tiny tokenizer's corpus. Its JSON line keeps the sorted key order of schema v1 on purpose: only the
+# vocabulary depends on it, and a fixed corpus keeps the session's tiny model (and every random output the
+# tests were written against) the same.
 TOKENIZER_TEXTS = [
     "YES NO navigation listing category page product title brand price currency EUR USD",
     '{"availability":"in stock","brand":"Acme","categories":["Shoes","Men"],"currency":"EUR",'
@@ -32,7 +36,7 @@ def records(n_nav: int = 3, n_product: int = 3) -> list[CleanRecord]:
         out.append(_record(f"nav-{i}", "navpage_classifier", "classification", NAV_SYSTEM, prompt, "YES"))
     for i in range(n_product):
         prompt = "<div><h1>Trail runner</h1>" + "<span class=price>99,50 €</span>" * (i + 1) + "</div>"
-        target = json.dumps(dict.fromkeys(SLOTS), sort_keys=True, separators=(",", ":"))
+        target = canonical_target(dict.fromkeys(SLOTS), list(SLOTS))
         out.append(
             _record(f"prod-{i}", "productpage_extractor", "extraction", PRODUCT_SYSTEM, prompt, target)
         )
@@ -41,13 +45,17 @@ def records(n_nav: int = 3, n_product: int = 3) -> list[CleanRecord]:
 
 def _record(id_, task, kind, system, prompt, target) -> CleanRecord:
     return CleanRecord(id=id_, task=task, kind=kind, system_prompt=system, prompt=prompt, target=target,
-                       domain="shop.example", schema_version="v1", prompt_chars=len(prompt))
+                       domain="shop.example", schema_version=SCHEMA_VERSION, prompt_chars=len(prompt))
 
 
-def write_split(processed_dir: Path, split: str, rows: list[CleanRecord]) -> Path:
-    path = processed_dir / "v1" / "splits" / f"{split}.jsonl"
+def write_split(processed_dir: Path, split: str, rows: list[CleanRecord], manifest: bool = False) -> Path:
+    """A split file of the current schema version; ``manifest``: with a (minimal) split manifest beside it."""
+    path = processed_dir / SCHEMA_VERSION / "splits" / f"{split}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(r.model_dump_json() + "\n" for r in rows))
+    if manifest:
+        (path.parent / "manifest.json").write_text(json.dumps(
+            {"schema_version": SCHEMA_VERSION, "target_key_order": TARGET_KEY_ORDER}) + "\n")
     return path
 
 
@@ -55,7 +63,7 @@ def write_datasets_config(path: Path, processed_dir: Path) -> Path:
     """The repo's task registry with processed_dir pointed at a temp dir."""
     raw = yaml.safe_load((REPO_ROOT / "configs/datasets.yaml").read_text())
     raw["processed_dir"] = str(processed_dir)
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))  # sorted, the slots would lose their catalog order
     return path
 
 

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scripts.chat import encode_chat, prompt_messages
 from scripts.config import REPO_ROOT, DatasetsConfig, UserError, load_config
-from scripts.contracts import Candidate
+from scripts.contracts import Candidate, canonical_target
 from scripts.evaluation.closing import truncated_slots
 from scripts.evaluation.config import EvalConfig, SchemaBounds
 from scripts.evaluation.decoding import TaskDecoder, make_compiler, validate_extraction
@@ -111,6 +111,7 @@ def test_every_answer_is_complete_valid_and_within_the_budget(tiny, tasks):
                         assert raw in spec.labels, where
                     else:
                         assert validate_extraction(json.loads(raw), spec.slots, bounds) == [], where
+                        assert list(json.loads(raw)) == spec.slot_order, where  # closed in catalog order
                     cut = decoder.truncated(raw, ends, r)
                     cut_seen += bool(cut)
                     assert set(cut) <= (set(spec.slots) if spec.slots else {"label"}), where
@@ -122,8 +123,10 @@ def test_minimum_budget_is_the_all_null_answer_and_the_longest_label(tiny, tasks
     model, tok, _ = tiny
     bounds = SchemaBounds()
     extractor = TaskDecoder.build(tok, model, tasks[EXTRACTOR], bounds)
-    all_null = json.dumps(dict.fromkeys(tasks[EXTRACTOR].slots), sort_keys=True, separators=(",", ":"))
+    all_null = canonical_target(dict.fromkeys(tasks[EXTRACTOR].slots), tasks[EXTRACTOR].slot_order)
+    assert all_null.startswith('{"title":null,"brand":null,"price":null,') and all_null.endswith('"image_url":null}')
     assert extractor.closer.skeleton.text == all_null.encode()
+    assert extractor.closer.slot_names == tasks[EXTRACTOR].slot_order
     assert extractor.min_new_tokens == len(extractor.closer.tokens.of(all_null.encode())) + 1
     assert extractor.min_new_tokens <= len(all_null.encode()) + 1  # never worse than a token per byte
     classifier = TaskDecoder.build(tok, model, tasks[CLASSIFIER], bounds)

@@ -23,7 +23,9 @@ from scripts.evaluation.decoding import (
     validate_extraction,
 )
 from scripts.chat import encode_chat, prompt_messages
-from tests.scripts.evaluation import records
+from scripts.config import TaskSpec
+from scripts.contracts import canonical_target
+from tests.scripts.evaluation import SLOTS, records
 
 BOUNDS = SchemaBounds(max_string_tokens=4, max_list_items=2)
 
@@ -70,10 +72,19 @@ def _split_at_stop(row: list[int], stops: list[int]) -> tuple[list[int], bool]:
 # --- schema ----------------------------------------------------------------
 
 
+def test_registry_slot_order_survives_yaml_and_pydantic_loading(tasks):
+    """The catalog order is the `slots:` mapping's order in configs/datasets.yaml, as written."""
+    spec = tasks["productpage_extractor"]
+    assert spec.slot_order == list(spec.slots) == list(SLOTS) == [
+        "title", "brand", "price", "original_price", "currency", "availability", "sku", "categories",
+        "rating", "review_count", "image_url"]
+    assert TaskSpec.model_validate(spec.model_dump(mode="json")).slot_order == spec.slot_order
+
+
 def test_schema_has_every_slot_required_nullable_typed_and_closed(tasks):
     slots = tasks["productpage_extractor"].slots
     schema = slots_json_schema(slots, BOUNDS)
-    assert list(schema["properties"]) == sorted(slots) == schema["required"]
+    assert list(schema["properties"]) == list(SLOTS) == schema["required"]  # catalog order, not sorted
     assert schema["additionalProperties"] is False
     assert schema["properties"]["price"]["anyOf"] == [
         {"type": "number", "minimum": 0.0, "maximum": 1e9}, {"type": "null"}
@@ -96,25 +107,29 @@ def test_validation_rejects_wrong_type_bounds_and_keys(tasks):
     assert parse_output("{not json", tasks["productpage_extractor"], BOUNDS) == (None, False)
 
 
-def test_extraction_grammar_accepts_escapes_and_rejects_spaces_and_unsorted_keys(tiny, tasks):
+def test_extraction_grammar_accepts_escapes_and_rejects_spaces_and_other_key_orders(tiny, tasks):
     model, tok = tiny
     decoder = TaskDecoder.build(tok, model, tasks["productpage_extractor"], BOUNDS)
-    base = dict.fromkeys(tasks["productpage_extractor"].slots)
+    base = dict.fromkeys(tasks["productpage_extractor"].slots)  # catalog order
 
     def accepts(text: str) -> bool:
         matcher = xgr.GrammarMatcher(decoder.compiled, terminate_without_stop_token=True)
         return matcher.accept_string(text) and matcher.is_terminated()
 
-    canonical = json.dumps(base | {"title": 'a"\\b\u00e9 12\u20ac' + "x" * 600, "price": 99.5, "categories": ["x"]},
-                           sort_keys=True, separators=(",", ":"))
+    def compact(value: dict, **kw) -> str:
+        return json.dumps(value, separators=(",", ":"), **kw)
+
+    canonical = compact(base | {"title": 'a"\\b\u00e9 12\u20ac' + "x" * 600, "price": 99.5, "categories": ["x"]})
     assert accepts(canonical)  # escapes of every kind; no length bound in the grammar itself
-    assert accepts(json.dumps(base | {"title": "Größe €"}, sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False))
-    assert not accepts(json.dumps(base, sort_keys=True))  # ", " / ": " separators
-    assert not accepts(json.dumps(base, separators=(",", ":")).replace('"availability"', '"zz"'))
-    assert not accepts(json.dumps(base | {"categories": ["a", "b", "c"]}, sort_keys=True, separators=(",", ":")))
-    assert not accepts(json.dumps(base | {"price": -1}, sort_keys=True, separators=(",", ":")))
-    assert not accepts(json.dumps(base, sort_keys=True, separators=(",", ":")).replace("null}", '"a\nb"}'))
+    assert accepts(compact(base | {"title": "Größe €"}, ensure_ascii=False))
+    assert accepts(canonical_target(base | {"title": "x", "rating": 4.5}, list(base)))  # what clean writes
+    assert not accepts(compact(base, sort_keys=True))  # v1's sorted keys: `availability` first
+    assert not accepts(compact({"brand": None, "title": None} | base))  # brand before title
+    assert not accepts(json.dumps(base))  # ", " / ": " separators
+    assert not accepts(compact(base).replace('"availability"', '"zz"'))
+    assert not accepts(compact(base | {"categories": ["a", "b", "c"]}))
+    assert not accepts(compact(base | {"price": -1}))
+    assert not accepts(compact(base).replace("null}", '"a\nb"}'))
 
 
 # --- constrained generation on the random model -----------------------------
@@ -143,6 +158,32 @@ def test_constrained_extraction_is_always_schema_valid_json_then_stops(tiny, tas
         value = json.loads(raw)
         assert validate_extraction(value, spec.slots, BOUNDS) == [], raw
         assert decoder.parse(raw) == (value, True)
+        assert list(value) == spec.slot_order, raw  # the keys come in catalog order, as trained
+        assert list(json_value_spans(raw)) == spec.slot_order
+
+
+# A user's task whose catalog lists its slots in another order than the product task's (and than sorted).
+CUSTOM = TaskSpec(kind="extraction", system_prompt="Extract.",
+                  slots={"sku": "string", "price": "number", "title": "string", "categories": "string_list"})
+
+
+def test_a_task_with_its_own_slot_order_is_generated_and_closed_in_that_order(tiny):
+    model, tok = tiny
+    order = ["sku", "price", "title", "categories"]
+    schema = slots_json_schema(CUSTOM.slots, BOUNDS)
+    assert CUSTOM.slot_order == order == list(schema["properties"]) == schema["required"]
+    decoder = TaskDecoder.build(tok, model, CUSTOM, BOUNDS)
+    assert decoder.closer.skeleton.text == b'{"sku":null,"price":null,"title":null,"categories":null}'
+    assert decoder.closer.slot_names == order and decoder.closer.slot_kinds == ["string", "number", "string",
+                                                                                 "string_list"]
+    # a roomy budget (the grammar's order) and a tight one (the closing fills the rest in that order)
+    for max_new in (max_answer_tokens(CUSTOM.slots, BOUNDS), decoder.min_new_tokens + 3):
+        new, _ = _generate(model, tok, decoder, _prompts(tok, "extraction"), max_new=max_new)
+        for row in new.tolist():
+            content, stopped = _split_at_stop(row, decoder.stop_token_ids)
+            raw = tok.decode(content)
+            assert stopped and decoder.parse(raw)[1], raw
+            assert list(json.loads(raw)) == order, raw
 
 
 def test_json_cursor_follows_keys_values_escapes_and_counts_string_tokens(tiny, tasks):
@@ -150,23 +191,26 @@ def test_json_cursor_follows_keys_values_escapes_and_counts_string_tokens(tiny, 
     decoder = TaskDecoder.build(tok, model, tasks["productpage_extractor"], BOUNDS)
     cursor = JsonCursor(decoder.closer)
     skeleton = decoder.closer.skeleton.text
-    assert skeleton.startswith(b'{"availability":null,"brand":null,') and skeleton.endswith(b'"title":null}')
+    assert skeleton == canonical_target(dict.fromkeys(SLOTS), list(SLOTS)).encode()  # catalog order
+    assert skeleton.startswith(b'{"title":null,"brand":null,') and skeleton.endswith(b'"image_url":null}')
     assert cursor.needed() == decoder.min_new_tokens
-    steps = ((b'{"avail', "path", "", 0), (b'ability":"a\\', "str", "escape", 1), (b'u00', "str", "hex", 2),
-             (b'e9x', "str", "in", 3), (b'\\"', "str", "in", 4), (b'","brand":null,"categories":["', "list", "in", 1),
+    to_categories = b'","brand":null,"price":null,"original_price":null,"currency":null,"availability":null,' \
+                    b'"sku":null,"categories":["'
+    steps = ((b'{"tit', "path", "", 0), (b'le":"a\\', "str", "escape", 1), (b'u00', "str", "hex", 2),
+             (b'e9x', "str", "in", 3), (b'\\"', "str", "in", 4), (to_categories, "list", "in", 1),
              (b'x","', "list", "in", 1), (b'y"]', "path", "", 1))
     for piece, phase, state, spent in steps:
         cursor.feed(piece)
         got_state = cursor.str_sub if cursor.phase == "str" or cursor.sub == "item" else ""
         assert (cursor.phase, got_state, cursor.str_tokens, cursor.lost) == (phase, state, spent, False), piece
-    assert cursor.phase == "path" and skeleton[cursor.pos:].startswith(b',"currency":null')
+    assert cursor.phase == "path" and skeleton[cursor.pos:].startswith(b',"rating":null')
     number = JsonCursor(decoder.closer)
-    number.feed(b'{"availability":12.')
+    number.feed(b'{"title":null,"brand":null,"price":12.')
     assert number._value_close() == b"0" and not number.complete()
     number.feed(b'5,')
-    assert number.phase == "path" and skeleton[number.pos - 1:number.pos + 7] == b',"brand"'
+    assert number.phase == "path" and skeleton[number.pos - 1:number.pos + 16] == b',"original_price"'
     spent = JsonCursor(decoder.closer)
-    spent.feed(b'{"availability":"ab')
+    spent.feed(b'{"title":"ab')
     for _ in range(BOUNDS.max_string_tokens - 1):
         assert not spent.must_close_string()
         spent.feed(b"c")

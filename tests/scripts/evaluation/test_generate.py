@@ -19,6 +19,7 @@ from scripts.evaluation.generate import (
     resolve_model,
 )
 from tests.scripts.evaluation import (
+    SLOTS,
     eval_config_dict,
     make_adapter,
     records,
@@ -34,7 +35,7 @@ def setup(tmp_path_factory, tiny_gemma):
     base = tiny_gemma
     adapter = make_adapter(base, root / "runs" / "20260101T000000Z" / "adapter")
     rows = records(3, 3)
-    write_split(root / "processed", "validation", rows)
+    write_split(root / "processed", "validation", rows, manifest=True)  # a v2 manifest: catalog order
     datasets = write_datasets_config(root / "datasets.yaml", root / "processed")
     return root, base, adapter, rows, datasets
 
@@ -67,6 +68,7 @@ def test_writes_one_valid_candidate_per_example_with_confidence(setup, tmp_path)
             assert sum(c.label_probs.values()) == pytest.approx(1.0) and c.slot_logprob is None
         else:
             assert isinstance(c.parsed, dict) and c.label_probs is None
+            assert list(c.parsed) == list(SLOTS)  # catalog order, as the training targets
             assert set(c.slot_logprob) == set(c.parsed) and all(v <= 0 for v in c.slot_logprob.values())
 
 
@@ -168,6 +170,18 @@ def test_model_resolution_latest_run_dir_and_errors(setup, tmp_path):
 def test_missing_split_file_is_a_user_error_with_the_fix(setup, tmp_path):
     with pytest.raises(UserError, match="fab dataset.split"):
         generate_candidates(_cfg(setup, tmp_path), "test")
+
+
+def test_a_split_of_schema_v1_with_sorted_target_keys_is_refused(setup, tmp_path):
+    """A split manifest without `target_key_order: catalog` (v1: sorted keys) is a one-line error."""
+    path = write_split(tmp_path / "processed", "validation", records(1, 1))
+    (path.parent / "manifest.json").write_text('{"schema_version": "v1"}\n')
+    cfg = _cfg(setup, tmp_path)
+    datasets = write_datasets_config(tmp_path / "datasets.yaml", tmp_path / "processed")
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"datasets_config": datasets})})
+    with pytest.raises(UserError, match="targets in sorted key order .*catalog order") as err:
+        generate_candidates(cfg, "validation")
+    assert "\n" not in str(err.value) and not (tmp_path / "model_outputs").exists()
 
 
 def test_run_config_rope_scaling_is_applied_to_the_base_before_the_adapter(setup, tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.config import REPO_ROOT, UserError, load_config
+from scripts.config import REPO_ROOT, SCHEMA_VERSION, UserError, load_config
+from scripts.contracts import TARGET_KEY_ORDER
 from scripts.evaluation.judge import run_judge
 from scripts.evaluation.judge_config import JudgeConfig
 from scripts.evaluation.llm_judge import CLOSE, OPEN, JudgeCache, JudgeItem, LLMJudge, build_messages
@@ -34,7 +35,7 @@ def _record(rid: str, task: str, target: str, domain: str = "shop-a.example") ->
     kind = "classification" if task == CLASSIFIER else "extraction"
     return {"id": rid, "task": task, "kind": kind, "system_prompt": "sys", "prompt": f"page {rid} " * 40,
             "target": target, "domain": domain, "slot_specs": {"title": {"type": "string", "scorer": "fuzzy"}}
-            if kind == "extraction" else None, "metadata": None, "schema_version": "v1", "prompt_chars": 400}
+            if kind == "extraction" else None, "metadata": None, "schema_version": SCHEMA_VERSION, "prompt_chars": 400}
 
 
 def _candidate(rid: str, task: str, parsed, valid: bool = True, conf: float = 0.99) -> dict:
@@ -66,17 +67,22 @@ def default_examples(titles: list[str] | None = None) -> tuple[list[dict], list[
     return refs, cands
 
 
+def _manifest(version: str, key_order: str | None = TARGET_KEY_ORDER) -> str:
+    """A minimal split manifest; ``key_order`` None: one written before the field existed (v1)."""
+    return json.dumps({"schema_version": version} | ({"target_key_order": key_order} if key_order else {})) + "\n"
+
+
 def make_inputs(tmp_path: Path, refs=None, cands=None, split: str = "validation", **overrides) -> JudgeConfig:
     """Datasets config + split file + candidates in tmp_path; returns the judge config pointing at them."""
     if refs is None or cands is None:
         refs, cands = default_examples()
     ds = yaml.safe_load((REPO_ROOT / "configs/datasets.yaml").read_text())
     ds["processed_dir"] = str(tmp_path / "processed")
-    (tmp_path / "datasets.yaml").write_text(yaml.safe_dump(ds))
-    splits = tmp_path / "processed" / "v1" / "splits"
+    (tmp_path / "datasets.yaml").write_text(yaml.safe_dump(ds, sort_keys=False))
+    splits = tmp_path / "processed" / SCHEMA_VERSION / "splits"
     splits.mkdir(parents=True, exist_ok=True)
     (splits / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refs))
-    (splits / "manifest.json").write_text('{"schema_version": "v1"}\n')
+    (splits / "manifest.json").write_text(_manifest(SCHEMA_VERSION))
     out = tmp_path / "model_outputs"
     out.mkdir(exist_ok=True)
     (out / f"{split}_candidates.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cands))
@@ -260,21 +266,38 @@ def test_missing_candidates_is_a_one_line_user_error(tmp_path):
 
 
 def test_references_come_from_the_schema_version_eval_generate_read(tmp_path, judge_env):
-    """`schema_version` as in eval.yaml: null is the datasets config's (v1), v2 reads processed/v2/splits."""
+    """`schema_version` as in eval.yaml: null is the datasets config's (v2), `other` reads processed/other/splits."""
     refs, cands = default_examples()
     cfg = make_inputs(tmp_path, refs, cands)
-    v2 = tmp_path / "processed" / "v2" / "splits"
-    v2.mkdir(parents=True)
+    other = tmp_path / "processed" / "other" / "splits"
+    other.mkdir(parents=True)
     flipped = [{**r, "target": "NO" if r["target"] == "YES" else "YES"} if r["task"] == CLASSIFIER else r for r in refs]
-    (v2 / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flipped))
-    (v2 / "manifest.json").write_text('{"schema_version": "v2"}\n')
+    (other / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flipped))
+    (other / "manifest.json").write_text(_manifest("other"))
     judge_env(None, key=None)
-    _, v1_summary = run_judge(cfg, "validation")
-    _, v2_summary = run_judge(cfg.model_copy(update={"schema_version": "v2"}), "validation")
-    assert v1_summary["dataset"]["schema_version"] == "v1" and v2_summary["dataset"]["schema_version"] == "v2"
-    assert v2_summary["dataset"]["manifest"] == str(v2 / "manifest.json")
-    v1_nav, v2_nav = (s["tasks"][CLASSIFIER]["metrics"]["accuracy"] for s in (v1_summary, v2_summary))
-    assert v1_nav > 0.5 > v2_nav  # the flipped v2 labels were the references
+    _, own_summary = run_judge(cfg, "validation")
+    _, other_summary = run_judge(cfg.model_copy(update={"schema_version": "other"}), "validation")
+    assert own_summary["dataset"]["schema_version"] == SCHEMA_VERSION == "v2"
+    assert other_summary["dataset"]["schema_version"] == "other"
+    assert other_summary["dataset"]["manifest"] == str(other / "manifest.json")
+    own_nav, other_nav = (s["tasks"][CLASSIFIER]["metrics"]["accuracy"] for s in (own_summary, other_summary))
+    assert own_nav > 0.5 > other_nav  # the flipped labels were the references
+
+
+@pytest.mark.parametrize("key_order", [None, "sorted"], ids=["v1-manifest-without-field", "sorted"])
+def test_references_with_sorted_target_keys_are_a_one_line_error(tmp_path, judge_env, key_order):
+    """Processed data of schema v1 (sorted target keys) is refused, never scored beside v2 candidates."""
+    cfg = make_inputs(tmp_path)
+    old = tmp_path / "processed" / "v1" / "splits"
+    old.mkdir(parents=True)
+    (old / "validation.jsonl").write_text((tmp_path / "processed" / SCHEMA_VERSION / "splits" /
+                                           "validation.jsonl").read_text())
+    (old / "manifest.json").write_text(_manifest("v1", key_order))
+    judge_env(None, key=None)
+    with pytest.raises(UserError, match="targets in sorted key order .*catalog order; rerun `fab dataset.clean") as err:
+        run_judge(cfg.model_copy(update={"schema_version": "v1"}), "validation")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "judge").exists() or not any((tmp_path / "judge").iterdir())
 
 
 def test_cache_key_depends_on_model_prompt_version_slot_and_values(tmp_path):

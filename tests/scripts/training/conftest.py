@@ -39,7 +39,7 @@ def training_rows(n_domains: int = 12, per_domain: int = 4) -> list[dict]:
 def make_splits(root: Path, rows: list[dict]) -> DatasetsConfig:
     dcfg = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig,
                        {"processed_dir": str(root / "processed")})
-    clean_dataset(write_raw_db(root / "raw.duckdb", rows), dcfg, "v1")
+    clean_dataset(write_raw_db(root / "raw.duckdb", rows), dcfg, dcfg.schema_version)
     split_dataset(dcfg)
     return dcfg
 
@@ -53,7 +53,7 @@ def corpus(rows: list[dict]) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
-    """Session-wide: splits under <root>/processed/v1/splits, tiny model at <root>/tiny-gemma3."""
+    """Session-wide: splits under <root>/processed/<schema_version>/splits, tiny model at <root>/tiny-gemma3."""
     root = tmp_path_factory.mktemp("training")
     rows = training_rows()
     make_splits(root, rows)

@@ -3,7 +3,7 @@
 import pytest
 from transformers import AutoTokenizer
 
-from scripts.config import TrainingDataSettings
+from scripts.config import SCHEMA_VERSION, TrainingDataSettings
 from scripts.contracts import CleanRecord
 from scripts.chat import encode_chat, prompt_messages
 from scripts.training.data import IGNORE_INDEX, build_examples, encode_example, load_split
@@ -42,7 +42,7 @@ def test_label_mask_trains_exactly_answer_and_end_of_turn(tok, records):
 
 def _record(prompt, target="YES"):
     return CleanRecord(id="x1", task="navpage_classifier", kind="classification", system_prompt="Answer YES or NO.",
-                       prompt=prompt, target=target, domain="shop.example", schema_version="v1",
+                       prompt=prompt, target=target, domain="shop.example", schema_version=SCHEMA_VERSION,
                        prompt_chars=len(prompt))
 
 

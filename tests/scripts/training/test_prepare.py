@@ -6,7 +6,7 @@ import shutil
 import pytest
 import yaml
 
-from scripts.config import REPO_ROOT, TrainingConfig, UserError, load_config
+from scripts.config import REPO_ROOT, SCHEMA_VERSION, TrainingConfig, UserError, load_config
 from scripts.contracts import SplitManifest
 from scripts.training.prepare import prepare_run
 from tests.scripts.training.conftest import tiny_config
@@ -27,7 +27,7 @@ def test_prepare_writes_snapshots_and_counts(own_data):
     snapshot = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert snapshot["output"]["run_id"] == "run-a"
     assert TrainingConfig.model_validate(snapshot).model == cfg.model
-    manifest_path = own_data / "processed/v1/splits/manifest.json"
+    manifest_path = own_data / f"processed/{SCHEMA_VERSION}/splits/manifest.json"
     assert (run_dir / "dataset_manifest.json").read_bytes() == manifest_path.read_bytes()
     manifest = SplitManifest.model_validate_json(manifest_path.read_bytes())
     assert report.splits["train"].examples_in == manifest.counts["train"] == report.splits["train"].examples_kept
@@ -38,7 +38,7 @@ def test_prepare_writes_snapshots_and_counts(own_data):
 
 
 def test_refuses_split_file_changed_since_split(own_data):
-    path = own_data / "processed/v1/splits/train.jsonl"
+    path = own_data / f"processed/{SCHEMA_VERSION}/splits/train.jsonl"
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(UserError, match=r"train.jsonl changed since `dataset.split`"):
@@ -46,8 +46,23 @@ def test_refuses_split_file_changed_since_split(own_data):
     assert not (own_data / "runs" / "r").exists()
 
 
+@pytest.mark.parametrize("order", [None, "sorted"], ids=["v1-manifest-without-field", "sorted"])
+def test_refuses_splits_whose_targets_have_sorted_keys(own_data, order):
+    """Schema v1 data (sorted target keys) never trains a model that decodes in catalog order."""
+    manifest_path = own_data / f"processed/{SCHEMA_VERSION}/splits/manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["target_key_order"] == "catalog"
+    manifest.pop("target_key_order")
+    manifest_path.write_text(json.dumps(manifest | ({"target_key_order": order} if order else {})))
+    with pytest.raises(UserError, match=r"targets in sorted key order .*rerun `fab dataset.clean --schema-version v2`") \
+            as err:
+        prepare_run(tiny_config(own_data, own_data / "runs"), "r")
+    assert "\n" not in str(err.value)
+    assert not (own_data / "runs" / "r").exists()
+
+
 def test_refuses_missing_split_file(own_data):
-    (own_data / "processed/v1/splits/validation.jsonl").unlink()
+    (own_data / f"processed/{SCHEMA_VERSION}/splits/validation.jsonl").unlink()
     with pytest.raises(UserError, match="split file missing: .*validation.jsonl"):
         prepare_run(tiny_config(own_data, own_data / "runs"), "r")
 

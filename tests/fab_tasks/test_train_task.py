@@ -32,7 +32,7 @@ def test_fab_train_run_end_to_end(tiny_root, tmp_path):
 @pytest.mark.integration
 def test_fab_user_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((REPO_ROOT / "configs/training.yaml").read_text().replace("  lr: 2.0e-4", "  lrate: 2.0e-4"))
+    bad.write_text((REPO_ROOT / "configs/training.yaml").read_text().replace("  lr: 3.0e-4", "  lrate: 3.0e-4"))
     done = fab(REPO_ROOT, "train.prepare", "--config", str(bad))
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: {bad}: unknown key `train.lrate`"

@@ -2,41 +2,24 @@
 CPU in a subprocess (importing Unsloth patches transformers/TRL for the whole process), against the hf
 backend's full fine-tune of the same config. Fails, never skips, when Unsloth is missing."""
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from scripts.config import REPO_ROOT
 from scripts.training.callbacks import read_metrics
 from scripts.training.run import run_training
-from tests.scripts.training.conftest import tiny_config, write_config
-from tests.scripts.training.test_unsloth_train import NO_UNSLOTH, _rows
-from tests.scripts.training.train_probe import IMPORT_FAILED, make_probe
+from tests.scripts.training.conftest import tiny_config
+from tests.scripts.training.test_unsloth_train import _rows, run_unsloth_probe
+from tests.scripts.training.train_probe import make_probe
 
 
 def test_unsloth_full_fine_tune_trains_like_hf(tiny_root, tmp_path):
-    assert importlib.util.find_spec("unsloth") is not None, NO_UNSLOTH
     runs = tmp_path / "runs"
     train = {"method": "full", "lr": 2e-3, "max_steps": 3, "gradient_checkpointing": True}
-    config = write_config(tmp_path / "unsloth.yaml", tiny_config(tiny_root, runs, backend="unsloth", train=train))
+    facts = run_unsloth_probe(tiny_root, tmp_path, train, timeout=300)
     out = tmp_path / "probe"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    probe_cmd = [sys.executable, "-m", "tests.scripts.training.train_probe", str(config), str(out), "u"]
-    done = subprocess.run(probe_cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    log = done.stdout + done.stderr
-    assert done.returncode != IMPORT_FAILED, f"import unsloth fails: {log.strip().splitlines()[-1]}"
-    assert done.returncode == 0, log[-4000:]
-    facts = json.loads((out / "probe.json").read_text())
-
-    assert facts["preloaded"] == [] and facts["late"] == [] and facts["unsloth_warnings"] == []
-    assert "backend: unsloth (requested" in done.stdout
-    assert "Unsloth" in log and "Gemma3ForCausalLM" in log  # Unsloth's loader did the loading
     result = facts["result"]
     assert (result["backend"], result["method"], result["global_step"]) == ("unsloth", "full", 3)
 

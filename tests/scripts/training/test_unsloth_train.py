@@ -35,25 +35,31 @@ def _rows(batches):
     return rows
 
 
-def test_unsloth_backend_trains_like_hf(tiny_root, tmp_path):
+def run_unsloth_probe(tiny_root, tmp_path, train: dict, timeout: int):
+    """Train ``train`` on the unsloth backend in a fresh interpreter; the probe's facts, after the checks
+    every Unsloth run must pass (imported first, by our run path, and did the loading)."""
     assert importlib.util.find_spec("unsloth") is not None, NO_UNSLOTH
-    runs = tmp_path / "runs"
-    train = {"max_steps": 3, "gradient_checkpointing": True}  # Unsloth's checkpointing path, as configured
     config = write_config(tmp_path / "unsloth.yaml",
-                          tiny_config(tiny_root, runs, backend="unsloth", train=train))
+                          tiny_config(tiny_root, tmp_path / "runs", backend="unsloth", train=train))
     out = tmp_path / "probe"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     probe_cmd = [sys.executable, "-m", "tests.scripts.training.train_probe", str(config), str(out), "u"]
-    done = subprocess.run(probe_cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(probe_cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     log = done.stdout + done.stderr
     assert done.returncode != IMPORT_FAILED, f"import unsloth fails: {log.strip().splitlines()[-1]}"
     assert done.returncode == 0, log[-4000:]
     facts = json.loads((out / "probe.json").read_text())
-
-    # Unsloth was imported first, by our run path, and did the loading
     assert facts["preloaded"] == [] and facts["late"] == [] and facts["unsloth_warnings"] == []
     assert "backend: unsloth (requested" in done.stdout
     assert "Unsloth" in log and "Gemma3ForCausalLM" in log
+    return facts
+
+
+def test_unsloth_backend_trains_like_hf(tiny_root, tmp_path):
+    runs = tmp_path / "runs"
+    train = {"max_steps": 3, "gradient_checkpointing": True}  # Unsloth's checkpointing path, as configured
+    facts = run_unsloth_probe(tiny_root, tmp_path, train, timeout=240)
+    out = tmp_path / "probe"
     result = facts["result"]
     assert result["backend"] == "unsloth" and result["global_step"] == 3 and result["interrupted_by"] is None
 

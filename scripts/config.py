@@ -303,9 +303,9 @@ class TrainSettings(StrictModel):
         "the `lora` section is unused by full",
     )
     optimizer: str = Field(default="adamw_torch", description="transformers `optim` name")
-    lr: float = Field(default=2e-4, gt=0)
+    lr: float = Field(default=3e-4, gt=0)
     scheduler: str = Field(default="cosine", description="transformers `lr_scheduler_type`")
-    warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0, description="share of total steps")
+    warmup_ratio: float = Field(default=0.05, ge=0.0, lt=1.0, description="share of total steps")
     weight_decay: float = Field(default=0.0, ge=0.0)
     max_grad_norm: float = Field(default=1.0, gt=0)
     per_device_batch_size: int = Field(default=1, gt=0, description="sequences per device per micro-step")

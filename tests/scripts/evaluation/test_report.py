@@ -179,9 +179,9 @@ def test_report_lists_label_disagreements_per_slot_with_pairs_and_examples(disag
     md = write_report(Path(cfg.output_dir), run_dir.name, tmp_path / "r.md", cfg=cfg.report).read_text()
     section = _section(md, "### Disagreements with the labels")
     counts, pairs = _tables(section)
-    # most disagreements first, ties in the slot table's order; what the LLM judge did not see (title, brand)
-    # and the invalid answer are not counted
-    assert list(counts) == ["`availability`", "`categories`", "`currency`", "`sku`", "`review_count`"]
+    # most disagreements first, ties in the slot table's (catalog) order; what the LLM judge did not see
+    # (title, brand) and the invalid answer are not counted
+    assert list(counts) == ["`availability`", "`currency`", "`sku`", "`categories`", "`review_count`"]
     assert counts["`availability`"] == [["5", "2 (`p-5`, `p-6`)", "0", "3 (`p-0`, `p-1`)"]]
     assert counts["`currency`"] == [["2", "0", "0", "2 (`p-3`, `p-4`)"]]
     assert counts["`sku`"] == [["2", "1 (`p-5`)", "1 (`p-7`)", "0"]]

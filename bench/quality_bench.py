@@ -114,20 +114,28 @@ def held_out(work: Path, eval_db: Path) -> Path:
 # --- model runs ---------------------------------------------------------------------
 
 
-def train(args: argparse.Namespace, datasets: Path) -> tuple[Path, dict[str, Any]]:
-    from scripts.config import TrainingConfig
-    from scripts.training.run import run_training
-
+def cpu_training_config(args: argparse.Namespace, datasets: Path, run_id: str, save_steps: int,
+                        save_total_limit: int | None = 3) -> dict:
+    """configs/training.yaml with the CPU-budget settings the benches train with (batch 1, no
+    recomputation, LoRA dropout 0), the options in ``args`` and the bench's own data and run folder."""
     raw = yaml.safe_load((REPO / "configs/training.yaml").read_text())
     data = yaml.safe_load(datasets.read_text())
     raw["model"].update(name_or_path=args.base, attn_implementation="auto")
     raw["lora"].update(r=args.lora_r, alpha=2 * args.lora_r, dropout=0.0)
     raw["train"].update(lr=args.lr, max_steps=args.steps, per_device_batch_size=1, grad_accum=1,
-                        warmup_ratio=args.warmup, method=args.method, logging_steps=10, save_steps=max(args.steps // 2, 1),
-                        gradient_checkpointing=False)
+                        warmup_ratio=args.warmup, method=args.method, logging_steps=10, save_steps=save_steps,
+                        save_total_limit=save_total_limit, gradient_checkpointing=False)
     raw["data"].update(processed_dir=data["processed_dir"], schema_version=data["schema_version"])
-    raw["output"].update(runs_dir=str(args.work / "runs"), run_id="quality")
+    raw["output"].update(runs_dir=str(args.work / "runs"), run_id=run_id)
     raw["loss"]["chunk_size"] = 1024
+    return raw
+
+
+def train(args: argparse.Namespace, datasets: Path) -> tuple[Path, dict[str, Any]]:
+    from scripts.config import TrainingConfig
+    from scripts.training.run import run_training
+
+    raw = cpu_training_config(args, datasets, "quality", max(args.steps // 2, 1))
     started = time.perf_counter()
     result = run_training(TrainingConfig.model_validate(raw), say=lambda s: print(f"  {s}"))
     wall = time.perf_counter() - started

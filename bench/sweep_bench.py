@@ -259,27 +259,6 @@ def longest_train_tokens(run_dir: Path) -> int | None:
 # --- one point ----------------------------------------------------------------------
 
 
-def train_config(args, datasets: Path, run_dir_parent: Path, save_steps: int) -> dict:
-    raw = yaml.safe_load((REPO / "configs/training.yaml").read_text())
-    data = yaml.safe_load(datasets.read_text())
-    raw["model"].update(name_or_path=args.base, attn_implementation="auto")
-    raw["lora"].update(r=args.lora_r, alpha=2 * args.lora_r, dropout=0.0)
-    raw["train"].update(lr=args.lr, max_steps=args.steps, per_device_batch_size=1, grad_accum=1,
-                        warmup_ratio=args.warmup, logging_steps=10, save_steps=save_steps,
-                        save_total_limit=None, gradient_checkpointing=False)
-    if args.method != "lora":
-        from scripts.config import TrainingConfig
-
-        if "method" in TrainingConfig.model_fields:
-            raw["method"] = args.method
-        else:
-            raw["train"]["method"] = args.method
-    raw["data"].update(processed_dir=data["processed_dir"], schema_version=data["schema_version"])
-    raw["output"].update(runs_dir=str(run_dir_parent), run_id=args.name)
-    raw["loss"]["chunk_size"] = 1024
-    return raw
-
-
 def load_for_scoring(args, run_dir: Path | None, checkpoint: Path | None):
     from scripts.model_loading import load_base, load_tokenizer, training_rope
 
@@ -326,7 +305,7 @@ def score_missing(args, datasets: Path, info: dict, run_dir: Path | None, step: 
 
 
 def run_point(args) -> None:
-    from quality_bench import sample_splits
+    from quality_bench import cpu_training_config, sample_splits
     from scripts.config import TrainingConfig
     from scripts.contracts import RunResult
     from scripts.training.run import RESULT, run_training
@@ -345,7 +324,7 @@ def run_point(args) -> None:
         print(f"  {run_dir} has trained {result.global_step} steps: scoring what is missing")
     else:
         started = time.perf_counter()
-        config = train_config(args, datasets, runs, math.gcd(*steps_to_score))
+        config = cpu_training_config(args, datasets, args.name, math.gcd(*steps_to_score), save_total_limit=None)
         result = run_training(TrainingConfig.model_validate(config), say=lambda s: print(f"  {s}"))
         (run_dir / "train_s").write_text(f"{time.perf_counter() - started:.1f}\n")
     train_s = float((run_dir / "train_s").read_text())

@@ -41,7 +41,8 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,7 @@ class GgufSource:
     scores: list[float]
     piece_types: list[int]
     tensor_types: dict[str, int]
+    reader: Any = field(default=None, repr=False, compare=False)  # the parsed file, reused by load_dequantised
 
     @property
     def quantization(self) -> str:
@@ -191,6 +193,7 @@ def read_gguf(path: Path) -> GgufSource:
         scores=[float(scores_field.parts[i][0]) for i in scores_field.data],
         piece_types=[int(types_field.parts[i][0]) for i in types_field.data],
         tensor_types=dict(tensor_types),
+        reader=reader,
     )
 
 
@@ -279,6 +282,26 @@ def tokenizer_checks(tokenizer, spm_path: Path, texts: list[str], pieces: int) -
 # --- weights -------------------------------------------------------------------
 
 
+@contextmanager
+def reusing_reader(source: GgufSource) -> Iterator[None]:
+    """transformers parses the GGUF twice more (config, then weights); parsing a 262,144-piece
+    vocabulary takes 10-30 s on 2 cores, so it gets the reader read_gguf already built."""
+    import gguf
+
+    original = gguf.GGUFReader
+
+    def reader(path, *args, **kwargs):
+        if source.reader is not None and Path(path).resolve() == source.path.resolve() and not args and not kwargs:
+            return source.reader
+        return original(path, *args, **kwargs)
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def load_dequantised(source: GgufSource, dtype):
     """A plain ``Gemma3ForCausalLM``: transformers dequantises, the quantisation flag is dropped."""
     import os
@@ -288,8 +311,9 @@ def load_dequantised(source: GgufSource, dtype):
     previous = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"  # transformers' own per-tensor bar; the task shows its stage bar
     try:
-        gguf_model = AutoModelForCausalLM.from_pretrained(
-            str(source.path.parent), gguf_file=source.path.name, dtype=dtype)
+        with reusing_reader(source):
+            gguf_model = AutoModelForCausalLM.from_pretrained(
+                str(source.path.parent), gguf_file=source.path.name, dtype=dtype)
     except Exception as exc:  # an architecture/size transformers' GGUF mapping does not know
         raise UserError(f"transformers cannot load {source.path}: {str(exc).splitlines()[0]}") from None
     finally:

@@ -21,12 +21,3 @@ def real_import(tmp_path_factory) -> ImportReport:
 @pytest.fixture(scope="session")
 def real_gemma(real_import) -> Path:
     return real_import.output
-
-
-def pytest_collection_modifyitems(items) -> None:
-    """Under pytest-xdist (`-n 2 --dist loadgroup`, as CI runs) every real-model test goes to one worker,
-    so the model is imported once per run, not once per worker."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("real"))

@@ -162,11 +162,13 @@ class Generator:
         if max_new is not None and decoder.min_new_tokens:  # warm-ups: the shortest budget allowed
             max_new = max(max_new, decoder.min_new_tokens)
         from scripts.evaluation.closing import AnswerCloser
+        from scripts.serving.runners import HfRunner
 
         out = {"seconds": 0.0, "xgrammar_s": 0.0, "budget_s": 0.0, "tokens": 0, "positions": 0, "valid": 0, "n": 0}
         with xgrammar_timer() as spent, method_timer(AnswerCloser, "__call__") as budget:
             start = time.perf_counter()
-            for batch in generate_outputs(cfg, self.model, self.tokenizer, decoder, self.spec, self.task,
+            for batch in generate_outputs(cfg, HfRunner(self.model, self.tokenizer), self.tokenizer, decoder,
+                                          self.spec, self.task,
                                           items, max_new or default_max, "bench"):
                 lengths = [c.output_tokens for c, _ in batch]
                 out["tokens"] += sum(lengths)

@@ -173,6 +173,9 @@ class Candidate(Record):
         description="slots closed early by constrained decoding (max_new_tokens or the string bound), in "
         "answer order; classification: ['label']. Scored wrong whatever their value",
     )
+    engine: Literal["hf", "vllm"] = Field(default="hf", description="what generated it (files before "
+                                          "engines were recorded: hf, the only one then)")
+    engine_version: str | None = Field(default=None, description="transformers' or vLLM's version")
 
 
 class BundleManifest(Record):

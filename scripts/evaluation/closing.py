@@ -449,8 +449,93 @@ class JsonCursor:
 # --- the processor -------------------------------------------------------------------
 
 
+class RowCloser:
+    """One answer's closing: its cursor, the steps where the model's choice was refused, and the
+    restriction of one step's grammar-masked scores (see the module doc). Shared by the HF
+    processor below (one per batch row) and the vLLM one (``scripts.serving.vllm_closing``, one
+    per request), so both engines close answers the same way."""
+
+    __slots__ = ("spec", "max_new_tokens", "greedy", "cursor", "done", "interventions", "lost")
+
+    def __init__(self, spec: CloserSpec, max_new_tokens: int | None, greedy: bool = True):
+        self.spec = spec
+        self.max_new_tokens = max_new_tokens
+        self.greedy = greedy  # greedy: a fitting argmax needs no mask (it is what the engine picks)
+        self.cursor = spec.cursor()
+        self.done = False
+        self.interventions: list[int] = []
+        self.lost = False  # the cursor could not follow the output (a bug: the row is left to the grammar)
+
+    def feed(self, token: int) -> None:
+        """The token the engine chose at the previous step."""
+        if self.done:
+            return
+        if token in self.spec.stop_ids:
+            self.done = True
+            return
+        self.cursor.feed(self.spec.token_bytes[token])
+        self.lost = self.cursor.lost
+
+    def restrict(self, scores: torch.Tensor, step: int, banned: dict[str, torch.Tensor],
+                 closing: torch.Tensor | None) -> torch.Tensor:
+        """``scores`` (one row, after the grammar mask) of decode step ``step`` with the string bound,
+        the surrogate ban and the budget applied; modified in place where possible."""
+        spec, cursor = self.spec, self.cursor
+        if self.done or self.lost:
+            return scores
+        left = None if self.max_new_tokens is None else self.max_new_tokens - step
+        near = left is not None and left <= spec.most_needed + spec.margin
+        ban = banned.get(cursor.ban_state() or "") if banned else None
+        close_string = cursor.must_close_string()
+        tight = near and left - cursor.needed() <= spec.margin
+        if ban is not None:
+            scores.index_fill_(0, ban, float("-inf"))
+        if not close_string and not tight:
+            return scores
+        row_scores = scores
+        best = int(torch.argmax(row_scores))
+        if close_string and closing is not None:
+            kept = row_scores.masked_fill(~closing, float("-inf"))
+            if torch.isfinite(kept).any():
+                row_scores = kept
+        if tight and not (self.greedy and self._fits(best, left)):
+            fitted = self._fit(row_scores, left)
+            if fitted is None:
+                self.lost = cursor.lost = True
+                return scores
+            row_scores = fitted
+        if not torch.isfinite(row_scores[best]):
+            self.interventions.append(step)
+        return row_scores
+
+    def _fits(self, token: int, left: int) -> bool:
+        """After ``token`` a complete answer still fits in ``left - 1`` tokens (grammar mask aside)."""
+        if token in self.spec.stop_ids:
+            return self.cursor.complete()
+        after = self.cursor.copy()
+        after.feed(self.spec.token_bytes[token])
+        return not after.lost and after.needed() <= left - 1
+
+    def _fit(self, row_scores: torch.Tensor, left: int) -> torch.Tensor | None:
+        """Only the tokens after which a complete answer still fits in ``left - 1`` tokens."""
+        cursor = self.cursor
+        k = min(TOP_K, row_scores.shape[0])
+        values, ids = torch.topk(row_scores, k)
+        candidates = [t for v, t in zip(values.tolist(), ids.tolist()) if v != float("-inf")]
+        candidates += [t for t in cursor.closing() if t not in candidates]
+        if cursor.complete():
+            candidates += [t for t in self.spec.stop_ids if t not in candidates]
+        allowed = [t for t in candidates if torch.isfinite(row_scores[t]) and self._fits(t, left)]
+        if not allowed:
+            return None
+        keep = torch.full_like(row_scores, float("-inf"))
+        index = torch.tensor(allowed, device=row_scores.device)
+        keep[index] = row_scores[index]
+        return keep
+
+
 class AnswerCloser(LogitsProcessor):
-    """After the grammar mask: string bound, surrogate ban, and the budget (see the module doc).
+    """After the grammar mask, for HF ``generate``: one ``RowCloser`` per batch row.
 
     ``max_new_tokens`` None: no budget (string bound and ban only). One instance per
     ``generate`` call. ``interventions[row]``: decode steps (= generated token indexes)
@@ -461,89 +546,36 @@ class AnswerCloser(LogitsProcessor):
     def __init__(self, spec: CloserSpec, max_new_tokens: int | None, greedy: bool = True):
         self.spec = spec
         self.max_new_tokens = max_new_tokens
-        self.greedy = greedy  # greedy: a fitting argmax needs no mask (it is what generate picks)
-        self.cursors: list[LabelCursor | JsonCursor] | None = None
-        self.done: list[bool] = []
-        self.interventions: list[list[int]] = []
-        self.lost = 0
+        self.greedy = greedy
+        self.rows: list[RowCloser] | None = None
         self.step = 0
         self._banned: dict[str, torch.Tensor] = {}
         self._closing: torch.Tensor | None = None
 
+    @property
+    def interventions(self) -> list[list[int]]:
+        return [row.interventions for row in self.rows or []]
+
+    @property
+    def lost(self) -> int:
+        return sum(row.lost for row in self.rows or [])
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         spec = self.spec
-        if self.cursors is None:
-            rows = input_ids.shape[0]
-            self.cursors = [spec.cursor() for _ in range(rows)]
-            self.done = [False] * rows
-            self.interventions = [[] for _ in range(rows)]
+        if self.rows is None:
+            self.rows = [RowCloser(spec, self.max_new_tokens, self.greedy) for _ in range(input_ids.shape[0])]
             self._banned = {k: v.to(scores.device) for k, v in spec.banned.items()}
             if spec.closing_mask is not None:
                 self._closing = spec.closing_mask.to(scores.device)
         else:
             self.step += 1
-            for row, token in enumerate(input_ids[:, -1].tolist()):
-                if self.done[row]:
-                    continue
-                if token in spec.stop_ids:
-                    self.done[row] = True
-                    continue
-                cursor = self.cursors[row]
-                was_lost = cursor.lost
-                cursor.feed(spec.token_bytes[token])
-                self.lost += cursor.lost and not was_lost
-        left = None if self.max_new_tokens is None else self.max_new_tokens - self.step
-        near = left is not None and left <= spec.most_needed + spec.margin
-        for row, cursor in enumerate(self.cursors):
-            if self.done[row] or cursor.lost:
-                continue
-            ban = self._banned.get(cursor.ban_state() or "") if self._banned else None
-            close_string = cursor.must_close_string()
-            tight = near and left - cursor.needed() <= spec.margin
-            if ban is not None:
-                scores[row].index_fill_(0, ban, float("-inf"))
-            if not close_string and not tight:
-                continue
-            row_scores = scores[row]
-            best = int(torch.argmax(row_scores))
-            if close_string and self._closing is not None:
-                kept = row_scores.masked_fill(~self._closing, float("-inf"))
-                if torch.isfinite(kept).any():
-                    row_scores = kept
-            if tight and not (self.greedy and self._fits(cursor, best, left)):
-                row_scores = self._fit(cursor, row_scores, left)
-                if row_scores is None:
-                    self.lost += 1
-                    cursor.lost = True
-                    continue
-            if not torch.isfinite(row_scores[best]):
-                self.interventions[row].append(self.step)
-            scores[row] = row_scores
+            for row, token in zip(self.rows, input_ids[:, -1].tolist()):
+                row.feed(token)
+        for index, row in enumerate(self.rows):
+            restricted = row.restrict(scores[index], self.step, self._banned, self._closing)
+            if restricted.data_ptr() != scores[index].data_ptr():
+                scores[index] = restricted
         return scores
-
-    def _fits(self, cursor, token: int, left: int) -> bool:
-        """After ``token`` a complete answer still fits in ``left - 1`` tokens (grammar mask aside)."""
-        if token in self.spec.stop_ids:
-            return cursor.complete()
-        after = cursor.copy()
-        after.feed(self.spec.token_bytes[token])
-        return not after.lost and after.needed() <= left - 1
-
-    def _fit(self, cursor, row_scores: torch.Tensor, left: int) -> torch.Tensor | None:
-        """Only the tokens after which a complete answer still fits in ``left - 1`` tokens."""
-        k = min(TOP_K, row_scores.shape[0])
-        values, ids = torch.topk(row_scores, k)
-        candidates = [t for v, t in zip(values.tolist(), ids.tolist()) if v != float("-inf")]
-        candidates += [t for t in cursor.closing() if t not in candidates]
-        if cursor.complete():
-            candidates += [t for t in self.spec.stop_ids if t not in candidates]
-        allowed = [t for t in candidates if torch.isfinite(row_scores[t]) and self._fits(cursor, t, left)]
-        if not allowed:
-            return None
-        keep = torch.full_like(row_scores, float("-inf"))
-        index = torch.tensor(allowed, device=row_scores.device)
-        keep[index] = row_scores[index]
-        return keep
 
 
 # --- which slots were cut ------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from scripts.config import StrictModel, flash_attention_alias
+from scripts.serving.engines import EngineSettings
 
 
 class EvalModelSettings(StrictModel):
@@ -99,6 +100,7 @@ class SchemaBounds(StrictModel):
 class EvalConfig(StrictModel):
     model: EvalModelSettings = EvalModelSettings()
     data: EvalDataSettings = EvalDataSettings()
+    engine: EngineSettings = EngineSettings()
     decoding: DecodingSettings = DecodingSettings()
     schema_bounds: SchemaBounds = SchemaBounds()
     output_dir: Path = Field(

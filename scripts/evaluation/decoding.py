@@ -269,10 +269,7 @@ class TaskDecoder:
             info = tokenizer_info(tokenizer, model)
         decoder.token_bytes = list(info.decoded_vocab)
         if constrained:
-            quote = torch.tensor([b.startswith(b'"') for b in decoder.token_bytes]) \
-                if spec.kind == "extraction" else None
-            excluded = set(tokenizer.all_special_ids) | set(info.special_token_ids)
-            decoder.closer = CloserSpec.for_task(spec, decoder.token_bytes, excluded, stop_ids, quote, bounds)
+            decoder.closer = closer_spec(tokenizer, info, spec, bounds)
         if spec.kind == "classification":
             labels = spec.labels or []
             first = {label: tokenizer.encode(label, add_special_tokens=False)[0] for label in labels}
@@ -336,7 +333,10 @@ class TaskDecoder:
 
     def truncated(self, raw: str, token_ends: list[int], row: int) -> list[str]:
         """Slots of the last call's row that the closing cut (``["label"]`` for classification)."""
-        steps = self.refused_steps(row)
+        return self.truncated_at(raw, token_ends, self.refused_steps(row))
+
+    def truncated_at(self, raw: str, token_ends: list[int], steps: list[int]) -> list[str]:
+        """Slots that the closing cut at decode ``steps`` (from either engine)."""
         if not steps:
             return []
         spans = json_value_spans(raw) if self.spec.kind == "extraction" else None
@@ -363,12 +363,23 @@ class TaskDecoder:
 
 
 def tokenizer_info(tokenizer, model):
-    """xgrammar's view of the vocabulary: vocab_size from the model (Gemma pads past the tokenizer)."""
+    """xgrammar's view of the vocabulary: vocab_size from the model, or from a model config (the vLLM
+    path holds no HF model), because Gemma pads the embedding past the tokenizer."""
     import xgrammar as xgr
 
+    vocab_size = getattr(model, "config", model).vocab_size
     return xgr.TokenizerInfo.from_huggingface(
-        tokenizer, vocab_size=model.config.vocab_size, stop_token_ids=end_of_turn_eos_ids(tokenizer)
+        tokenizer, vocab_size=vocab_size, stop_token_ids=end_of_turn_eos_ids(tokenizer)
     )
+
+
+def closer_spec(tokenizer, info, spec: TaskSpec, bounds: SchemaBounds) -> CloserSpec:
+    """The closing of ``spec``'s answers over xgrammar's token bytes ``info`` (one per task; shared by
+    the HF processor and the vLLM one, which builds it in the engine from the same inputs)."""
+    token_bytes = list(info.decoded_vocab)
+    quote = torch.tensor([b.startswith(b'"') for b in token_bytes]) if spec.kind == "extraction" else None
+    excluded = set(tokenizer.all_special_ids) | set(info.special_token_ids)
+    return CloserSpec.for_task(spec, token_bytes, excluded, end_of_turn_eos_ids(tokenizer), quote, bounds)
 
 
 def make_compiler(tokenizer, model):

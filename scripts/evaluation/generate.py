@@ -51,6 +51,7 @@ from scripts.contracts import Candidate, CleanRecord, check_target_key_order, re
 from scripts.evaluation.config import EvalConfig
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights
 from scripts.paths import ZERO_SHOT_DIR, candidates_file  # noqa: F401 (ZERO_SHOT_DIR: re-exported)
+from scripts.serving.engines import engine_version, resolve_engine
 
 ProgressFn = Callable[[int, int, int], None]  # (examples done, examples total, tokens generated)
 
@@ -69,6 +70,8 @@ class GenerateSummary:
     per_task: dict[str, int] = field(default_factory=dict)
     truncated: int = 0  # answers closed early at max_new_tokens / the string bound (slots marked)
     warnings: list[str] = field(default_factory=list)
+    engine: str = "hf"
+    engine_version: str | None = None
 
     @property
     def valid_rate(self) -> float | None:
@@ -167,18 +170,21 @@ def generate_candidates(
     if unknown:
         raise UserError(f"{source}: task(s) {unknown} not in {cfg.data.datasets_config}; add them to `tasks`")
 
+    engine = resolve_engine(cfg.engine.name)
     resolved = resolve_model(cfg)
     out = candidates_path(cfg, split)
     done, repaired = load_done(out)
-    summary = GenerateSummary(out, resolved.label, cfg.decoding.constrained, repaired_partial_line=repaired)
+    summary = GenerateSummary(out, resolved.label, cfg.decoding.constrained, repaired_partial_line=repaired,
+                              engine=engine)
     if repaired:
         summary.warnings.append(f"dropped a half-written last line of {out}")
-    stale = {(c.model, c.constrained) for c in done} - {(resolved.label, cfg.decoding.constrained)}
+    wanted = (resolved.label, cfg.decoding.constrained, engine)
+    stale = {(c.model, c.constrained, c.engine) for c in done} - {wanted}
     if stale:
-        model, constrained = sorted(stale)[0]
+        model, constrained, other = sorted(stale)[0]
         raise UserError(
-            f"{out} holds candidates of {model} (constrained={constrained}), not {resolved.label} "
-            f"(constrained={cfg.decoding.constrained}); move it away or set output_dir"
+            f"{out} holds candidates of {model} (constrained={constrained}, engine {other}), not {resolved.label} "
+            f"(constrained={cfg.decoding.constrained}, engine {engine}); move it away or set output_dir"
         )
     done_ids = {c.id for c in done}
     pending = [r for r in records if r.id not in done_ids]
@@ -188,9 +194,26 @@ def generate_candidates(
     if not pending:
         return summary
 
-    model, tokenizer = load_model(cfg, resolved)
-    _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, len(records), progress)
+    from scripts.serving.runners import open_runner
+
+    with open_runner(engine, resolved, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
+                     settings=cfg.engine, max_model_len=_context_needed(cfg, datasets, resolved, pending)) as (
+            runner, tokenizer):
+        summary.engine_version = engine_version(engine)
+        _generate_pending(cfg, datasets, runner, tokenizer, pending, out, summary, len(records), progress)
     return summary
+
+
+def _context_needed(cfg: EvalConfig, datasets: DatasetsConfig, resolved: ResolvedModel,
+                    records: list[CleanRecord]) -> int:
+    """The longest prompt plus its task's answer budget: what a vLLM engine must hold per sequence
+    (its KV cache is sized by it; the model's own 131072 would reserve far more than eval needs)."""
+    from scripts.chat import encode_chat, prompt_messages
+    from scripts.model_loading import load_tokenizer
+
+    tokenizer = load_tokenizer(resolved.tokenizer_dir)
+    return max(len(encode_chat(tokenizer, prompt_messages(r)))
+               + cfg.decoding.max_new_tokens_for(datasets.tasks[r.task].kind) for r in records)
 
 
 def _round_robin_by_task(records: list[CleanRecord], limit: int | None) -> list[CleanRecord]:
@@ -205,10 +228,10 @@ def _round_robin_by_task(records: list[CleanRecord], limit: int | None) -> list[
     return picked[:limit]
 
 
-def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, total, progress) -> None:
+def _generate_pending(cfg, datasets, runner, tokenizer, pending, out, summary, total, progress) -> None:
     from scripts.evaluation.decoding import make_compiler, max_answer_tokens
 
-    compiler = make_compiler(tokenizer, model) if cfg.decoding.constrained else None
+    compiler = make_compiler(tokenizer, runner.vocab) if cfg.decoding.constrained else None
     by_task: dict[str, list[CleanRecord]] = {}
     for record in pending:
         by_task.setdefault(record.task, []).append(record)
@@ -219,10 +242,10 @@ def _generate_pending(cfg, datasets, model, tokenizer, pending, out, summary, to
     with open(out, "ab") as fh:
         for task, records in by_task.items():
             spec = datasets.tasks[task]
-            decoder, max_new = build_task_decoder(cfg, model, tokenizer, spec, task, compiler)
+            decoder, max_new = build_task_decoder(cfg, runner.vocab, tokenizer, spec, task, compiler)
             summary.warnings += decoder.warnings
-            for candidates in generate_outputs(cfg, model, tokenizer, decoder, spec, task, records, max_new,
-                                               summary.model):
+            for candidates in generate_outputs(cfg, runner, tokenizer, decoder, spec, task, records, max_new,
+                                               summary.model, summary.engine_version):
                 fh.write(b"".join(c.model_dump_json().encode() + b"\n" for c, _ in candidates))
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -281,70 +304,51 @@ def build_task_decoder(cfg: EvalConfig, model, tokenizer, spec: TaskSpec, task: 
 
 
 def generate_outputs(
-    cfg: EvalConfig, model, tokenizer, decoder, spec: TaskSpec, task: str, items, max_new: int, model_label: str
+    cfg: EvalConfig, runner, tokenizer, decoder, spec: TaskSpec, task: str, items, max_new: int, model_label: str,
+    version: str | None = None,
 ) -> Iterator[list[tuple[Candidate, float]]]:
     """Answers for ``items`` of one task (anything with ``id``, ``system_prompt``, ``prompt``).
 
-    Prompts are length-sorted (longest first: OOM shows early) and generated
-    ``cfg.decoding.batch_size`` per call; yields each batch's [(Candidate, seconds)].
-    Used by eval.generate and ops.backfill.
+    Prompts are length-sorted (longest first: OOM shows early) and handed to the runner
+    (``scripts.serving.runners``: hf or vllm) ``cfg.decoding.batch_size`` per call (vLLM:
+    ``engine.requests_per_call``); yields each call's [(Candidate, seconds)]. Used by eval.generate
+    and ops.backfill.
     """
     from scripts.chat import encode_chat, prompt_messages
 
     encoded = [(r, encode_chat(tokenizer, prompt_messages(r))) for r in items]
     encoded.sort(key=lambda pair: len(pair[1]), reverse=True)
-    size = cfg.decoding.batch_size
+    size = cfg.decoding.batch_size if runner.name == "hf" else cfg.engine.requests_per_call
     for start in range(0, len(encoded), size):
         batch = encoded[start : start + size]
-        yield _generate_batch(cfg, model, tokenizer, decoder, spec, task, batch, max_new, model_label)
+        rows, elapsed = runner.run(decoder, spec, [ids for _, ids in batch], max_new=max_new,
+                                   greedy=cfg.decoding.greedy)
+        yield [(_candidate(cfg, tokenizer, decoder, spec, task, record, ids, row, elapsed / len(batch), model_label,
+                           runner.name, version), elapsed / len(batch))
+               for (record, ids), row in zip(batch, rows)]
 
 
-def _generate_batch(cfg, model, tokenizer, decoder, spec: TaskSpec, task, batch, max_new, model_label):
-    import torch
-
+def _candidate(cfg, tokenizer, decoder, spec: TaskSpec, task, record, ids, row, seconds, model_label, engine,
+               version) -> Candidate:
     from scripts.evaluation.decoding import slot_logprobs
 
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
-    width = max(len(ids) for _, ids in batch)
-    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids in batch], device=device)
-    attention = torch.tensor(
-        [[0] * (width - len(ids)) + [1] * len(ids) for _, ids in batch], device=device
-    )
-    sampling = {"do_sample": False} if cfg.decoding.greedy else {"do_sample": True}
-    started = time.perf_counter()
-    with torch.inference_mode():
-        sequences = model.generate(
-            input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new,
-            logits_processor=decoder.processors(max_new, cfg.decoding.greedy),
-            eos_token_id=decoder.stop_token_ids,
-            pad_token_id=pad, **sampling,
-        )
-    elapsed = time.perf_counter() - started
-    new_tokens = sequences[:, width:].cpu()
-    logprobs = decoder.token_logprobs(new_tokens)
-    label_probs = decoder.label_probs()
     stops = set(decoder.stop_token_ids)
-    results = []
-    for row, (record, ids) in enumerate(batch):
-        generated = new_tokens[row].tolist()
-        stop_at = next((i for i, t in enumerate(generated) if t in stops), None)
-        content = generated if stop_at is None else generated[:stop_at]
-        n_out = len(generated) if stop_at is None else stop_at + 1  # the stop token was generated too
-        raw, ends = decoder.decode(content)
-        parsed, valid = decoder.parse(raw)
-        slot_conf = None
-        if spec.kind == "extraction" and content:
-            slot_conf = slot_logprobs(raw, ends, logprobs[row, : len(content)].tolist())
-        truncated = decoder.truncated(raw, ends, row) if valid else []
-        prompt_text = tokenizer.decode(ids, skip_special_tokens=False)
-        candidate = Candidate(
-            id=record.id, task=task, kind=spec.kind,
-            prompt_sha256=hashlib.sha256(prompt_text.encode()).hexdigest(),
-            model=model_label, constrained=cfg.decoding.constrained, raw=raw, parsed=parsed, valid=valid,
-            latency_s=round(elapsed / len(batch), 6), prompt_tokens=len(ids), output_tokens=n_out,
-            label_probs=label_probs[row] if label_probs else None, slot_logprob=slot_conf,
-            truncated_slots=truncated,
-        )
-        results.append((candidate, elapsed / len(batch)))
-    return results
+    generated = row.generated
+    stop_at = next((i for i, t in enumerate(generated) if t in stops), None)
+    content = generated if stop_at is None else generated[:stop_at]
+    n_out = len(generated) if stop_at is None else stop_at + 1  # the stop token was generated too
+    raw, ends = decoder.decode(content)
+    parsed, valid = decoder.parse(raw)
+    slot_conf = None
+    if spec.kind == "extraction" and content:
+        slot_conf = slot_logprobs(raw, ends, row.logprobs[: len(content)])
+    truncated = decoder.truncated_at(raw, ends, row.refused) if valid else []
+    prompt_text = tokenizer.decode(ids, skip_special_tokens=False)
+    return Candidate(
+        id=record.id, task=task, kind=spec.kind,
+        prompt_sha256=hashlib.sha256(prompt_text.encode()).hexdigest(),
+        model=model_label, constrained=cfg.decoding.constrained, raw=raw, parsed=parsed, valid=valid,
+        latency_s=round(seconds, 6), prompt_tokens=len(ids), output_tokens=n_out,
+        label_probs=row.label_probs, slot_logprob=slot_conf, truncated_slots=truncated,
+        engine=engine, engine_version=version,
+    )

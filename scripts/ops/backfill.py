@@ -312,6 +312,7 @@ class _Predictor:
     def predict(self, pages: list[Page]) -> tuple[list[PredictionRow], list[bool]]:
         """Prediction rows in the pages' order, and which were bad rows."""
         from scripts.evaluation.generate import generate_outputs
+        from scripts.serving.runners import HfRunner
 
         sha = self.summary.model_sha
         rows: list[PredictionRow | None] = [None] * len(pages)
@@ -337,7 +338,8 @@ class _Predictor:
             decoder, max_new = self.decoder(task)
             spec = self.datasets.tasks[task]
             invalid = f"output is not a valid {spec.kind} answer for {task}"
-            for batch in generate_outputs(self.cfg, self.model, self.tokenizer, decoder, spec, task, items,
+            for batch in generate_outputs(self.cfg, HfRunner(self.model, self.tokenizer), self.tokenizer, decoder,
+                                          spec, task, items,
                                           max_new, self.summary.model):
                 for candidate, _ in batch:
                     i = int(candidate.id)

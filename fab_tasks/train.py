@@ -109,9 +109,13 @@ def import_gguf(c, gguf="", output="models/gemma-3-270m", dtype="bf16", force=Fa
         fab train.import-gguf
         fab train.import-gguf --gguf gemma-3-1b-it-Q8_0.gguf --output models/gemma-3-1b-it --dtype fp32
 
-    Gates (a failed one writes nothing): special-token ids and <bos>, Gemma 3's reference ids for
-    "The capital of France is", decode(encode(x)) == x, agreement with SentencePiece, perplexity of
-    an English paragraph, a non-degenerate greedy continuation. import.json records them all.
+    The tokenizer matches Gemma's user-defined pieces (whitespace runs, HTML tags) literally, as
+    Gemma does. Gates (a failed one writes nothing): special-token ids and <bos>, Gemma 3's
+    reference ids for "The capital of France is", decode(encode(x)) == x, every whitespace piece one
+    token, id equality with Gemma's tokenization rules over whitespace runs, HTML, 7 scripts and
+    sample prompts, perplexity of an English paragraph, a non-degenerate greedy continuation, loss
+    per character of indented HTML no worse than with the reference ids. import.json records them
+    all. An import made with an older tokenizer version is re-imported.
     """
     from pathlib import Path
 
@@ -129,9 +133,13 @@ def import_gguf(c, gguf="", output="models/gemma-3-270m", dtype="bf16", force=Fa
         console.print(f"{report.output}/ already holds this import ({report.label}, sha256 {report.sha256[:12]}): "
                       "nothing to do (--force re-imports)")
         return
-    console.print(f"checks passed: reference ids {checks['reference_ids']['got']}, SentencePiece agreement "
-                  f"{checks['sentencepiece_agreement']['share']:.1%}, perplexity {checks['perplexity']['value']} "
-                  f"(bound {checks['perplexity']['bound']}), continuation {checks['greedy_continuation']['text'][:50]!r}")
+    agreement = checks["gemma_reference_agreement"]
+    loss = checks["indented_html_loss"]["nats_per_char"]
+    console.print(f"checks passed: reference ids {checks['reference_ids']['got']}, Gemma tokenization "
+                  f"{agreement['share']:.1%} of {agreement['texts']} texts, perplexity {checks['perplexity']['value']} "
+                  f"(bound {checks['perplexity']['bound']}), indented HTML {loss['imported']} nats/char "
+                  f"(plain SentencePiece ids: {loss['sentencepiece_plain']}), "
+                  f"continuation {checks['greedy_continuation']['text'][:50]!r}")
     console.print(f"imported {report.label}: {report.parameters / 1e6:.0f}M parameters ({report.dtype}) in "
                   f"{report.seconds:.0f} s")
     console.print(f"wrote {report.output}/ (config.json, model.safetensors, tokenizer.json, chat template, "

@@ -20,16 +20,20 @@ Every check is a gate: the folder is built in a temporary directory beside
 ``output`` and renamed into place only when all pass, with ``import.json``
 recording the source, its sha256, the quantisation and every check's result.
 
-Tokenizer agreement with SentencePiece: the HF tokenizer is compared with a
-``SentencePieceProcessor`` built from the same proto. By design they differ
-on control pieces (``<start_of_turn>``, ``<bos>`` ...): HF parses them in text
-as special tokens (the chat template relies on it), SentencePiece never does;
-the corpus used for the share holds no control pieces. User-defined pieces
-(HTML tags such as ``<table>``, ``\\n\\n``, tab runs) are atomic in
-SentencePiece; their BPE merges cannot always be derived from the vocabulary,
-so they are added to the HF tokenizer as non-special added tokens. The
-user-defined runs of spaces are never matched by SentencePiece (it escapes
-spaces to ``▁`` first) and are left out for the same result.
+The tokenizer does what Gemma's own does (tokenizer version 2): control and
+user-defined pieces (runs of 2-31 spaces, ``\\n`` and ``\\t`` runs, HTML tags such as
+``<table>``) are matched literally on the raw text, then spaces become ``▁`` and
+BPE with byte fallback encodes the rest; ``"  two"`` is ``["  ", "two"]``, not
+``["▁", "▁two"]``. It is transformers' Gemma converter applied to the proto,
+and it is gated on id equality with ``GemmaReference``, an independent
+implementation of those rules on a SentencePiece processor, over whitespace
+runs of every length, HTML, 7 scripts, prices and sample prompts (also
+re-indented), and on the base model's loss per character of indented HTML
+being no worse than with the reference's ids. Version 1 agreed with a plain
+SentencePiece processor, which escapes spaces before it looks for pieces and
+so never emits the whitespace pieces the model was trained on; an import with
+an older version is re-imported by ``fab train.import-gguf`` and refused by
+every stage until then (``check_current_import``).
 """
 
 from __future__ import annotations
@@ -80,9 +84,31 @@ ROUNDTRIP_CORPUS = [
     '{"price":"19.99","currency":"EUR","in_stock":true,"tags":["a","b"]}',
     "&nbsp;&amp;&lt;tag&gt; &#8364; %20 \\u00e9 \\n",
 ]
-UNKNOWN, USER_DEFINED, BYTE = 2, 4, 6  # SentencePiece piece types (GGUF uses the same numbers)
+UNKNOWN, CONTROL, USER_DEFINED, BYTE = 2, 3, 4, 6  # SentencePiece piece types (GGUF uses the same numbers)
 EXTRA_SPECIAL_TOKENS = ("<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>")
-MIN_SPM_AGREEMENT = 0.99  # share of corpus texts encoded identically by HF and SentencePiece
+# 1: agreed with a plain SentencePiece processor, which split Gemma's whitespace pieces;
+# 2: control and user-defined pieces matched literally on the raw text, as Gemma does.
+TOKENIZER_VERSION = 2
+SAMPLE_PROMPTS = 24  # sample prompts (and their re-indented copies) in the gate corpus
+# An indented price/stock block as crawled pages carry it; the loss gate's fixed text.
+INDENTED_HTML = """<div class="product-main">
+    <h1 class="title">Kaffeevollautomat  EQ.500 classic</h1>
+    <div class="price-box">
+        <span class="price">  649,99 €  </span>
+        <span class="old-price"><s>799,00 €</s></span>
+    </div>
+	<table>
+		<tr><td>Verfügbarkeit</td><td>Auf Lager — Lieferzeit 2-3 Werktage</td></tr>
+		<tr><td>Artikelnummer</td><td>TE503509DE</td></tr>
+	</table>
+
+
+    <ul class="breadcrumb">
+        <li><a href="/haushalt">Haushalt</a></li>
+        <li><a href="/haushalt/kaffee">Kaffee &amp; Espresso</a></li>
+    </ul>
+</div>
+"""
 
 
 @dataclass
@@ -201,7 +227,8 @@ def read_gguf(path: Path) -> GgufSource:
 
 
 def sentencepiece_proto(source: GgufSource) -> bytes:
-    """A SentencePiece BPE model from the GGUF's pieces, scores and types (the types share numbering)."""
+    """A SentencePiece BPE model from the GGUF's pieces, scores and types (the types share numbering):
+    the same proto google/gemma-3-270m's ``tokenizer.model`` is, from which its ``tokenizer.json`` was made."""
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     meta = source.metadata
@@ -229,54 +256,157 @@ def sentencepiece_proto(source: GgufSource) -> bytes:
     return proto.SerializeToString()
 
 
+def converted_tokenizer(spm_path: Path):
+    """transformers' ``GemmaConverter`` on the proto at ``spm_path``: a ``tokenizers.Tokenizer`` that
+    matches control and user-defined pieces literally on the raw text (whitespace runs, ``\\n`` and
+    ``\\t`` runs, HTML tags), then rewrites spaces to ``▁`` and runs BPE with byte fallback.
+
+    transformers 5.17's ``GemmaSentencePieceExtractor`` reads a ``sp`` processor its base class no
+    longer sets; it gets one here, which changes nothing else in the conversion."""
+    import importlib
+
+    import sentencepiece
+
+    slow = importlib.import_module("transformers.convert_slow_tokenizer")
+
+    class Extractor(slow.GemmaSentencePieceExtractor):
+        def __init__(self, model: str):
+            super().__init__(model)
+            self.sp = sentencepiece.SentencePieceProcessor(model_file=model)
+
+    class Converter(slow.GemmaConverter):
+        SpmExtractor = Extractor
+
+    from types import SimpleNamespace
+
+    original = SimpleNamespace(vocab_file=str(spm_path), pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+                               unk_token="<unk>")
+    try:
+        return Converter(original).converted()
+    except Exception as exc:  # a proto the converter cannot read
+        raise UserError(f"the GGUF's vocabulary is not a valid SentencePiece model: {exc}") from None
 
 
-def build_tokenizer(source: GgufSource, spm_path: Path):
-    """Gemma 3's tokenizer from the proto at ``spm_path``: chat template, atomic user-defined pieces."""
-    from tokenizers import AddedToken
+def build_tokenizer(spm_path: Path, pieces: set[str]):
+    """Gemma 3's tokenizer from the proto at ``spm_path``, with the chat template and ``<bos>`` added."""
     from transformers import GemmaTokenizer
 
     from scripts.tiny_model import GEMMA3_CHAT_TEMPLATE
 
-    pieces = set(source.tokens)
-    tokenizer = GemmaTokenizer.from_pretrained(
-        str(spm_path.parent), add_bos_token=True, add_eos_token=False,
-        extra_special_tokens=[t for t in EXTRA_SPECIAL_TOKENS if t in pieces],
-        chat_template=GEMMA3_CHAT_TEMPLATE,
+    return GemmaTokenizer(
+        tokenizer_object=converted_tokenizer(spm_path), add_bos_token=True, add_eos_token=False,
+        extra_special_tokens=[t for t in EXTRA_SPECIAL_TOKENS if t in pieces], chat_template=GEMMA3_CHAT_TEMPLATE,
     )
-    atomic = [piece for piece, kind in zip(source.tokens, source.piece_types)
-              if kind == USER_DEFINED and " " not in piece and piece not in tokenizer.all_special_tokens]
-    tokenizer.add_tokens([AddedToken(piece, normalized=False, special=False) for piece in atomic])
-    return tokenizer
 
 
-def tokenizer_checks(tokenizer, spm_path: Path, texts: list[str], pieces: int) -> dict[str, Any]:
-    """Vocabulary size, special ids, reference ids, round trip over ``texts`` + the corpus,
-    SentencePiece agreement."""
-    import sentencepiece
+class GemmaReference:
+    """What Gemma's own tokenizer does, written independently of transformers: control and
+    user-defined pieces are matched literally on the raw text, leftmost-longest; every stretch
+    between them goes through a SentencePiece processor of the same proto. The import is gated on
+    agreeing with it (a plain processor alone never matches the whitespace pieces: it turns spaces
+    into ``▁`` first, which is the bug tokenizer version 1 had)."""
 
+    def __init__(self, spm_path: Path, source: GgufSource):
+        import re
+
+        import sentencepiece
+
+        try:
+            self.processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_path))
+        except RuntimeError as exc:
+            raise UserError(f"the GGUF's vocabulary is not a valid SentencePiece model: {exc}") from None
+        self.literal = {piece: index for index, (piece, kind) in enumerate(zip(source.tokens, source.piece_types))
+                        if kind in (CONTROL, USER_DEFINED) and piece}
+        # longest first: a regex alternation takes the first alternative that matches at a position
+        self.pattern = re.compile("|".join(re.escape(p) for p in sorted(self.literal, key=len, reverse=True)))
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = []
+        position = 0
+        for match in self.pattern.finditer(text):
+            if match.start() > position:
+                ids += self.processor.encode(text[position:match.start()])
+            ids.append(self.literal[match.group()])
+            position = match.end()
+        if position < len(text):
+            ids += self.processor.encode(text[position:])
+        return ids
+
+    def plain(self, text: str) -> list[int]:
+        """The plain SentencePiece processor (tokenizer version 1's behaviour), for comparison."""
+        return self.processor.encode(text)
+
+
+def whitespace_pieces(source: GgufSource) -> dict[str, int]:
+    """The vocabulary's user-defined pieces made of whitespace only: runs of spaces, ``\\n``, ``\\t``."""
+    return {piece: index for index, (piece, kind) in enumerate(zip(source.tokens, source.piece_types))
+            if kind == USER_DEFINED and piece and not piece.strip()}
+
+
+def whitespace_corpus(source: GgufSource) -> list[str]:
+    """Runs of every whitespace piece's character at every length the vocabulary has and past it,
+    between words, at the start and end, and mixed (tabs and newlines, indentation after a newline)."""
+    longest = Counter()
+    for piece in whitespace_pieces(source):
+        longest[piece[0]] = max(longest[piece[0]], len(piece))
+    texts = []
+    for char, most in sorted(longest.items()):
+        texts += [f"a{char * n}b" for n in range(1, most + 3)]
+        texts += [char * n for n in (1, 2, most, most + 1, 2 * most + 1)]
+    texts += [
+        "\t\t  \n \n", " \t \n\t\n  x", "<ul>\n  <li>a</li>\n\t<li>b</li>\n</ul>\n\n\n",
+        "x" + " " * 40 + "y", "\n" + "\n".join(" " * depth + f"<div>{depth}</div>" for depth in range(0, 34, 3)),
+        "price:   19,99 €\t\t(incl.  VAT)\r\n\r\n  in stock",
+    ]
+    return texts
+
+
+def indent_html(text: str, step: str = "  ") -> str:
+    """HTML as crawled pages carry it: one tag per line, indented by nesting depth. Sample prompts
+    have their whitespace collapsed; real pages do not, and the whitespace pieces matter there."""
+    import re
+
+    lines, depth = [], 0
+    for part in re.split(r"(?=<)|(?<=>)", text):
+        if not part.strip():
+            continue
+        closing = part.startswith("</")
+        depth = max(depth - closing, 0)
+        lines.append(step * depth + part.strip())
+        if part.startswith("<") and not closing and not part.endswith("/>") and not part.startswith("<!"):
+            depth += 1
+    return "\n".join(lines)
+
+
+def gate_corpus(source: GgufSource, prompts: list[str]) -> list[str]:
+    """Whitespace runs, mixed tabs and newlines, HTML, 7 scripts, prices, ``prompts`` as they are and
+    re-indented: the texts the import's tokenizer must encode exactly as Gemma does."""
+    return ROUNDTRIP_CORPUS + whitespace_corpus(source) + prompts + [indent_html(p) for p in prompts]
+
+
+def tokenizer_checks(tokenizer, reference: GemmaReference, source: GgufSource, texts: list[str]) -> dict[str, Any]:
+    """Vocabulary size, special ids, reference ids, round trip, every whitespace piece one token, and
+    id equality with Gemma's own rules (``GemmaReference``) over ``texts``."""
     specials = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_IDS}
-    reference = tokenizer(REFERENCE_TEXT).input_ids
-    corpus = ROUNDTRIP_CORPUS + texts
-    failed_roundtrip = [text[:60] for text in corpus
+    reference_ids = tokenizer(REFERENCE_TEXT).input_ids
+    failed_roundtrip = [text[:60] for text in texts
                         if tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids) != text]
-    try:
-        processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_path))
-    except RuntimeError as exc:
-        raise UserError(f"the GGUF's vocabulary is not a valid SentencePiece model: {exc}") from None
-    disagree = [text[:60] for text in corpus
-                if processor.encode(text) != tokenizer(text, add_special_tokens=False).input_ids]
-    agreement = 1 - len(disagree) / len(corpus)
-    checks = {
-        "vocabulary": {"passed": len(tokenizer) == pieces, "tokenizer": len(tokenizer), "gguf": pieces},
+    split_pieces = [piece for piece, index in whitespace_pieces(source).items()
+                    if tokenizer(piece, add_special_tokens=False).input_ids != [index]]
+    disagree = [text[:60] for text in texts
+                if reference.encode(text) != tokenizer(text, add_special_tokens=False).input_ids]
+    return {
+        "vocabulary": {"passed": len(tokenizer) == len(source.tokens), "tokenizer": len(tokenizer),
+                       "gguf": len(source.tokens)},
         "special_ids": {"passed": specials == SPECIAL_IDS, "got": specials},
-        "bos_prepended": {"passed": reference[:1] == [SPECIAL_IDS["<bos>"]]},
-        "reference_ids": {"passed": reference == REFERENCE_IDS, "text": REFERENCE_TEXT, "got": reference},
-        "roundtrip": {"passed": not failed_roundtrip, "texts": len(corpus), "failed": failed_roundtrip[:5]},
-        "sentencepiece_agreement": {"passed": agreement >= MIN_SPM_AGREEMENT, "share": round(agreement, 4),
-                                    "texts": len(corpus), "differ": disagree[:5]},
+        "bos_prepended": {"passed": reference_ids[:1] == [SPECIAL_IDS["<bos>"]]},
+        "reference_ids": {"passed": reference_ids == REFERENCE_IDS, "text": REFERENCE_TEXT, "got": reference_ids},
+        "roundtrip": {"passed": not failed_roundtrip, "texts": len(texts), "failed": failed_roundtrip[:5]},
+        "whitespace_pieces": {"passed": not split_pieces, "pieces": len(whitespace_pieces(source)),
+                              "split": [repr(p) for p in split_pieces[:5]]},
+        "gemma_reference_agreement": {"passed": not disagree, "share": round(1 - len(disagree) / len(texts), 4),
+                                      "texts": len(texts), "differ": disagree[:5]},
     }
-    return checks
 
 
 # --- weights -------------------------------------------------------------------
@@ -335,8 +465,21 @@ def load_dequantised(source: GgufSource, dtype):
     return model.eval()
 
 
-def model_checks(model, tokenizer) -> dict[str, Any]:
-    """Perplexity of a fixed English paragraph and a non-degenerate greedy continuation."""
+def loss_per_char(model, ids: list[int], text: str) -> float:
+    """The model's next-token loss summed over ``ids`` (after ``<bos>``), per character of ``text``:
+    comparable across tokenizations of the same text, unlike per-token loss."""
+    import torch
+
+    batch = torch.tensor([[SPECIAL_IDS["<bos>"], *ids]])
+    with torch.no_grad():
+        mean = model(input_ids=batch, labels=batch).loss.item()
+    return mean * len(ids) / len(text)
+
+
+def model_checks(model, tokenizer, reference: GemmaReference, indented: list[str]) -> dict[str, Any]:
+    """Perplexity of a fixed English paragraph, a non-degenerate greedy continuation, and the loss per
+    character of indented HTML with the imported ids no worse than with Gemma's reference ids (the
+    plain SentencePiece ids, tokenizer version 1's, are recorded beside them)."""
     import torch
 
     ids = tokenizer(PERPLEXITY_TEXT, return_tensors="pt").input_ids
@@ -348,12 +491,18 @@ def model_checks(model, tokenizer) -> dict[str, Any]:
         out = model.generate(**prompt, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     new = out[0, prompt.input_ids.shape[1]:].tolist()
     distinct = len(set(new)) / max(len(new), 1)
+    losses = {name: [loss_per_char(model, encode(text), text) for text in indented] for name, encode in (
+        ("imported", lambda text: tokenizer(text, add_special_tokens=False).input_ids),
+        ("reference", reference.encode), ("sentencepiece_plain", reference.plain))}
+    mean = {name: round(sum(values) / len(values), 4) for name, values in losses.items()}
     return {
         "perplexity": {"passed": perplexity <= MAX_PERPLEXITY, "value": round(perplexity, 2),
                        "bound": MAX_PERPLEXITY, "tokens": ids.shape[1]},
         "greedy_continuation": {"passed": len(new) >= 4 and distinct >= 0.3 and not set(new) <= {0, 1, 3},
                                 "text": tokenizer.decode(new, skip_special_tokens=True),
                                 "distinct_share": round(distinct, 2)},
+        "indented_html_loss": {"passed": mean["imported"] <= mean["reference"] * (1 + 1e-4), "texts": len(indented),
+                               "nats_per_char": mean},
     }
 
 
@@ -376,6 +525,22 @@ def existing_import(output: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def stale_tokenizer(record: dict[str, Any]) -> bool:
+    """An import whose tokenizer was built by older rules than this code's (no version: version 1)."""
+    return int(record.get("tokenizer_version", 1)) < TOKENIZER_VERSION
+
+
+def check_current_import(folder: Path) -> None:
+    """Refuse a model folder imported with an older tokenizer: its ids are not Gemma's, and a model
+    trained or evaluated on them sees token sequences it never saw in pretraining."""
+    record = existing_import(folder)
+    if record and stale_tokenizer(record):
+        raise UserError(
+            f"{folder} was imported with tokenizer version {record.get('tokenizer_version', 1)}, which splits "
+            f"Gemma's whitespace pieces; re-import it with `fab train.import-gguf --output {folder}` (version "
+            f"{TOKENIZER_VERSION}), then retrain runs made on it")
+
+
 def import_gguf(
     gguf_path: Path | None,
     output: Path,
@@ -387,11 +552,12 @@ def import_gguf(
 ) -> ImportReport:
     """Import ``gguf_path`` (default: the packaged Gemma 3 270M) into ``output``; see the module doc.
 
-    A rerun onto an import of the same file and dtype is a no-op (``reused``); another one at
-    ``output`` needs ``force``. ``extra_texts`` join the round-trip and agreement corpus.
+    A rerun onto an import of the same file and dtype is a no-op (``reused``), unless that import's
+    tokenizer is older than ``TOKENIZER_VERSION``: then it is re-imported. Another import at
+    ``output`` needs ``force``. ``extra_texts`` join the tokenizer gate's corpus.
     """
     import torch
-    from transformers import GenerationConfig
+    from transformers import AutoTokenizer, GenerationConfig
 
     if dtype not in ("bf16", "fp32"):
         raise UserError(f"--dtype must be bf16 or fp32, not {dtype!r}")
@@ -403,12 +569,16 @@ def import_gguf(
     sha = file_sha256(path)
     previous = existing_import(output)
     if previous and not force:
-        if previous.get("sha256") == sha and previous.get("dtype") == dtype:
+        same = previous.get("sha256") == sha and previous.get("dtype") == dtype
+        if same and not stale_tokenizer(previous):
             return ImportReport(output, previous["source"], sha, previous["label"], previous["quantization"],
                                 previous["parameters"], dtype, time.perf_counter() - started, reused=True,
                                 checks=previous["checks"])
-        raise UserError(f"{output} already holds an import of {previous.get('source')} "
-                        f"({previous.get('dtype')}); pass --force to replace it")
+        if not same:
+            raise UserError(f"{output} already holds an import of {previous.get('source')} "
+                            f"({previous.get('dtype')}); pass --force to replace it")
+        say(f"{output} holds tokenizer version {previous.get('tokenizer_version', 1)}: re-importing "
+            f"with version {TOKENIZER_VERSION}")
     if output.exists() and not previous and not force:
         raise UserError(f"{output} exists and is not an import; pass --force or another --output")
     say("reading the GGUF (metadata, vocabulary, tensor types)")
@@ -423,12 +593,19 @@ def import_gguf(
             spm_path = Path(spm_dir) / "tokenizer.model"
             spm_path.write_bytes(sentencepiece_proto(source))
             say("building the tokenizer from the GGUF's SentencePiece pieces")
-            tokenizer = build_tokenizer(source, spm_path)
-            checks = tokenizer_checks(tokenizer, spm_path, list(extra_texts or []), len(source.tokens))
-        _gate(checks, "tokenizer")
-        say(f"dequantising {sum(source.tensor_types.values())} tensors ({source.quantization})")
-        model = load_dequantised(source, torch.float32)  # checks in fp32; saved in the chosen dtype
-        checks.update(model_checks(model, tokenizer))
+            reference = GemmaReference(spm_path, source)
+            build_tokenizer(spm_path, set(source.tokens)).save_pretrained(staging)
+            # the gates see the tokenizer as every stage will load it: from the saved folder
+            tokenizer = AutoTokenizer.from_pretrained(staging)
+            from scripts.sample_data import sample_prompts
+
+            prompts = sample_prompts(SAMPLE_PROMPTS) + list(extra_texts or [])
+            checks = tokenizer_checks(tokenizer, reference, source, gate_corpus(source, prompts))
+            _gate(checks, "tokenizer")
+            say(f"dequantising {sum(source.tensor_types.values())} tensors ({source.quantization})")
+            model = load_dequantised(source, torch.float32)  # checks in fp32; saved in the chosen dtype
+            indented = [INDENTED_HTML] + [indent_html(p) for p in prompts[:2]]
+            checks.update(model_checks(model, tokenizer, reference, indented))
         _gate(checks, "model")
         end_of_turn = SPECIAL_IDS["<end_of_turn>"]
         model.generation_config = GenerationConfig(
@@ -438,12 +615,11 @@ def import_gguf(
         model.to(torch_dtype)
         model.config.dtype = torch_dtype
         model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
         parameters = sum(p.numel() for p in model.parameters())
         report = ImportReport(output, str(path), sha, source.label(), source.quantization, parameters, dtype,
                               0.0, checks=checks)
-        record = {**asdict(report), "output": str(output), "seconds": None, "metadata": source.metadata,
-                  "tensor_types": source.tensor_types, "versions": package_versions()}
+        record = {**asdict(report), "output": str(output), "seconds": None, "tokenizer_version": TOKENIZER_VERSION,
+                  "metadata": source.metadata, "tensor_types": source.tensor_types, "versions": package_versions()}
         record["seconds"] = round(time.perf_counter() - started, 1)
         (staging / IMPORT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
         _check_saved(staging)

@@ -217,6 +217,9 @@ def pretrained_kwargs(name_or_path: str) -> dict:
 
     path = Path(name_or_path).expanduser()
     if path.is_dir():
+        from scripts.gguf_import import check_current_import
+
+        check_current_import(path)
         return {}
     if path.exists():
         raise UserError(f"{name_or_path} is a file, not a model dir (config.json + weights); {LOCAL_HINT}")
@@ -286,6 +289,26 @@ def load_tokenizer(name_or_path: str):
         raise load_error(name_or_path, exc, kwargs) from exc
 
 
+# whitespace runs, newlines, a tab and HTML tags: where Gemma tokenizers built by different rules differ
+TOKENIZER_PROBE = "  two  spaces\n\n\t<td>x</td>   y"
+
+
+def check_run_tokenizer(tokenizer, resolved: ResolvedModel) -> None:
+    """A run's own tokenizer (saved beside its adapter or in its model/) must encode as the base it
+    was trained from does now: a run trained on a base imported with an older tokenizer learned
+    other token sequences."""
+    from scripts.gguf_import import existing_import
+
+    origin = resolved.trained_from or resolved.base
+    if resolved.tokenizer_dir == origin or existing_import(Path(origin)) is None:
+        return  # the base's own tokenizer, or not an import (only imports change under a run)
+    base = load_tokenizer(origin)
+    if tokenizer(TOKENIZER_PROBE).input_ids != base(TOKENIZER_PROBE).input_ids:
+        raise UserError(f"{resolved.tokenizer_dir} tokenizes unlike its base {origin} (the run was trained "
+                        "before the base was re-imported with Gemma's whitespace pieces); retrain it with "
+                        "`fab train.run`")
+
+
 def load_resolved(resolved: ResolvedModel, dtype: str = "auto", attn_implementation: str = "auto"):
     """(model, tokenizer) on the best device, eval mode; LoRA attached (not merged) via PEFT. A full
     fine-tune's model/ loads as a model (its config.json already holds the run's rope scaling, applied
@@ -299,6 +322,7 @@ def load_resolved(resolved: ResolvedModel, dtype: str = "auto", attn_implementat
     model = load_base(resolved.base, dtype=torch_dtype(dtype, gpu=device == "cuda"),
                       attn_implementation=attn_implementation, rope=rope if rope and rope[0] > 1 else None)
     tokenizer = load_tokenizer(resolved.tokenizer_dir)
+    check_run_tokenizer(tokenizer, resolved)
     if resolved.adapter_dir is not None:
         from peft import PeftModel
 

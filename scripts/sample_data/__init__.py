@@ -380,6 +380,11 @@ def _write_table(
         con.close()
 
 
+def sample_prompts(count: int, seed: int = 0) -> list[str]:
+    """The prompt texts of the first ``count`` clean rows of the sample (both tasks), without a table."""
+    return [row.prompt_text for row in _generate_rows(seed, 0, count, 0.0, _Tally())]
+
+
 def generate_sample(
     output: Path,
     rows: int = 2000,

@@ -16,9 +16,11 @@ from scripts.gguf_import import (
     REFERENCE_IDS,
     ROUNDTRIP_CORPUS,
     SPECIAL_IDS,
+    TOKENIZER_VERSION,
     base_model_label,
     import_gguf,
 )
+from scripts.model_loading import load_tokenizer
 
 
 def test_import_writes_a_plain_hf_folder_with_gemma3s_tokenizer(real_import, real_gemma):
@@ -59,9 +61,16 @@ def test_import_json_records_source_and_every_gate(real_import, real_gemma):
     assert record["label"] == "google/gemma-3-270m (GGUF Q4_K_M, dequantised)" == base_model_label(str(real_gemma))
     checks = record["checks"]
     assert set(checks) == {"vocabulary", "special_ids", "bos_prepended", "reference_ids", "roundtrip",
-                           "sentencepiece_agreement", "perplexity", "greedy_continuation"}
+                           "whitespace_pieces", "gemma_reference_agreement", "perplexity", "greedy_continuation",
+                           "indented_html_loss"}
     assert all(check["passed"] for check in checks.values())
-    assert checks["sentencepiece_agreement"]["share"] >= 0.99
+    assert record["tokenizer_version"] == TOKENIZER_VERSION == 2
+    agreement = checks["gemma_reference_agreement"]
+    assert agreement["share"] == 1.0 and agreement["texts"] > 150
+    assert checks["whitespace_pieces"]["pieces"] == 30 + 31 + 31  # runs of 2-31 spaces, 1-31 newlines, 1-31 tabs
+    # the base model reads indented HTML better with Gemma's own ids than with a plain SentencePiece's
+    loss = checks["indented_html_loss"]["nats_per_char"]
+    assert loss["imported"] == loss["reference"] < loss["sentencepiece_plain"] * 0.97
     assert 3 < checks["perplexity"]["value"] < 20  # ~9 when norms and embedding scale are right
     assert record["versions"]["gguf"] == "0.19.0"
     assert AutoConfig.from_pretrained(real_gemma).rope_parameters["full_attention"]["rope_theta"] == 1e6
@@ -112,3 +121,18 @@ def test_fab_task_reports_a_missing_file_in_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"error: GGUF file {tmp_path / 'x.gguf'} does not exist"]
     assert not (tmp_path / "out").exists()
+
+
+def test_an_import_with_an_older_tokenizer_is_refused_in_one_line(real_gemma, tmp_path):
+    stale = tmp_path / "gemma-3-270m"
+    stale.mkdir()
+    for path in real_gemma.iterdir():
+        (stale / path.name).symlink_to(path)
+    record = json.loads((real_gemma / "import.json").read_text())
+    del record["tokenizer_version"]  # imports made before the version was recorded
+    (stale / "import.json").unlink()
+    (stale / "import.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"imported with tokenizer version 1, which splits Gemma's whitespace "
+                                        r"pieces; re-import it with `fab train.import-gguf --output "):
+        load_tokenizer(str(stale))
+    assert load_tokenizer(str(real_gemma))("  two").input_ids == [2, 138, 13498]

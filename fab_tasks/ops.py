@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from invoke import task
 from invoke.exceptions import Exit
 
-from fab_tasks._common import console, user_errors
+from fab_tasks._common import console, task, user_errors
 from scripts.config import load_config
 
 DEFAULT_CONFIG = "configs/ops.yaml"

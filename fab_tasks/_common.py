@@ -14,7 +14,21 @@ from rich.console import Console
 
 from scripts.config import UserError, load_env
 
-console = Console(stderr=False, highlight=False)
+LOG_WIDTH = 160  # columns of tables when the output is a log or a pipe, not a terminal
+
+
+def make_console() -> Console:
+    """Rich's console; in a log or a pipe lines are never wrapped (rich would cut them mid-sentence at
+    80 columns) and tables get LOG_WIDTH columns unless COLUMNS says otherwise."""
+    console = Console(stderr=False, highlight=False)
+    if not console.is_terminal:
+        console.soft_wrap = True
+        if not os.environ.get("COLUMNS"):
+            console.width = LOG_WIDTH
+    return console
+
+
+console = make_console()
 
 
 # Import-time chatter of optional GPU libraries (torchao, bitsandbytes kernels, torch's

@@ -57,3 +57,16 @@ def test_train_run_help_shows_typed_options_and_plain_flags():
 def test_a_bad_number_is_one_line(args, line):
     done = fab(REPO_ROOT, *args)
     assert done.returncode == 1 and done.stderr.strip() == line and "Traceback" not in done.stderr
+
+
+def test_output_to_a_log_is_not_wrapped_at_80_columns():
+    """Piped into a log (no terminal, no COLUMNS), a long line stays one line."""
+    import os
+    import subprocess
+    import sys
+
+    sentence = "trained 3 steps on 12 examples (0 dropped as too long), final loss 1.234; " * 3
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run([sys.executable, "-c", f"from fab_tasks._common import console; console.print({sentence!r})"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout == sentence + "\n"

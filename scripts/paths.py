@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+SPLITS = ("train", "validation", "test")  # what dataset.split writes; eval.generate/judge take one of them
 SPLITS_DIR = "splits"
 SPLIT_MANIFEST = "manifest.json"
 CLEAN_MANIFEST = "clean_manifest.json"
@@ -76,6 +77,15 @@ class ProcessedData:
     @property
     def split_manifest(self) -> Path:
         return self.splits_dir / SPLIT_MANIFEST
+
+
+def check_split(split: str) -> str:
+    """``split`` if it is one of SPLITS; else a UserError that lists them."""
+    if split not in SPLITS:
+        from scripts.config import UserError
+
+        raise UserError(f"unknown split {split!r}: the splits are {', '.join(SPLITS)}")
+    return split
 
 
 def split_file_name(split: str) -> str:

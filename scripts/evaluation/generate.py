@@ -50,7 +50,7 @@ from scripts.config import DatasetsConfig, TaskSpec, UserError, load_config
 from scripts.contracts import Candidate, CleanRecord, check_target_key_order, read_jsonl
 from scripts.evaluation.config import EvalConfig
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights
-from scripts.paths import ZERO_SHOT_DIR, candidates_file  # noqa: F401 (ZERO_SHOT_DIR: re-exported)
+from scripts.paths import ZERO_SHOT_DIR, candidates_file, check_split  # noqa: F401 (ZERO_SHOT_DIR: re-exported)
 
 ProgressFn = Callable[[int, int, int], None]  # (examples done, examples total, tokens generated)
 
@@ -152,6 +152,7 @@ def generate_candidates(
     ``limit`` takes the first examples of each task in turn (round-robin), so a
     short run still covers every task; a larger limit extends a smaller one.
     """
+    check_split(split)
     datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
     source = split_path(cfg, datasets, split)
     if not source.is_file():

@@ -172,6 +172,12 @@ def test_missing_split_file_is_a_user_error_with_the_fix(setup, tmp_path):
         generate_candidates(_cfg(setup, tmp_path), "test")
 
 
+def test_an_unknown_split_lists_the_splits(setup, tmp_path):
+    with pytest.raises(UserError) as err:
+        generate_candidates(_cfg(setup, tmp_path), "bogus")
+    assert str(err.value) == "unknown split 'bogus': the splits are train, validation, test"
+
+
 def test_a_split_of_schema_v1_with_sorted_target_keys_is_refused(setup, tmp_path):
     """A split manifest without `target_key_order: catalog` (v1: sorted keys) is a one-line error."""
     path = write_split(tmp_path / "processed", "validation", records(1, 1))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def load_run(judge_dir: Path, run_id: str) -> tuple[JudgeSummary, list[JudgeRow]
     run_dir = paths.judge_run_dir(judge_dir, run_id)
     summary_path, results_path = run_dir / paths.JUDGE_SUMMARY, run_dir / paths.JUDGE_RESULTS
     if not summary_path.is_file():
-        raise UserError(f"no judge run at {run_dir}: run fab eval.judge first (or check --run-id)")
+        raise UserError(_no_such_run(Path(judge_dir), run_id))
     try:
         summary = JudgeSummary.model_validate_json(summary_path.read_bytes())
         rows = list(read_jsonl(results_path, JudgeRow)) if results_path.is_file() else []
@@ -42,6 +43,41 @@ def load_run(judge_dir: Path, run_id: str) -> tuple[JudgeSummary, list[JudgeRow]
         raise UserError(f"{run_dir}: does not match the {exc.title} contract (`{where}`: {err['msg']}); "
                         "rerun `fab eval.judge`") from exc
     return summary, rows
+
+
+def judge_runs(judge_dir: Path) -> list[str]:
+    """The judge run ids under ``judge_dir`` (folders with a summary), newest first."""
+    if not judge_dir.is_dir():
+        return []
+    found = [d for d in judge_dir.iterdir() if (d / paths.JUDGE_SUMMARY).is_file()]
+    return [d.name for d in sorted(found, key=lambda d: (d / paths.JUDGE_SUMMARY).stat().st_mtime, reverse=True)]
+
+
+def _listed(runs: list[str], shown: int = 5) -> str:
+    more = f" and {len(runs) - shown} more" if len(runs) > shown else ""
+    return ", ".join(runs[:shown]) + more
+
+
+def _no_such_run(judge_dir: Path, run_id: str) -> str:
+    """Which judge runs exist: in ``judge_dir``, and in the judge folders beside it (the demo writes
+    reports/<name>/judge/ with its configs in reports/<name>/configs/)."""
+    here = judge_runs(judge_dir)
+    message = f"no judge run {run_id!r} in {judge_dir}/"
+    message += f"; runs there, newest first: {_listed(here)}" if here else " (it holds no run)"
+    elsewhere = []
+    for other in sorted(judge_dir.resolve().parent.glob(f"*/{judge_dir.name}")):
+        runs = judge_runs(other)
+        if other.resolve() == judge_dir.resolve() or not runs:
+            continue
+        shown = Path(os.path.relpath(other)) if other.is_relative_to(Path.cwd()) else other
+        config = shown.parent / "configs" / "judge_slots.yaml"
+        hint = f" (pass --config {config})" if config.is_file() else ""
+        if run_id in runs:
+            return f"{message}; {run_id!r} is in {shown}/{hint}"
+        elsewhere.append(f"{shown}/ holds {_listed(runs)}{hint}")
+    if elsewhere:
+        message += "; " + "; ".join(elsewhere)
+    return message if here or elsewhere else message + ": run fab eval.judge first"
 
 
 # --- formatting helpers --------------------------------------------------------------

@@ -99,6 +99,40 @@ def test_unknown_run_is_a_user_error(tmp_path):
         write_report(tmp_path, "validation_nope", tmp_path / "r.md")
 
 
+def _fake_run(judge_dir: Path, run_id: str, mtime: float) -> None:
+    summary = judge_dir / run_id / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text("{}")
+    import os
+
+    os.utime(summary, (mtime, mtime))
+
+
+def test_an_unknown_run_lists_the_runs_there_and_beside_it(tmp_path):
+    """`--run-id does-not-exist` says which runs exist, also the demo's under reports/<name>/judge/."""
+    judge_dir, demo_dir = tmp_path / "reports" / "judge", tmp_path / "reports" / "demo" / "judge"
+    _fake_run(judge_dir, "validation_20260101T000000Z", 1_000)
+    _fake_run(judge_dir, "validation_20260102T000000Z", 2_000)
+    _fake_run(demo_dir, "validation_fine_tuned", 3_000)
+    config = tmp_path / "reports" / "demo" / "configs" / "judge_slots.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("")
+    with pytest.raises(UserError) as err:
+        write_report(judge_dir, "does-not-exist", tmp_path / "r.md")
+    assert str(err.value) == (
+        f"no judge run 'does-not-exist' in {judge_dir}/; runs there, newest first: validation_20260102T000000Z, "
+        f"validation_20260101T000000Z; {demo_dir}/ holds validation_fine_tuned (pass --config {config})")
+    with pytest.raises(UserError) as err:
+        write_report(judge_dir, "validation_fine_tuned", tmp_path / "r.md")
+    assert str(err.value).endswith(f"; 'validation_fine_tuned' is in {demo_dir}/ (pass --config {config})")
+
+
+def test_an_unknown_run_in_an_empty_folder_says_what_to_run(tmp_path):
+    with pytest.raises(UserError) as err:
+        write_report(tmp_path / "judge", "nope", tmp_path / "r.md")
+    assert str(err.value) == f"no judge run 'nope' in {tmp_path / 'judge'}/ (it holds no run): run fab eval.judge first"
+
+
 def test_a_run_off_the_contract_is_a_user_error(two_runs, tmp_path):
     """summary.json and results.jsonl are read through JudgeSummary / JudgeRow: a stray key names the file."""
     import json

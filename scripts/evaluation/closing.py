@@ -448,6 +448,9 @@ class JsonCursor:
 
 # --- the processor -------------------------------------------------------------------
 
+# the two limits that close an answer early, by their config keys
+STRING_BOUND, BUDGET = "schema_bounds.max_string_tokens", "decoding.max_new_tokens"
+
 
 class AnswerCloser(LogitsProcessor):
     """After the grammar mask: string bound, surrogate ban, and the budget (see the module doc).
@@ -465,6 +468,7 @@ class AnswerCloser(LogitsProcessor):
         self.cursors: list[LabelCursor | JsonCursor] | None = None
         self.done: list[bool] = []
         self.interventions: list[list[int]] = []
+        self.limits: list[set[str]] = []  # per row: which limit refused a token (STRING_BOUND, BUDGET)
         self.lost = 0
         self.step = 0
         self._banned: dict[str, torch.Tensor] = {}
@@ -477,6 +481,7 @@ class AnswerCloser(LogitsProcessor):
             self.cursors = [spec.cursor() for _ in range(rows)]
             self.done = [False] * rows
             self.interventions = [[] for _ in range(rows)]
+            self.limits = [set() for _ in range(rows)]
             self._banned = {k: v.to(scores.device) for k, v in spec.banned.items()}
             if spec.closing_mask is not None:
                 self._closing = spec.closing_mask.to(scores.device)
@@ -510,6 +515,7 @@ class AnswerCloser(LogitsProcessor):
                 kept = row_scores.masked_fill(~self._closing, float("-inf"))
                 if torch.isfinite(kept).any():
                     row_scores = kept
+            limit = STRING_BOUND if not torch.isfinite(row_scores[best]) else BUDGET
             if tight and not (self.greedy and self._fits(cursor, best, left)):
                 row_scores = self._fit(cursor, row_scores, left)
                 if row_scores is None:
@@ -518,6 +524,7 @@ class AnswerCloser(LogitsProcessor):
                     continue
             if not torch.isfinite(row_scores[best]):
                 self.interventions[row].append(self.step)
+                self.limits[row].add(limit)
             scores[row] = row_scores
         return scores
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import task
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fab_tasks._common import console, user_errors
+from fab_tasks._common import console, task, user_errors
 from scripts.config import DatasetsConfig, UserError, dataset_db_path, load_config
 
 DEFAULT_CONFIG = "configs/datasets.yaml"
@@ -76,7 +75,7 @@ def clean(c, schema_version="", config=DEFAULT_CONFIG, db=""):
     console.print(f"wrote {data.clean_file('<task>')}, {data.rejects}, {data.clean_manifest}")
 
 
-@task(help={
+@task(kinds={"seed": int}, help={
     "config": f"dataset config: split ratios and seed (default {DEFAULT_CONFIG})",
     "schema_version": "override the config's schema_version",
     "seed": "override the config's split seed",
@@ -86,7 +85,7 @@ def split(c, config=DEFAULT_CONFIG, schema_version="", seed=None):
     """Split clean data into train/validation/test: no domain in two splits, stratified by task+label."""
     from scripts.dataset.split import split_dataset
 
-    overrides = {"split.seed": int(seed)} if seed is not None else {}
+    overrides = {"split.seed": seed} if seed is not None else {}
     cfg = load_config(config, DatasetsConfig, overrides)
     manifest = split_dataset(cfg, schema_version or None)
     for warning in manifest.warnings:

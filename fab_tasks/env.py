@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from invoke import Exit, task
+from invoke import Exit
 
-from fab_tasks._common import console, user_errors
+from fab_tasks._common import console, task, user_errors
 from scripts.env_check import STAGE_CHOICES, failures, render_table, run_checks
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 
-from invoke import task
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fab_tasks._common import console, user_errors
+from fab_tasks._common import console, task, user_errors
 from scripts import paths
 from scripts.config import UserError, load_config, with_overrides
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from invoke import task
 from invoke.exceptions import Exit
 
-from fab_tasks._common import console, user_errors
+from fab_tasks._common import console, task, user_errors
 from scripts.config import load_config
 
 DEFAULT_CONFIG = "configs/ops.yaml"
@@ -67,8 +66,10 @@ def backfill(c, source="", table="pages", model="", limit=0, task="", batch_size
     from scripts.evaluation.config import EvalConfig
     from scripts.ops.backfill import backfill as run_backfill
 
-    if not source or not model:
-        raise UserError("pass --source DB and --model PATH (a merged export or a run/adapter dir)")
+    missing = [flag for flag, value in (("--source DB", source), ("--model PATH", model)) if not value]
+    if missing:
+        raise UserError(f"pass {' and '.join(missing)} (DB: the DuckDB file of pages; PATH: a merged export "
+                        "or a run/adapter dir)")
     cfg = load_config(config, EvalConfig, {"decoding.batch_size": int(batch_size) or None})
     with _progress("backfill") as on_progress:
         s = run_backfill(Path(source), table, model, cfg, limit=int(limit) or None, task=task or None,

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import task
 
-from fab_tasks._common import console, user_errors
+from fab_tasks._common import console, task, user_errors
 from scripts.config import load_config
 
 DEFAULT_CONFIG = "configs/package.yaml"
@@ -24,8 +23,11 @@ DEFAULT_CONFIG = "configs/package.yaml"
 })
 @user_errors
 def export(c, config=DEFAULT_CONFIG, output="models/export", adapter="", name="", force=False):
-    """Merge the LoRA adapter (a full fine-tune: copy its weights), gate on parity and reload checks, write
-    the bundle + manifest + model card."""
+    """Merge a trained run into a parity-checked bundle for vLLM (manifest, model card).
+
+    A LoRA adapter is merged into its base; a full fine-tune's weights are copied. The bundle is
+    written only when the parity (logits, greedy output) and reload checks pass.
+    """
     from scripts.packaging.export import PackageConfig, export_bundle
 
     overrides = {k: v for k, v in {"adapter": adapter, "name": name}.items() if v}

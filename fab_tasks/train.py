@@ -7,10 +7,9 @@
 
 from __future__ import annotations
 
-from invoke import task
 from invoke.exceptions import Exit
 
-from fab_tasks._common import FabTask, console, user_errors
+from fab_tasks._common import console, task, user_errors
 from scripts.config import TrainingConfig, load_config
 
 DEFAULT_CONFIG = "configs/training.yaml"
@@ -34,10 +33,10 @@ def prepare(c, config=DEFAULT_CONFIG, run_id=""):
                   f"code {report.code_version})")
 
 
-@task(default=True, klass=FabTask, help={
+@task(default=True, kinds={"max_steps": int}, help={
     "config": f"training config (default {DEFAULT_CONFIG})",
     "resume": "`latest` (newest checkpoint) or a checkpoint / run dir path",
-    "max_steps": "optimiser steps, overriding the config",
+    "max_steps": "optimiser steps, overriding the config's train.max_steps (default: the config's)",
     "backend": "auto | unsloth | hf, overriding the config",
     "method": "lora (adapter/) | full (every weight, model/), overriding the config's train.method",
     "run_id": "run folder to train (default: the prepared run, or a new one)",

@@ -185,7 +185,7 @@ def load_config(
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{path}: {_first_error(exc, overrides)}") from exc
+        raise UserError(f"{path}: {_first_error(exc, overrides, model)}") from exc
 
 
 def with_overrides(cfg: ConfigT, overrides: dict[str, Any], source: str = "config") -> ConfigT:
@@ -200,7 +200,7 @@ def with_overrides(cfg: ConfigT, overrides: dict[str, Any], source: str = "confi
     try:
         return type(cfg).model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{source}: {_first_error(exc, overrides)}") from exc
+        raise UserError(f"{source}: {_first_error(exc, overrides, type(cfg))}") from exc
 
 
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -210,17 +210,71 @@ def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
-def _first_error(exc: ValidationError, overrides: dict[str, Any] | None = None) -> str:
-    err = exc.errors()[0]
+def _first_error(exc: ValidationError, overrides: dict[str, Any] | None = None,
+                 model: type[BaseModel] | None = None) -> str:
+    # a typo'd key also makes the real key "Field required": the unknown key is the one to name
+    err = next((e for e in exc.errors() if e["type"] == "extra_forbidden"), exc.errors()[0])
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
-        return f"unknown key `{where}`"
+        return f"unknown key `{where}`{_did_you_mean(model, err['loc'])}"
     more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     for dotted, value in (overrides or {}).items():
         if where == dotted or where.startswith(dotted + "."):
             # a command-line value: say which one, the file itself may be fine
             return f"`{dotted}` = {value} (override): {err['msg']}{more}"
     return f"`{where}`: {err['msg']}{more}"
+
+
+def _did_you_mean(model: type[BaseModel] | None, loc: tuple) -> str:
+    """`` (did you mean `lr`?)`` for a typo'd key, from the field names of the model that holds it;
+    the keys allowed there when nothing is close."""
+    import difflib
+
+    holder = _model_at(model, loc[:-1]) if model else None
+    if holder is None:
+        return ""
+    names = [name for name in holder.model_fields if not name.startswith("_")]
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.5)
+    if close:
+        return f" (did you mean `{close[0]}`?)"
+    return f" (keys here: {', '.join(names)})"
+
+
+def _model_at(model: Any, loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at ``loc`` (keys, dict keys and list indexes)."""
+    import inspect
+    import types
+    import typing
+
+    def options(tp: Any) -> list[Any]:
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            return [o for arg in typing.get_args(tp) for o in options(arg)]
+        if origin is typing.Annotated:
+            return options(typing.get_args(tp)[0])
+        return [tp]
+
+    def step(tp: Any, part: Any) -> Any:
+        for option in options(tp):
+            origin, args = typing.get_origin(option), typing.get_args(option)
+            if inspect.isclass(option) and issubclass(option, BaseModel):
+                if part == option.__name__:  # pydantic names the member of a union of models
+                    return option
+                if part in option.model_fields:
+                    return option.model_fields[part].annotation
+            elif origin is dict and len(args) == 2:
+                return args[1]
+            elif origin in (list, tuple, set, frozenset) and args and isinstance(part, int):
+                return args[0]
+        return None
+
+    tp: Any = model
+    for part in loc:
+        tp = step(tp, part)
+        if tp is None:
+            return None
+    found = [o for o in options(tp) if inspect.isclass(o) and issubclass(o, BaseModel)]
+    return found[0] if found else None
 
 
 def config_snapshot(cfg: BaseModel) -> dict[str, Any]:

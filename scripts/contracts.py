@@ -146,6 +146,10 @@ class SplitManifest(Record):
     warnings: list[str]
     files: dict[str, FileEntry]
 
+    def counts_text(self) -> str:
+        """``train 1567, validation 196, test 197``: the counts as a log line says them."""
+        return ", ".join(f"{split} {n}" for split, n in self.counts.items())
+
 
 class Candidate(Record):
     """One small-model output: reports/model_outputs/<split>_candidates.jsonl."""

@@ -198,7 +198,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
 
         clean = clean_dataset(where.raw_db, datasets, settings.name)
         split = split_dataset(datasets)
-        say(f"  {clean.rows_clean} clean, {clean.rows_rejected} rejected; splits {split.counts}")
+        say(f"  {clean.rows_clean} clean, {clean.rows_rejected} rejected; splits {split.counts_text()}")
         result.artifacts["splits"] = datasets.data_paths().splits_dir
     if settings.real:
         with stage("real model"):

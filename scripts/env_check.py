@@ -30,6 +30,7 @@ from typing import Literal
 from rich.table import Table
 from rich.text import Text
 
+from scripts import paths
 from scripts.config import REPO_ROOT, ROCM_ENV_VARS, UserError, dataset_db_path, secret_status
 
 Status = Literal["ok", "warn", "fail"]
@@ -164,12 +165,25 @@ def run_checks(stage: str | None = None) -> list[Check]:
     checks.append(_rocm_env_check())
     checks.append(_flash_attn_check(stage))
     checks.append(_disk_check(stage))
-    checks += _secret_checks(stage)
+    checks += _secret_checks(stage, _configured_base_model())
     checks.append(_dataset_db_check(stage))
     checks.append(_base_model_check(stage))
     if stage == SERVE:
         checks += serve_checks()
+        checks.append(bundle_check())
     return checks
+
+
+def bundle_check(export_dir: Path = paths.EXPORT_DIR) -> Check:
+    """Whether `fab package.export` has written a bundle (its manifest) under its default --output."""
+    bundles = sorted((m.parent for m in export_dir.glob(f"*/{paths.EXPORT_MANIFEST}")),
+                     key=lambda d: (d / paths.EXPORT_MANIFEST).stat().st_mtime, reverse=True)
+    if not bundles:
+        return Check("exported bundle", "warn", f"none in {export_dir}/: run `fab package.export` (or copy "
+                     "a bundle here)", degrades=(SERVE,))
+    others = f"newest of {len(bundles)}; " if len(bundles) > 1 else ""
+    return Check("exported bundle", "ok", f"{bundles[0]} ({others}its README.md has the `vllm serve` command)",
+                 degrades=(SERVE,))
 
 
 # --- serve: what `vllm serve` of an exported bundle needs ----------------------------------------
@@ -293,6 +307,16 @@ def _torch_checks(stage: str | None, info: TorchInfo) -> list[Check]:
     return [build, devices, bf16]
 
 
+def _configured_base_model() -> str | None:
+    """configs/training.yaml's model.name_or_path; None when the config does not load."""
+    from scripts.config import TrainingConfig, load_config
+
+    try:
+        return load_config(REPO_ROOT / "configs/training.yaml", TrainingConfig).model.name_or_path
+    except UserError:
+        return None
+
+
 def _base_model_check(stage: str | None) -> Check:
     """configs/training.yaml's base model: what it is (an import names its GGUF source) and whether it loads."""
     from scripts.config import TrainingConfig, load_config
@@ -323,9 +347,9 @@ def _rocm_env_check() -> Check:
 def _flash_attn_check(stage: str | None) -> Check:
     present = importlib.util.find_spec("flash_attn") is not None
     version = _installed_version("flash-attn") or _installed_version("flash_attn")
-    alias = "model.use_flash_attention_2: true (= attn_implementation: flash_attention_2)"
-    detail = (f"{version or 'installed'}; attn_implementation auto uses it on a GPU, as does {alias}" if present
-              else f"not installed (SDPA/eager used); {alias} needs it")
+    detail = (f"{version or 'installed'}: used on a GPU (attn_implementation auto or flash_attention_2)"
+              if present else "not installed: attention runs on PyTorch SDPA instead (fine on CPU and short "
+                              "contexts; install flash-attn on a GPU for long ones)")
     return Check("flash-attn", _status(present, stage, optional=True), detail)
 
 
@@ -345,10 +369,17 @@ def _disk_check(stage: str | None) -> Check:
     return Check("disk", status, detail, needed_by)
 
 
-def _secret_checks(stage: str | None) -> list[Check]:
+def _secret_checks(stage: str | None, base_model: str | None = None) -> list[Check]:
+    """Set or missing, never the value. HUGGINGFACE_TOKEN only downloads a hub base model: with a
+    local base (`fab train.import-gguf`'s models/gemma-3-270m) its absence is fine."""
+    from scripts.model_loading import looks_local
+
     checks = []
     for name, is_set in secret_status().items():  # booleans only: never read the value
         stages, effect = SECRET_EFFECTS.get(name, ((), ""))
+        if name == "HUGGINGFACE_TOKEN" and not is_set and base_model and looks_local(base_model):
+            checks.append(Check(name, "ok", f"missing, not needed: the base model is the local folder {base_model}"))
+            continue
         detail = "set" if is_set else (f"missing ({effect})" if effect else "missing")
         status = _status(is_set, stage, recommended=stages, optional=True)
         checks.append(Check(name, status, detail, degrades=stages))

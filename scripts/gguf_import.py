@@ -180,9 +180,24 @@ class GgufSource:
         return f"{name} (GGUF {self.quantization}, dequantised)"
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def require_gguf_file(path: Path) -> None:
+    """A UserError unless ``path`` starts with the GGUF magic bytes: checked before the gguf library
+    is imported (it may not be installed) or reads the file (it fails deep inside numpy on text)."""
+    with open(path, "rb") as fh:
+        if fh.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+            raise UserError(f"{path} is not a GGUF file (it does not start with the GGUF magic bytes)")
+
+
 def read_gguf(path: Path) -> GgufSource:
     """Metadata, SentencePiece vocabulary and tensor types; a UserError for anything we cannot import."""
-    import gguf
+    require_gguf_file(path)
+    try:
+        import gguf
+    except ImportError:
+        raise UserError("the gguf package is not installed: run ./scripts/setup_env.sh --base-model") from None
 
     try:
         reader = gguf.GGUFReader(str(path))
@@ -434,25 +449,32 @@ def reusing_reader(source: GgufSource) -> Iterator[None]:
         gguf.GGUFReader = original
 
 
+@contextmanager
+def quiet_dequantising_bar() -> Iterator[None]:
+    """Silence transformers' per-tensor "de-quantizing GGUF tensors" tqdm bar (the task shows its own
+    stage bar). tqdm reads TQDM_DISABLE once, at import, so the module's ``tqdm`` is swapped instead."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def load_dequantised(source: GgufSource, dtype):
     """A plain ``Gemma3ForCausalLM``: transformers dequantises, the quantisation flag is dropped."""
-    import os
-
     from transformers import AutoModelForCausalLM, Gemma3ForCausalLM
 
-    previous = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # transformers' own per-tensor bar; the task shows its stage bar
     try:
-        with reusing_reader(source):
+        with reusing_reader(source), quiet_dequantising_bar():
             gguf_model = AutoModelForCausalLM.from_pretrained(
                 str(source.path.parent), gguf_file=source.path.name, dtype=dtype)
     except Exception as exc:  # an architecture/size transformers' GGUF mapping does not know
         raise UserError(f"transformers cannot load {source.path}: {str(exc).splitlines()[0]}") from None
-    finally:
-        if previous is None:
-            os.environ.pop("TQDM_DISABLE")
-        else:
-            os.environ["TQDM_DISABLE"] = previous
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -558,15 +580,17 @@ def import_gguf(
     tokenizer is older than ``TOKENIZER_VERSION``: then it is re-imported. Another import at
     ``output`` needs ``force``. ``extra_texts`` join the tokenizer gate's corpus.
     """
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig
-
     if dtype not in ("bf16", "fp32"):
         raise UserError(f"--dtype must be bf16 or fp32, not {dtype!r}")
     started = time.perf_counter()
     path = Path(gguf_path) if gguf_path else packaged_gguf()
     if not path.is_file():
         raise UserError(f"GGUF file {path} does not exist")
+    require_gguf_file(path)
+
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig
+
     say(f"source {path}: hashing")
     sha = file_sha256(path)
     previous = existing_import(output)

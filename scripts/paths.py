@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+SPLITS = ("train", "validation", "test")  # what dataset.split writes; eval.generate/judge take one of them
 SPLITS_DIR = "splits"
 SPLIT_MANIFEST = "manifest.json"
 CLEAN_MANIFEST = "clean_manifest.json"
@@ -32,6 +33,8 @@ STATS = "stats.json"
 ZERO_SHOT_DIR = "zero_shot"  # the base model's candidates and judge runs sit apart: same names, other folder
 JUDGE_RESULTS = "results.jsonl"
 JUDGE_SUMMARY = "summary.json"
+EXPORT_DIR = Path("models/export")  # package.export's default --output: bundles are <EXPORT_DIR>/<name>/
+EXPORT_MANIFEST = "manifest.json"  # a finished bundle's; a bundle without it is not one
 RUN_CONFIG = "config.yaml"  # a run's training config snapshot (train.prepare)
 RUN_ADAPTER = "adapter"  # train.method lora: the PEFT adapter + tokenizer + generation_config.json
 RUN_MODEL = "model"  # train.method full: every trained weight (safetensors) + config.json + tokenizer + generation
@@ -76,6 +79,15 @@ class ProcessedData:
     @property
     def split_manifest(self) -> Path:
         return self.splits_dir / SPLIT_MANIFEST
+
+
+def check_split(split: str) -> str:
+    """``split`` if it is one of SPLITS; else a UserError that lists them."""
+    if split not in SPLITS:
+        from scripts.config import UserError
+
+        raise UserError(f"unknown split {split!r}: the splits are {', '.join(SPLITS)}")
+    return split
 
 
 def split_file_name(split: str) -> str:

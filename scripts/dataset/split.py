@@ -28,9 +28,7 @@ from scripts.contracts import (
     sha256_file,
     write_model_json,
 )
-from scripts.paths import ProcessedData, split_file_name
-
-SPLITS = ("train", "validation", "test")
+from scripts.paths import SPLITS, ProcessedData, split_file_name
 
 
 def split_dataset(cfg: DatasetsConfig, schema_version: str | None = None) -> SplitManifest:

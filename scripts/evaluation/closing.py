@@ -448,6 +448,9 @@ class JsonCursor:
 
 # --- the processor -------------------------------------------------------------------
 
+# the two limits that close an answer early, by their config keys
+STRING_BOUND, BUDGET = "schema_bounds.max_string_tokens", "decoding.max_new_tokens"
+
 
 class RowCloser:
     """One answer's closing: its cursor, the steps where the model's choice was refused, and the
@@ -455,7 +458,7 @@ class RowCloser:
     processor below (one per batch row) and the vLLM one (``scripts.serving.vllm_closing``, one
     per request), so both engines close answers the same way."""
 
-    __slots__ = ("spec", "max_new_tokens", "greedy", "cursor", "done", "interventions", "lost")
+    __slots__ = ("spec", "max_new_tokens", "greedy", "cursor", "done", "interventions", "limits", "lost")
 
     def __init__(self, spec: CloserSpec, max_new_tokens: int | None, greedy: bool = True):
         self.spec = spec
@@ -464,6 +467,7 @@ class RowCloser:
         self.cursor = spec.cursor()
         self.done = False
         self.interventions: list[int] = []
+        self.limits: set[str] = set()  # which limits refused a token (STRING_BOUND, BUDGET)
         self.lost = False  # the cursor could not follow the output (a bug: the row is left to the grammar)
 
     def feed(self, token: int) -> None:
@@ -498,6 +502,7 @@ class RowCloser:
             kept = row_scores.masked_fill(~closing, float("-inf"))
             if torch.isfinite(kept).any():
                 row_scores = kept
+        limit = STRING_BOUND if not torch.isfinite(row_scores[best]) else BUDGET
         if tight and not (self.greedy and self._fits(best, left)):
             fitted = self._fit(row_scores, left)
             if fitted is None:
@@ -506,6 +511,7 @@ class RowCloser:
             row_scores = fitted
         if not torch.isfinite(row_scores[best]):
             self.interventions.append(step)
+            self.limits.add(limit)
         return row_scores
 
     def _fits(self, token: int, left: int) -> bool:
@@ -555,6 +561,10 @@ class AnswerCloser(LogitsProcessor):
     @property
     def interventions(self) -> list[list[int]]:
         return [row.interventions for row in self.rows or []]
+
+    @property
+    def limits(self) -> list[set[str]]:
+        return [row.limits for row in self.rows or []]
 
     @property
     def lost(self) -> int:

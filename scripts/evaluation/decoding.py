@@ -48,6 +48,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,6 +247,7 @@ class TaskDecoder:
     closer: CloserSpec | None = None  # constrained: string bound, surrogate ban, closing within the budget
     label_first_ids: dict[str, int] | None = None
     warnings: list[str] = field(default_factory=list)
+    closed_by: Counter = field(default_factory=Counter)  # answers closed early, per limit that fired
     _last_first_step: FirstStepLogits | None = None
     _last_chosen: ChosenTokenLogprobs | None = None
     _last_closer: AnswerCloser | None = None
@@ -326,6 +328,12 @@ class TaskDecoder:
         if self._last_closer is None or not self._last_closer.interventions:
             return []
         return self._last_closer.interventions[row]
+
+    def closing_limits(self, row: int) -> set[str]:
+        """Which limits refused a token in the last call's row: closing.STRING_BOUND, closing.BUDGET."""
+        if self._last_closer is None or not self._last_closer.limits:
+            return set()
+        return self._last_closer.limits[row]
 
     def lost_rows(self) -> int:
         """Rows of the last call whose output the closing could not follow (0 unless there is a bug)."""

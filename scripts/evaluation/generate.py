@@ -50,7 +50,7 @@ from scripts.config import DatasetsConfig, TaskSpec, UserError, load_config
 from scripts.contracts import Candidate, CleanRecord, check_target_key_order, read_jsonl
 from scripts.evaluation.config import EvalConfig
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights
-from scripts.paths import ZERO_SHOT_DIR, candidates_file  # noqa: F401 (ZERO_SHOT_DIR: re-exported)
+from scripts.paths import ZERO_SHOT_DIR, candidates_file, check_split  # noqa: F401 (ZERO_SHOT_DIR: re-exported)
 from scripts.serving.engines import engine_version, resolve_engine
 
 ProgressFn = Callable[[int, int, int], None]  # (examples done, examples total, tokens generated)
@@ -155,6 +155,7 @@ def generate_candidates(
     ``limit`` takes the first examples of each task in turn (round-robin), so a
     short run still covers every task; a larger limit extends a smaller one.
     """
+    check_split(split)
     datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
     source = split_path(cfg, datasets, split)
     if not source.is_file():
@@ -229,7 +230,7 @@ def _round_robin_by_task(records: list[CleanRecord], limit: int | None) -> list[
 
 
 def _generate_pending(cfg, datasets, runner, tokenizer, pending, out, summary, total, progress) -> None:
-    from scripts.evaluation.decoding import make_compiler, max_answer_tokens
+    from scripts.evaluation.decoding import make_compiler
 
     compiler = make_compiler(tokenizer, runner.vocab) if cfg.decoding.constrained else None
     by_task: dict[str, list[CleanRecord]] = {}
@@ -239,6 +240,7 @@ def _generate_pending(cfg, datasets, runner, tokenizer, pending, out, summary, t
     counts: Counter[str] = Counter()
     cut: Counter[str] = Counter()  # answers that ran out of max_new_tokens before the grammar completed
     closed: Counter[str] = Counter()  # constrained answers with slots closed early (truncated_slots)
+    closed_by: dict[str, Counter[str]] = {}  # per task: answers closed early per limit that fired
     with open(out, "ab") as fh:
         for task, records in by_task.items():
             spec = datasets.tasks[task]
@@ -260,6 +262,7 @@ def _generate_pending(cfg, datasets, runner, tokenizer, pending, out, summary, t
                     counts[task] += 1
                 if progress:
                     progress(summary.skipped + summary.written, total, summary.output_tokens)
+            closed_by[task] = decoder.closed_by
     summary.per_task = dict(counts)
     for task, n in cut.items():
         if n:
@@ -269,15 +272,21 @@ def _generate_pending(cfg, datasets, runner, tokenizer, pending, out, summary, t
             )
     for task, n in closed.items():
         if n:
-            spec = datasets.tasks[task]
-            room = (f"; a complete answer under schema_bounds takes at most "
-                    f"{max_answer_tokens(spec.slots or {}, cfg.schema_bounds)} tokens"
-                    if spec.kind == "extraction" else "")
-            summary.warnings.append(
-                f"{n} {task} answer(s) were closed early (valid, the cut slots marked truncated and scored "
-                f"wrong): at decoding.max_new_tokens.{spec.kind}={cfg.decoding.max_new_tokens_for(spec.kind)} "
-                f"or schema_bounds.max_string_tokens={cfg.schema_bounds.max_string_tokens}{room}"
-            )
+            summary.warnings.append(closed_early_warning(task, n, closed_by.get(task, Counter()), cfg,
+                                                         datasets.tasks[task].kind))
+
+
+def closed_early_warning(task: str, n: int, by_limit: Counter, cfg: EvalConfig, kind: str) -> str:
+    """Which limit closed how many of ``task``'s answers early, with its configured value."""
+    from scripts.evaluation.closing import BUDGET, STRING_BOUND
+
+    values = {BUDGET: f"{BUDGET}.{kind}={cfg.decoding.max_new_tokens_for(kind)}",
+              STRING_BOUND: f"{STRING_BOUND}={cfg.schema_bounds.max_string_tokens}"}
+    what = {BUDGET: "the token budget", STRING_BOUND: "the string bound"}
+    fired = "; ".join(f"{by_limit[limit]} by {what[limit]} {values[limit]}" for limit in (BUDGET, STRING_BOUND)
+                      if by_limit[limit])
+    return (f"{n} {task} answer(s) were closed early (valid; the cut slots are marked truncated and scored "
+            f"wrong): {fired or 'limit not recorded'}")
 
 
 def build_task_decoder(cfg: EvalConfig, model, tokenizer, spec: TaskSpec, task: str, compiler=None):
@@ -343,6 +352,8 @@ def _candidate(cfg, tokenizer, decoder, spec: TaskSpec, task, record, ids, row, 
     if spec.kind == "extraction" and content:
         slot_conf = slot_logprobs(raw, ends, row.logprobs[: len(content)])
     truncated = decoder.truncated_at(raw, ends, row.refused) if valid else []
+    if truncated:
+        decoder.closed_by.update(row.limits)
     prompt_text = tokenizer.decode(ids, skip_special_tokens=False)
     return Candidate(
         id=record.id, task=task, kind=spec.kind,

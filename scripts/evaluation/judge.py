@@ -67,6 +67,7 @@ def new_run_id(split: str, output_dir: Path, zero_shot: bool = False) -> str:
 def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge_model: str | None = None,
               run_id: str | None = None, progress: Callable[[int, int], None] | None = None,
               ) -> tuple[Path, dict[str, Any]]:
+    paths.check_split(split)
     cand_path = candidates_path(cfg, split)
     if not cand_path.is_file():
         raise UserError(f"no candidates at {cand_path}: run fab eval.generate --split {split} first")

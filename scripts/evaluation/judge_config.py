@@ -102,6 +102,14 @@ class ReportConfig(StrictModel):
     pair_value_chars: int = Field(
         default=40, gt=0, description="values longer than this (titles, URLs) and lists are counted, not paired"
     )
+    min_n_for_ci: int = Field(
+        default=10, ge=1, description="examples (or slot values) below which no 95% interval is shown: a "
+        "bootstrap of a handful collapses to a point (n = 1 gives [0%, 0%]) and claims a certainty it lacks",
+    )
+    runs_dir: Path = Field(
+        default=Path("models/runs"), description="where the training run named in the candidates' model "
+        "label lives: its result.json and config.yaml give the header's training settings",
+    )
 
 
 class JudgeConfig(StrictModel):

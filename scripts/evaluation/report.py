@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def load_run(judge_dir: Path, run_id: str) -> tuple[JudgeSummary, list[JudgeRow]
     run_dir = paths.judge_run_dir(judge_dir, run_id)
     summary_path, results_path = run_dir / paths.JUDGE_SUMMARY, run_dir / paths.JUDGE_RESULTS
     if not summary_path.is_file():
-        raise UserError(f"no judge run at {run_dir}: run fab eval.judge first (or check --run-id)")
+        raise UserError(_no_such_run(Path(judge_dir), run_id))
     try:
         summary = JudgeSummary.model_validate_json(summary_path.read_bytes())
         rows = list(read_jsonl(results_path, JudgeRow)) if results_path.is_file() else []
@@ -42,6 +43,41 @@ def load_run(judge_dir: Path, run_id: str) -> tuple[JudgeSummary, list[JudgeRow]
         raise UserError(f"{run_dir}: does not match the {exc.title} contract (`{where}`: {err['msg']}); "
                         "rerun `fab eval.judge`") from exc
     return summary, rows
+
+
+def judge_runs(judge_dir: Path) -> list[str]:
+    """The judge run ids under ``judge_dir`` (folders with a summary), newest first."""
+    if not judge_dir.is_dir():
+        return []
+    found = [d for d in judge_dir.iterdir() if (d / paths.JUDGE_SUMMARY).is_file()]
+    return [d.name for d in sorted(found, key=lambda d: (d / paths.JUDGE_SUMMARY).stat().st_mtime, reverse=True)]
+
+
+def _listed(runs: list[str], shown: int = 5) -> str:
+    more = f" and {len(runs) - shown} more" if len(runs) > shown else ""
+    return ", ".join(runs[:shown]) + more
+
+
+def _no_such_run(judge_dir: Path, run_id: str) -> str:
+    """Which judge runs exist: in ``judge_dir``, and in the judge folders beside it (the demo writes
+    reports/<name>/judge/ with its configs in reports/<name>/configs/)."""
+    here = judge_runs(judge_dir)
+    message = f"no judge run {run_id!r} in {judge_dir}/"
+    message += f"; runs there, newest first: {_listed(here)}" if here else " (it holds no run)"
+    elsewhere = []
+    for other in sorted(judge_dir.resolve().parent.glob(f"*/{judge_dir.name}")):
+        runs = judge_runs(other)
+        if other.resolve() == judge_dir.resolve() or not runs:
+            continue
+        shown = Path(os.path.relpath(other)) if other.is_relative_to(Path.cwd()) else other
+        config = shown.parent / "configs" / "judge_slots.yaml"
+        hint = f" (pass --config {config})" if config.is_file() else ""
+        if run_id in runs:
+            return f"{message}; {run_id!r} is in {shown}/{hint}"
+        elsewhere.append(f"{shown}/ holds {_listed(runs)}{hint}")
+    if elsewhere:
+        message += "; " + "; ".join(elsewhere)
+    return message if here or elsewhere else message + ": run fab eval.judge first"
 
 
 # --- formatting helpers --------------------------------------------------------------
@@ -71,12 +107,15 @@ def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
 
 
-def _delta_ci(value: Any, base: Any, n: int | None, base_n: int | None) -> str:
+def _delta_ci(value: Any, base: Any, n: int | None, base_n: int | None, min_n: int = 1) -> str:
     """Difference of two rates with Newcombe's 95% interval (from each side's Wilson interval; sound at
-    small n and at 0% or 100%, where a Wald interval collapses or leaves [-100, 100])."""
+    small n and at 0% or 100%, where a Wald interval collapses or leaves [-100, 100]); no interval when
+    either side has fewer than ``min_n`` judgements."""
     text = _delta(value, base)
     if value is None or base is None or not n or not base_n:
         return text
+    if n < min_n or base_n < min_n:
+        return f"{text} (n too small)"
     (l1, u1), (l2, u2) = _wilson(value, n), _wilson(base, base_n)
     d = value - base
     low = d - math.sqrt((value - l1) ** 2 + (u2 - base) ** 2)
@@ -98,6 +137,13 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
              for i in range(len(header))]
     return ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |",
             *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
+def _too_small_note(n: int, base_n: int | None, min_n: int) -> str:
+    sides = f"n = {n}" + (f", baseline n = {base_n}" if base_n is not None else "")
+    return (f"_n too small_: no 95% interval below {min_n} examples (here {sides}; `report.min_n_for_ci`). "
+            "An interval from so few examples is either a point (a bootstrap of n = 1 gives [0%, 0%]) or "
+            "spans most of 0-100%: it would claim a certainty the data do not have.")
 
 
 def _ci(ci: dict | None, name: str) -> str:
@@ -135,7 +181,7 @@ def _charts(summary: JudgeSummary, out: Path) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(6, 4))
     plotted = False
     for task, t in tasks.items():
-        curve = [r for r in t.escalation.get("curve", []) if r["accuracy_kept"] is not None]
+        curve = _chart_points(t.escalation.get("curve", []))
         if curve:
             ax.plot([r["coverage"] for r in curve], [r["accuracy_kept"] for r in curve], marker="o", label=task)
             plotted = True
@@ -156,7 +202,13 @@ def _charts(summary: JudgeSummary, out: Path) -> dict[str, str]:
             continue
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(slots) + 1.2))
         names = list(slots)
-        ax.barh(names, [100 * (slots[s]["accuracy"] or 0) for s in names], color="#4c72b0")
+        correct = [100 * (slots[s]["accuracy"] or 0) for s in names]
+        ax.barh(names, correct, color="#4c72b0", label="correct")
+        cut = [100 * slots[s].get("truncated", 0) / slots[s]["n"] if slots[s]["n"] else 0 for s in names]
+        if any(cut):  # cut values are scored wrong: they sit after the correct share, never inside it
+            ax.barh(names, cut, left=correct, color="#bbbbbb", hatch="//", edgecolor="#777777",
+                    label="truncated: closed early at the token budget or string bound (scored wrong)")
+        ax.legend(fontsize=7, loc="lower right")
         ax.set_xlim(0, 100)
         ax.invert_yaxis()
         ax.set_xlabel("accuracy (%)")
@@ -204,6 +256,7 @@ def render_report(summary: JudgeSummary, rows: list[JudgeRow], cfg: ReportConfig
         ["model", ", ".join(f"`{m}`" for m in summary.model) or "n/a"],
         ["base model", _base_models(summary)],
         ["adapter", _adapter(summary)],
+        *([["training", text] for text in _training(summary, cfg.runs_dir)]),
         ["dataset manifest sha256", f"`{(dataset.get('manifest_sha256') or 'n/a')[:16]}`"
                                     f" (schema {dataset.get('schema_version', 'n/a')})"],
         ["split", f"`{summary.split}`"],
@@ -241,18 +294,21 @@ def render_report(summary: JudgeSummary, rows: list[JudgeRow], cfg: ReportConfig
         ci = (t.classification or {}).get("ci95")
         ci_names = {"accuracy": "accuracy", "precision_yes": "precision", "recall_yes": "recall",
                     "f1_yes": "f1", "kappa": "kappa"}
+        too_small = t.n < cfg.min_n_for_ci
         for name, value in metrics.items():
             row = [name, _metric(name, value)]
             if t.classification:
-                row.append(_ci(ci, ci_names[name]) if name in ci_names else "")
+                row.append(("n too small" if too_small else _ci(ci, ci_names[name])) if name in ci_names else "")
             if baseline:
                 base_value = bt.metrics.get(name) if bt else None
                 n_of = _metric_n(t, name)
-                delta = (_delta_ci(value, base_value, n_of, _metric_n(bt, name)) if n_of else
+                delta = (_delta_ci(value, base_value, n_of, _metric_n(bt, name), cfg.min_n_for_ci) if n_of else
                          _delta(value, base_value, pct=name in METRIC_IS_RATE))
                 row += [_metric(name, base_value), delta]
             table_rows.append(row)
         lines += _table(header, table_rows)
+        if (t.classification or baseline) and (too_small or (bt is not None and bt.n < cfg.min_n_for_ci)):
+            lines += [_too_small_note(t.n, bt.n if bt else None, cfg.min_n_for_ci), ""]
         if t.classification:
             cls = t.classification
             labels = cls["labels"]
@@ -273,13 +329,17 @@ def render_report(summary: JudgeSummary, rows: list[JudgeRow], cfg: ReportConfig
                        ", ".join(f"{k} {v}" for k, v in s["methods"].items())]
                 if baseline:
                     b = bslots.get(slot, {})
-                    row.append(_delta_ci(s["accuracy"], b.get("accuracy"), s["n"], b.get("n")))
+                    row.append(_delta_ci(s["accuracy"], b.get("accuracy"), s["n"], b.get("n"), cfg.min_n_for_ci))
                 srows.append(row)
             lines += _table(["slot", "n", "accuracy", "hallucination (of empty refs)", "omission (of filled refs)",
                              "truncated (scored wrong)", "not judged", "LLM-judged", "methods"]
                             + (["Δ accuracy"] if baseline else []), srows)
             if f"slots:{task}" in charts:
                 lines += [f"![{task} per-slot accuracy]({charts[f'slots:{task}']})", ""]
+            if any(s.get("truncated") for s in t.slots.values()):
+                lines += ["_truncated_: slot values cut when the answer was closed early, at the token budget "
+                          "(`decoding.max_new_tokens`) or the string bound (`schema_bounds.max_string_tokens`); "
+                          "they count as wrong. In the chart they are the grey hatched part of a bar.", ""]
             lines += _disagreements(task, list(t.slots), rows, cfg)
         lines += ["### Per domain", ""]
         domains = t.per_domain
@@ -295,7 +355,7 @@ def render_report(summary: JudgeSummary, rows: list[JudgeRow], cfg: ReportConfig
                   f"p50 {_num(lat.get('p50_s'))} s, p95 {_num(lat.get('p95_s'))} s; "
                   f"{_num(lat.get('output_tokens_per_s'), 1)} output tokens/s, "
                   f"{_num(lat.get('examples_per_s'), 2)} examples/s.", ""]
-        lines += _escalation(task, t.escalation)
+        lines += _escalation(task, t.escalation, t.n)
         lines += _failures(task, rows, cfg)
         if baseline:
             lines += _regressions(task, rows, base_rows, cfg)
@@ -303,6 +363,13 @@ def render_report(summary: JudgeSummary, rows: list[JudgeRow], cfg: ReportConfig
         lines += ["## Escalation curve", "", f"![escalation curve]({charts['escalation']})", ""]
 
     lines += ["## LLM judge", ""]
+    if not (judge.calls or judge.cache_hits):
+        reason = judge.disabled_reason or ("no slot value needed it" if not judge.needed else "no call succeeded")
+        lines += [f"No LLM judge took part (0 calls, 0 cached judgements: {reason}); every slot value was scored "
+                  "by the deterministic scorers.", ""]
+        if judge.needed and not judge.enabled:
+            lines += [f"**LLM-judged slots were NOT judged:** {judge.disabled_reason or 'no judge configured'}.", ""]
+        return mask_secrets("\n".join(lines).rstrip() + "\n")
     lines += _table(["judge", "value"], [
         ["model", f"`{judge.model}`"],
         ["slot values needing the judge", str(judge.needed)],
@@ -331,6 +398,38 @@ def _metric_n(t: TaskSummary | None, name: str) -> int | None:
     return None
 
 
+def _training(summary: JudgeSummary, runs_dir: Path) -> list[str]:
+    """The training settings of each run named in the candidates' model labels (``<base>+<run_id>``),
+    read from the run folder's result.json (RunResult) and config.yaml (TrainingConfig)."""
+    from scripts.config import TrainingConfig, load_config
+    from scripts.contracts import RunResult
+    from scripts.model_loading import FULL_SUFFIX
+
+    runs = dict.fromkeys(m.split("+", 1)[1].removesuffix(FULL_SUFFIX) for m in summary.model
+                         if "+" in m and not m.endswith(ZERO_SHOT_SUFFIX))
+    texts = []
+    for run_id in runs:
+        run = paths.run_dir(runs_dir, run_id)
+        result_path, config_path = run / "result.json", run / paths.RUN_CONFIG
+        if not result_path.is_file():
+            texts.append(f"`{run_id}`: no result.json in {run}/ (set `report.runs_dir`)")
+            continue
+        try:
+            result = RunResult.model_validate_json(result_path.read_bytes())
+            train = load_config(config_path, TrainingConfig).train if config_path.is_file() else None
+        except (ValidationError, UserError) as exc:
+            texts.append(f"`{run_id}`: unreadable run folder {run}/ ({str(exc).splitlines()[0][:80]})")
+            continue
+        loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
+        settings = [result.method, f"{result.global_step} steps"]
+        if train is not None:
+            settings += [f"lr {train.lr:g}", f"batch {train.per_device_batch_size} x {train.grad_accum} accum"
+                         + (f" x {result.world_size} ranks" if result.world_size > 1 else "")]
+        settings += [f"{result.train_examples} examples", f"final loss {loss}", f"backend {result.backend}"]
+        texts.append(f"`{run_id}`: " + ", ".join(settings))
+    return texts
+
+
 def _base_models(summary: JudgeSummary) -> str:
     """What each model's base is (an import says so: `google/gemma-3-270m (GGUF Q4_K_M, dequantised)`)."""
     from scripts.gguf_import import base_model_label
@@ -347,13 +446,40 @@ def _adapter(summary: JudgeSummary) -> str:
     return ", ".join(f"`{a}`" for a in adapters) or "none (base or merged model)"
 
 
-def _escalation(task: str, e: dict) -> list[str]:
-    if not e.get("curve"):
+def escalation_informative(curve: list[dict]) -> bool:
+    """A table says something when its thresholds make different choices (keep different page counts)
+    and one keeps any page; otherwise every threshold keeps none, or the same pages."""
+    kept = {r["kept"] for r in curve}
+    return len(kept) >= 2 and any(kept)
+
+
+def _chart_points(curve: list[dict]) -> list[dict]:
+    """The curve's points that carry an accuracy; a chart needs two different coverages, not one dot."""
+    points = [r for r in curve if r["accuracy_kept"] is not None]
+    return points if len({r["coverage"] for r in points}) >= 2 else []
+
+
+def _escalation(task: str, e: dict, n: int) -> list[str]:
+    curve = e.get("curve")
+    if not curve:
         return []
     lines = [f"### Escalation policy (target accuracy {_pct(e.get('target_accuracy'))} on kept pages)", ""]
-    lines += _table(["threshold", "kept", "coverage", "accuracy kept", "accuracy overall", "prompt tokens saved"],
-                    [[_num(r["threshold"]), str(r["kept"]), _pct(r["coverage"]), _pct(r["accuracy_kept"]),
-                      _pct(r["accuracy_overall"]), _pct(r["prompt_tokens_saved_share"])] for r in e["curve"]])
+    if not escalation_informative(curve):
+        low = min(r["threshold"] for r in curve)
+        if not any(r["kept"] for r in curve):
+            why = f"no page reaches even the lowest confidence threshold ({_num(low)})"
+        else:
+            why = (f"every threshold from {_num(low)} to {_num(max(r['threshold'] for r in curve))} keeps the same "
+                   f"{curve[0]['kept']} of {n} pages ({_pct(curve[0]['accuracy_kept'])} correct): the confidences "
+                   "do not separate pages")
+        lines += [f"No escalation table: {why}, so there is no trade-off to show.", ""]
+        if not e.get("recommended"):
+            lines += ["**Recommendation:** escalate every page to the strong model.", ""]
+            return lines
+    else:
+        lines += _table(["threshold", "kept", "coverage", "accuracy kept", "accuracy overall", "prompt tokens saved"],
+                        [[_num(r["threshold"]), str(r["kept"]), _pct(r["coverage"]), _pct(r["accuracy_kept"]),
+                          _pct(r["accuracy_overall"]), _pct(r["prompt_tokens_saved_share"])] for r in curve])
     rec = e.get("recommended")
     if rec:
         lines += [f"**Recommendation:** keep pages with confidence ≥ {_num(rec['threshold'])}: the small model "

@@ -138,11 +138,15 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def check_source(source: Path) -> None:
+    if not source.is_file():
+        raise UserError(f"DuckDB file {source} not found; pass --source PATH of an existing database")
+
+
 def open_db(source: Path):
     import duckdb
 
-    if not source.is_file():
-        raise UserError(f"DuckDB file {source} not found; pass --source PATH of an existing database")
+    check_source(source)
     try:
         return duckdb.connect(str(source))
     except duckdb.Error as exc:
@@ -210,12 +214,13 @@ def backfill(
         raise UserError("--limit must be a positive number")
     if batch_size is not None and batch_size <= 0:
         raise UserError("--batch-size must be a positive number")
+    source = Path(source)
+    check_source(source)  # before the model: a wrong --source is reported whatever --model is
     datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
     if task and task not in datasets.tasks:
         known = ", ".join(datasets.tasks)
         raise UserError(f"--task {task!r} is not in {cfg.data.datasets_config} (tasks: {known})")
     resolved = resolve_model_path(model_path, cfg)
-    source = Path(source)
     con = open_db(source)
     try:
         columns = page_columns(con, table)

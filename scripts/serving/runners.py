@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from scripts.model_loading import ResolvedModel, load_resolved, load_tokenizer
@@ -28,6 +28,7 @@ class RowOutput:
     logprobs: list[float]  # per generated token
     label_probs: dict[str, float] | None
     refused: list[int]  # decode steps where the closing refused the model's choice
+    limits: set[str] = field(default_factory=set)  # which limits refused them (closing.STRING_BOUND, BUDGET)
     lost: bool = False
 
 
@@ -58,7 +59,7 @@ class HfRunner:
         logprobs = decoder.token_logprobs(new_tokens)
         label_probs = decoder.label_probs()
         rows = [RowOutput(new_tokens[row].tolist(), logprobs[row].tolist(), label_probs[row] if label_probs else None,
-                          decoder.refused_steps(row)) for row in range(len(prompts))]
+                          decoder.refused_steps(row), decoder.closing_limits(row)) for row in range(len(prompts))]
         return rows, elapsed
 
 
@@ -85,7 +86,8 @@ class VllmRunner:
                 top = max(first)
                 weights = [math.exp(v - top) if v > -math.inf else 0.0 for v in first]
                 probs = {label: w / sum(weights) for label, w in zip(decoder.label_first_ids, weights)}
-            rows.append(RowOutput(answer.token_ids, answer.logprobs, probs, answer.interventions, answer.lost))
+            rows.append(RowOutput(answer.token_ids, answer.logprobs, probs, answer.interventions, answer.limits,
+                                  answer.lost))
         return rows, elapsed
 
 

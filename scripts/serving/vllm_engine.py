@@ -39,6 +39,7 @@ class EngineAnswer:
     logprobs: list[float]  # per generated token (processed: after the grammar and the closing)
     first_step: dict[int, float] = field(default_factory=dict)  # token id -> log-prob at step 0
     interventions: list[int] = field(default_factory=list)
+    limits: set[str] = field(default_factory=set)
     lost: bool = False
     finish_reason: str | None = None
 
@@ -111,7 +112,8 @@ class VllmEngine:
             row = FOLLOWED.pop(key, None)
             answers.append(EngineAnswer(
                 token_ids=ids, logprobs=logprobs, first_step=first,
-                interventions=list(row.interventions) if row else [], lost=bool(row and row.lost),
+                interventions=list(row.interventions) if row else [], limits=set(row.limits) if row else set(),
+                lost=bool(row and row.lost),
                 finish_reason=completion.finish_reason,
             ))
         return answers

@@ -61,7 +61,7 @@ def test_typo_in_config_is_one_line(tmp_path):
     bad.write_text(Path(CONFIG).read_text().replace("batch_size:", "batch_sise:"))
     run = fab(tmp_path, "dataset.split", "--config", str(bad))
     assert run.returncode == 1
-    assert run.stderr.strip() == f"error: {bad}: unknown key `clean.batch_sise`"
+    assert run.stderr.strip() == f"error: {bad}: unknown key `clean.batch_sise` (did you mean `batch_size`?)"
 
 
 def test_every_dataset_task_documents_itself(tmp_path):

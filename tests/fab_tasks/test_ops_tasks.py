@@ -31,7 +31,7 @@ __all__ = ["models"]  # the module-scoped fixture: tiny base, adapter run, eval 
 @pytest.mark.parametrize("case, message", [
     ("no_db", "error: DuckDB file"), ("no_table", "error: no table 'pages'"),
     ("no_model", "error: model path"),
-    ("no_args", "error: pass --source DB and --model PATH"),
+    ("no_args", "error: pass --source DB (DB: the DuckDB file of pages"),
 ])
 def test_bad_input_exits_1_with_one_line(models, tmp_path, case, message):
     _, base, _, config = models
@@ -45,6 +45,13 @@ def test_bad_input_exits_1_with_one_line(models, tmp_path, case, message):
     with pytest.raises(Exit) as exc:
         ops.backfill(Context(), **kwargs)
     assert exc.value.code == 1 and exc.value.message.startswith(message) and "\n" not in exc.value.message
+
+
+def test_no_flags_names_both_missing_flags():
+    with pytest.raises(Exit) as exc:
+        ops.backfill(Context())
+    assert exc.value.message == ("error: pass --source DB and --model PATH (DB: the DuckDB file of pages; PATH: a "
+                                 "merged export or a run/adapter dir)")
 
 
 @pytest.mark.integration

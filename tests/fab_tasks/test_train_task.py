@@ -35,7 +35,7 @@ def test_fab_user_errors_are_one_line(tmp_path):
     bad.write_text((REPO_ROOT / "configs/training.yaml").read_text().replace("  lr: 3.0e-4", "  lrate: 3.0e-4"))
     done = fab(REPO_ROOT, "train.prepare", "--config", str(bad))
     assert done.returncode == 1
-    assert done.stderr.strip() == f"error: {bad}: unknown key `train.lrate`"
+    assert done.stderr.strip() == f"error: {bad}: unknown key `train.lrate` (did you mean `lr`?)"
     missing = tiny_config(tmp_path, tmp_path / "runs")  # tmp_path has no splits
     done = fab(REPO_ROOT, "train.run", "--config", str(write_config(tmp_path / "m.yaml", missing)), "--backend", "hf")
     assert done.returncode == 1 and "run `fab dataset.split` first" in done.stderr

@@ -58,7 +58,32 @@ def test_unknown_key_names_file_and_key(tmp_path):
     path = write(tmp_path, base.replace("  seed: 42", "  sed: 42"))
     with pytest.raises(UserError) as err:
         load_config(path, DatasetsConfig)
-    assert str(err.value) == f"{path}: unknown key `split.sed`"
+    assert str(err.value) == f"{path}: unknown key `split.sed` (did you mean `seed`?)"
+
+
+@pytest.mark.parametrize("old, new, line", [
+    ("    kind: classification", "    knd: classification", "unknown key `tasks.{task}.knd` (did you mean `kind`?)"),
+    ("  batch_size: ", "  batchsize: ", "unknown key `clean.batchsize` (did you mean `batch_size`?)"),
+    ("schema_version:", "schema_verison:", "unknown key `schema_verison` (did you mean `schema_version`?)"),
+])
+def test_a_typod_key_gets_a_did_you_mean(tmp_path, old, new, line):
+    """The suggestion comes from the field names of the model that holds the key, at any depth
+    (inside a dict of models too)."""
+    base = (REPO_ROOT / "configs/datasets.yaml").read_text()
+    assert old in base
+    path = write(tmp_path, base.replace(old, new, 1))
+    task = next(iter(load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig).tasks))
+    with pytest.raises(UserError) as err:
+        load_config(path, DatasetsConfig)
+    assert str(err.value) == f"{path}: {line.format(task=task)}"
+
+
+def test_a_key_close_to_nothing_lists_the_keys_allowed_there(tmp_path):
+    base = (REPO_ROOT / "configs/datasets.yaml").read_text()
+    path = write(tmp_path, base.replace("  seed: 42", "  seed: 42\n  zzzz: 1", 1))
+    with pytest.raises(UserError) as err:
+        load_config(path, DatasetsConfig)
+    assert str(err.value) == f"{path}: unknown key `split.zzzz` (keys here: seed, ratios)"
 
 
 def test_bare_yaml_booleans_as_labels_get_a_hint(tmp_path):

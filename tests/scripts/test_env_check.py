@@ -244,3 +244,47 @@ def test_base_model_names_the_import_or_the_fix(monkeypatch, tmp_path):
     row = by_name(run_checks("train"))["base model"]
     assert row.status == "ok"
     assert row.detail == "models/gemma-3-270m: google/gemma-3-270m (GGUF Q4_K_M, dequantised)"
+
+
+def test_hf_token_is_not_wanted_when_the_base_model_is_a_local_folder(monkeypatch, db_present, cpu_torch):
+    """configs/training.yaml's base is the imported models/gemma-3-270m: no download, no token needed."""
+    from scripts.config import REPO_ROOT
+
+    monkeypatch.chdir(REPO_ROOT)  # models/ is here: the configured path is a local folder
+    monkeypatch.delenv("HUGGINGFACE_TOKEN", raising=False)
+    row = by_name(run_checks("train"))["HUGGINGFACE_TOKEN"]
+    assert row.status == "ok"
+    assert row.detail == "missing, not needed: the base model is the local folder models/gemma-3-270m"
+    monkeypatch.setattr(env_check, "_configured_base_model", lambda: "google/gemma-3-270m")
+    row = by_name(run_checks("train"))["HUGGINGFACE_TOKEN"]
+    assert row.status == "warn" and "gated google/gemma-3-270m" in row.detail
+
+
+def test_flash_attn_row_reads_as_a_sentence(monkeypatch):
+    monkeypatch.setattr(env_check.importlib.util, "find_spec", lambda name: None)
+    row = env_check._flash_attn_check("train")
+    assert row.detail == ("not installed: attention runs on PyTorch SDPA instead (fine on CPU and short contexts; "
+                          "install flash-attn on a GPU for long ones)")
+    monkeypatch.setattr(env_check.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(env_check, "_installed_version", lambda d: "2.8.3")
+    assert env_check._flash_attn_check("train").detail == (
+        "2.8.3: used on a GPU (attn_implementation auto or flash_attention_2)")
+
+
+def test_serve_says_whether_an_exported_bundle_exists(monkeypatch, tmp_path, db_present, cpu_torch):
+    monkeypatch.chdir(tmp_path)
+    row = by_name(run_checks("serve"))["exported bundle"]
+    assert row.status == "warn"
+    assert row.detail == "none in models/export/: run `fab package.export` (or copy a bundle here)"
+    for name, mtime in (("run-a", 1_000), ("run-b", 2_000)):
+        bundle = tmp_path / "models/export" / name
+        bundle.mkdir(parents=True)
+        (bundle / "manifest.json").write_text("{}")
+        import os
+
+        os.utime(bundle / "manifest.json", (mtime, mtime))
+    (tmp_path / "models/export/half-written").mkdir()  # no manifest: not a bundle
+    row = by_name(run_checks("serve"))["exported bundle"]
+    assert row.status == "ok"
+    assert row.detail == "models/export/run-b (newest of 2; its README.md has the `vllm serve` command)"
+    assert "exported bundle" not in by_name(run_checks("train"))

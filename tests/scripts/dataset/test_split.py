@@ -119,3 +119,10 @@ def test_missing_stratum_is_reported(tmp_path, datasets_cfg):
         missing[w.split()[1]].append(w)
     assert sum(len(v) for v in missing.values()) == 2  # NO lives in one split only
     assert all("navpage_classifier/NO" in w for v in missing.values() for w in v)
+
+
+def test_split_counts_read_as_words_not_a_python_dict(cleaned):
+    manifest = split_dataset(cleaned)
+    text = manifest.counts_text()
+    assert text == ", ".join(f"{s} {manifest.counts[s]}" for s in ("train", "validation", "test"))
+    assert "{" not in text and "'" not in text

@@ -72,6 +72,37 @@ def test_writes_one_valid_candidate_per_example_with_confidence(setup, tmp_path)
             assert set(c.slot_logprob) == set(c.parsed) and all(v <= 0 for v in c.slot_logprob.values())
 
 
+@pytest.mark.parametrize("bounds, limit", [
+    ({"max_string_tokens": 1}, "by the string bound schema_bounds.max_string_tokens=1"),
+    ({"max_string_tokens": 128}, "by the token budget decoding.max_new_tokens.extraction="),
+])
+def test_the_closed_early_warning_names_the_limit_that_fired(setup, tmp_path, bounds, limit):
+    """A string bound of 1 token cuts every non-empty string; a budget just above the all-null answer cuts
+    whatever the model starts to write. The warning says which, with its value, and nothing else."""
+    from scripts.evaluation.decoding import TaskDecoder, make_compiler
+    from scripts.model_loading import load_tokenizer
+
+    cfg = _cfg(setup, tmp_path)
+    cfg = cfg.model_copy(update={"schema_bounds": cfg.schema_bounds.model_copy(update=bounds)})
+    if "max_new_tokens" in limit:
+        _, base, _, _, datasets = setup
+        tok = load_tokenizer(str(base))
+        from transformers import AutoModelForCausalLM
+
+        from scripts.config import DatasetsConfig, load_config
+
+        spec = next(t for t in load_config(datasets, DatasetsConfig).tasks.values() if t.kind == "extraction")
+        model = AutoModelForCausalLM.from_pretrained(base)
+        low = TaskDecoder.build(tok, model, spec, cfg.schema_bounds, compiler=make_compiler(tok, model)).min_new_tokens
+        cfg.decoding.max_new_tokens["extraction"] = low + 3
+    summary = generate_candidates(cfg, "validation")
+    closed = [w for w in summary.warnings if "closed early" in w]
+    assert len(closed) == 1, summary.warnings
+    assert limit in closed[0] and "takes at most" not in closed[0]
+    other = "string bound" if "max_new_tokens" in limit else "token budget"
+    assert other not in closed[0]
+
+
 def test_limit_then_full_run_resumes_without_duplicates(setup, tmp_path):
     cfg = _cfg(setup, tmp_path)
     first = generate_candidates(cfg, "validation", limit=3)
@@ -170,6 +201,12 @@ def test_model_resolution_latest_run_dir_and_errors(setup, tmp_path):
 def test_missing_split_file_is_a_user_error_with_the_fix(setup, tmp_path):
     with pytest.raises(UserError, match="fab dataset.split"):
         generate_candidates(_cfg(setup, tmp_path), "test")
+
+
+def test_an_unknown_split_lists_the_splits(setup, tmp_path):
+    with pytest.raises(UserError) as err:
+        generate_candidates(_cfg(setup, tmp_path), "bogus")
+    assert str(err.value) == "unknown split 'bogus': the splits are train, validation, test"
 
 
 def test_a_split_of_schema_v1_with_sorted_target_keys_is_refused(setup, tmp_path):

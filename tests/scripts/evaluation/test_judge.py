@@ -265,6 +265,13 @@ def test_missing_candidates_is_a_one_line_user_error(tmp_path):
         run_judge(cfg, "validation")
 
 
+def test_an_unknown_split_lists_the_splits(tmp_path):
+    cfg = make_inputs(tmp_path)
+    with pytest.raises(UserError) as err:
+        run_judge(cfg, "bogus")
+    assert str(err.value) == "unknown split 'bogus': the splits are train, validation, test"
+
+
 def test_references_come_from_the_schema_version_eval_generate_read(tmp_path, judge_env):
     """`schema_version` as in eval.yaml: null is the datasets config's (v2), `other` reads processed/other/splits."""
     refs, cands = default_examples()

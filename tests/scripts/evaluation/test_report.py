@@ -48,7 +48,8 @@ def two_runs(tmp_path, judge_env):
 
 def test_report_matches_summary_and_shows_baseline_deltas(two_runs, tmp_path):
     cfg, base_dir, new_dir, summary = two_runs
-    out = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "out" / "eval.md", base_dir.name, cfg.report)
+    report_cfg = cfg.report.model_copy(update={"min_n_for_ci": 5})  # n = 6 examples, 8 titles: intervals shown
+    out = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "out" / "eval.md", base_dir.name, report_cfg)
     md = out.read_text()
     assert md.startswith(f"# Evaluation report: `{new_dir.name}`")
     # verdict lines, one per task, agreeing with summary.json
@@ -92,11 +93,121 @@ def test_report_without_judge_says_slots_were_not_judged(tmp_path, judge_env):
     md = write_report(Path(cfg.output_dir), run_dir.name, tmp_path / "r.md", cfg=cfg.report).read_text()
     assert "**LLM-judged slots were NOT judged:**" in md
     assert f"**Warning:** {summary['judge']['not_judged']} LLM-judged slot value(s) were NOT judged" in md
+    # no call was made: the configured judge is not named as if it had judged
+    assert summary["judge"]["calls"] == 0 and summary["judge"]["model"] not in md
+    assert "No LLM judge took part (0 calls, 0 cached judgements: " in md and "| calls (paid) |" not in md
+
+
+def test_no_interval_below_the_minimum_n_and_the_report_says_why(two_runs, tmp_path):
+    """n = 6 examples < min_n_for_ci 10: "n too small" instead of an interval, and a note with the reason."""
+    cfg, base_dir, new_dir, _ = two_runs
+    assert cfg.report.min_n_for_ci == 10
+    md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "eval.md", base_dir.name, cfg.report).read_text()
+    nav_rows = {r[0]: r for r in _table(md, "metric")}
+    assert nav_rows["accuracy"][2] == "n too small" and nav_rows["accuracy"][4] == "+16.7 pp (n too small)"
+    assert "_n too small_: no 95% interval below 10 examples (here n = 6, baseline n = 6; " in md
+    assert "a bootstrap of n = 1 gives [0%, 0%]" in md
+    slots = {r[0]: r for r in _table(md, "slot")}
+    assert slots["`title`"][-1] == "-12.5 pp (n too small)"  # 8 titles < 10
+
+
+def _rewrite_summary(run_dir: Path, change) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    change(summary)
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_escalation_tables_and_charts_only_when_they_carry_information(two_runs, tmp_path):
+    cfg, _, new_dir, summary = two_runs
+
+    def flatten(s):
+        for task, kept in ((CLASSIFIER, 0), (EXTRACTOR, 3)):
+            e = s["tasks"][task]["escalation"]
+            for r in e["curve"]:
+                r.update(kept=kept, coverage=kept / 6, accuracy_kept=1.0 if kept else None)
+            e["recommended"] = None
+    _rewrite_summary(new_dir, flatten)
+    out = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "eval.md", cfg=cfg.report)
+    md = out.read_text()
+    assert "| threshold | kept |" not in md and "## Escalation curve" not in md
+    assert not (tmp_path / "eval_escalation.png").exists()
+    low = min(r["threshold"] for r in summary["tasks"][CLASSIFIER]["escalation"]["curve"])
+    assert f"No escalation table: no page reaches even the lowest confidence threshold ({low:.3f})" in md
+    assert "keeps the same 3 of " in md and "the confidences do not separate pages" in md
+    assert md.count("**Recommendation:** escalate every page to the strong model.") == 2
+
+
+def test_truncated_slots_get_a_legend(two_runs, tmp_path):
+    cfg, _, new_dir, _ = two_runs
+    md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "a.md", cfg=cfg.report).read_text()
+    assert "_truncated_:" not in md  # nothing was cut: no legend to read
+    _rewrite_summary(new_dir, lambda s: s["tasks"][EXTRACTOR]["slots"]["title"].update(truncated=2))
+    md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "b.md", cfg=cfg.report).read_text()
+    assert ("_truncated_: slot values cut when the answer was closed early, at the token budget "
+            "(`decoding.max_new_tokens`) or the string bound (`schema_bounds.max_string_tokens`); they count as "
+            "wrong. In the chart they are the grey hatched part of a bar.") in md
+    assert (tmp_path / f"b_{EXTRACTOR}_slots.png").is_file()
+
+
+def test_header_shows_the_training_settings_of_the_run(two_runs, tmp_path):
+    """The candidates' model label names run-1: its result.json and config.yaml give steps, lr, loss."""
+    from scripts.config import REPO_ROOT
+
+    cfg, _, new_dir, _ = two_runs
+    run = tmp_path / "runs" / "run-1"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({
+        "run_id": "run-1", "run_dir": str(run), "backend": "hf", "backend_reason": "requested", "method": "lora",
+        "resumed_from": None, "global_step": 120, "final_loss": 0.41234, "train_examples": 960,
+        "dropped_too_long": 0, "truncated": 0}))
+    (run / "config.yaml").write_text((REPO_ROOT / "configs/training.yaml").read_text())
+    report_cfg = cfg.report.model_copy(update={"runs_dir": tmp_path / "runs"})
+    md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "r.md", cfg=report_cfg).read_text()
+    header = dict((r[0], r[1]) for r in _table(md, "run"))
+    assert header["training"] == ("`run-1`: lora, 120 steps, lr 0.0003, batch 1 x 8 accum, 960 examples, "
+                                  "final loss 0.4123, backend hf")
+    md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "s.md", cfg=cfg.report).read_text()
+    header = dict((r[0], r[1]) for r in _table(md, "run"))
+    assert header["training"] == "`run-1`: no result.json in models/runs/run-1/ (set `report.runs_dir`)"
 
 
 def test_unknown_run_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no judge run"):
         write_report(tmp_path, "validation_nope", tmp_path / "r.md")
+
+
+def _fake_run(judge_dir: Path, run_id: str, mtime: float) -> None:
+    summary = judge_dir / run_id / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text("{}")
+    import os
+
+    os.utime(summary, (mtime, mtime))
+
+
+def test_an_unknown_run_lists_the_runs_there_and_beside_it(tmp_path):
+    """`--run-id does-not-exist` says which runs exist, also the demo's under reports/<name>/judge/."""
+    judge_dir, demo_dir = tmp_path / "reports" / "judge", tmp_path / "reports" / "demo" / "judge"
+    _fake_run(judge_dir, "validation_20260101T000000Z", 1_000)
+    _fake_run(judge_dir, "validation_20260102T000000Z", 2_000)
+    _fake_run(demo_dir, "validation_fine_tuned", 3_000)
+    config = tmp_path / "reports" / "demo" / "configs" / "judge_slots.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("")
+    with pytest.raises(UserError) as err:
+        write_report(judge_dir, "does-not-exist", tmp_path / "r.md")
+    assert str(err.value) == (
+        f"no judge run 'does-not-exist' in {judge_dir}/; runs there, newest first: validation_20260102T000000Z, "
+        f"validation_20260101T000000Z; {demo_dir}/ holds validation_fine_tuned (pass --config {config})")
+    with pytest.raises(UserError) as err:
+        write_report(judge_dir, "validation_fine_tuned", tmp_path / "r.md")
+    assert str(err.value).endswith(f"; 'validation_fine_tuned' is in {demo_dir}/ (pass --config {config})")
+
+
+def test_an_unknown_run_in_an_empty_folder_says_what_to_run(tmp_path):
+    with pytest.raises(UserError) as err:
+        write_report(tmp_path / "judge", "nope", tmp_path / "r.md")
+    assert str(err.value) == f"no judge run 'nope' in {tmp_path / 'judge'}/ (it holds no run): run fab eval.judge first"
 
 
 def test_a_run_off_the_contract_is_a_user_error(two_runs, tmp_path):

@@ -172,6 +172,18 @@ def test_bad_input_is_a_one_line_user_error(models, tmp_path, case, message):
     assert case != "no_db" or not db.exists()  # never creates an empty database
 
 
+def test_a_missing_source_is_reported_before_the_model(tmp_path):
+    """Both wrong: the database is named first, whatever --model says (no model is looked at)."""
+    from scripts.config import REPO_ROOT, load_config
+    from scripts.evaluation.config import EvalConfig
+
+    cfg = load_config(REPO_ROOT / "configs/eval.yaml", EvalConfig)
+    with pytest.raises(UserError) as exc:
+        backfill(tmp_path / "pages.duckdb", "pages", tmp_path / "no-model", cfg)
+    assert str(exc.value) == (f"DuckDB file {tmp_path / 'pages.duckdb'} not found; pass --source PATH of an "
+                              "existing database")
+
+
 def test_prompt_longer_than_the_context_is_a_bad_row_not_a_crash(models, tmp_path):
     _, base, _, config = models
     short_context = tmp_path / "short"  # a copy whose config.json is edited: the shared model stays as it is

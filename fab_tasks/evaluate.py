@@ -1,6 +1,6 @@
 """Evaluation stage: generate candidates, judge them, report for a PR.
 
-    fab eval.generate --split validation --config configs/eval.yaml [--limit N]
+    fab eval.generate --split validation --config configs/eval.yaml [--limit N] [--engine hf|vllm]
     fab eval.generate --split test --run-id 20261101T120000Z
     fab eval.judge --split validation --config configs/judge_slots.yaml [--max-cost 0.50]
     fab eval.report --run-id validation_YYYYmmddTHHMMSSZ --output reports/latest_eval.md [--baseline RUN]
@@ -28,9 +28,12 @@ DEFAULT_EVAL_CONFIG = "configs/eval.yaml"
     "adapter": "PEFT adapter dir or run dir (LoRA or full fine-tune), overriding the config's model.adapter",
     "base": "the base model alone, no adapter (zero-shot baseline) -> <output_dir>/zero_shot/; "
             "compare with `fab eval.judge --base` then `fab eval.report --baseline`",
+    "engine": "auto (vllm when installed, else hf) | hf (transformers generate) | vllm: overrides engine.name; "
+              "both apply the same template, grammar, closing and greedy decoding",
 })
 @user_errors
-def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id="", adapter="", base=False):
+def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id="", adapter="", base=False,
+             engine=""):
     """Grammar-constrained generation of the fine-tuned model's answers -> <split>_candidates.jsonl.
 
     With --base the base model answers the same prompts under the same decoding (zero-shot), written
@@ -41,7 +44,8 @@ def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id=
 
     if run_id and adapter:
         raise UserError("pass --run-id or --adapter, not both")
-    cfg = load_config(config, EvalConfig, {"model.adapter": adapter or None, "model.zero_shot": True if base else None})
+    cfg = load_config(config, EvalConfig, {"model.adapter": adapter or None, "model.zero_shot": True if base else None,
+                                           "engine.name": engine or None})
     if run_id:
         cfg = with_overrides(cfg, {"model.adapter": str(paths.run_dir(cfg.model.runs_dir, run_id))}, config)
     started = time.perf_counter()
@@ -60,7 +64,8 @@ def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id=
     valid = f"{s.valid_rate:.1%}" if s.valid_rate is not None else "n/a"
     tps = f"{s.tokens_per_s:.1f}" if s.tokens_per_s is not None else "n/a"
     console.print(f"{s.written} written, {s.skipped} skipped (already done); valid {valid}; "
-                  f"{tps} tokens/s; model {s.model}, constrained={s.constrained}")
+                  f"{tps} tokens/s; model {s.model}, constrained={s.constrained}, engine {s.engine} "
+                  f"{s.engine_version or ''}".rstrip())
     console.print(f"wrote {s.path}")
 
 

@@ -55,10 +55,11 @@ def project_tokens(c, config=DEFAULT_CONFIG, fail_over_budget=False):
     "task": "only pages of this task slug",
     "batch_size": "pages per generate call and per committed transaction (default: eval config's)",
     "config": f"eval config: decoding, schema bounds, task registry, dtype (default {DEFAULT_EVAL_CONFIG})",
+    "engine": "auto (vllm when installed, else hf) | hf | vllm: overrides the eval config's engine.name",
 })
 @user_errors
 def backfill(c, source="", table="pages", model="", limit=0, task="", batch_size=0,
-             config=DEFAULT_EVAL_CONFIG):
+             config=DEFAULT_EVAL_CONFIG, engine=""):
     """Crash-safe batch inference over a DuckDB table of pages -> its `predictions` table (rerun resumes)."""
     from pathlib import Path
 
@@ -70,7 +71,8 @@ def backfill(c, source="", table="pages", model="", limit=0, task="", batch_size
     if missing:
         raise UserError(f"pass {' and '.join(missing)} (DB: the DuckDB file of pages; PATH: a merged export "
                         "or a run/adapter dir)")
-    cfg = load_config(config, EvalConfig, {"decoding.batch_size": int(batch_size) or None})
+    cfg = load_config(config, EvalConfig, {"decoding.batch_size": int(batch_size) or None,
+                                           "engine.name": engine or None})
     with _progress("backfill") as on_progress:
         s = run_backfill(Path(source), table, model, cfg, limit=int(limit) or None, task=task or None,
                          progress=on_progress)

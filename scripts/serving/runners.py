@@ -38,6 +38,7 @@ class HfRunner:
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
         self.vocab = model  # what decoding.tokenizer_info reads the vocabulary size from
+        self.context_length = model.config.get_text_config().max_position_embeddings
 
     def run(self, decoder, spec, prompts: list[list[int]], *, max_new: int, greedy: bool):
         import torch
@@ -69,6 +70,7 @@ class VllmRunner:
     def __init__(self, engine, config):
         self.engine = engine
         self.vocab = config
+        self.context_length = engine.max_model_len  # what the engine was started to hold per sequence
 
     def run(self, decoder, spec, prompts: list[list[int]], *, max_new: int, greedy: bool):
         import math

@@ -6,7 +6,7 @@
 
 A request opts in with ``extra_args`` (``vllm_xargs`` in an OpenAI-compatible request body; the
 bundle's ``structured_outputs.json`` writes it per task): ``{"closing": TASK_JSON}`` where
-TASK_JSON is :func:`closing_args`' JSON string (task kind, labels or slots in catalog order,
+TASK_JSON is ``engines.closing_args``' JSON string (task kind, labels or slots in catalog order,
 schema bounds). Per request the processor follows the answer with a ``RowCloser`` and, after
 vLLM's grammar bitmask (applied before custom processors), closes a string value after
 ``max_string_tokens`` tokens, bans surrogate escapes and keeps the answer completable within
@@ -29,12 +29,6 @@ from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
 CLOSING_PROCESSOR = "scripts.serving.vllm_closing:ClosingLogitsProcessor"
 FOLLOWED: dict[str, Any] = {}  # closing_key -> RowCloser, for an in-process engine to read back
-
-
-def closing_args(spec, bounds) -> str:
-    """What a request carries for its task: JSON text (OpenAI ``vllm_xargs`` values are scalars)."""
-    return json.dumps({"kind": spec.kind, "labels": spec.labels, "slots": spec.slots,
-                       "bounds": bounds.model_dump()}, ensure_ascii=False)
 
 
 class ClosingLogitsProcessor(AdapterLogitsProcessor):

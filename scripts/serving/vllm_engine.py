@@ -56,7 +56,7 @@ class VllmEngine:
     def __init__(self, model_dir: str, settings: EngineSettings, *, max_model_len: int,
                  tokenizer_dir: str | None = None):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the closing's results are read in-process
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, math.ceil(settings.cpu_kv_cache_gib))))
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(settings.cpu_kv_cache_gib)))  # per engine
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from vllm import LLM
 
@@ -65,16 +65,27 @@ class VllmEngine:
         self.version = vllm_version()
         self.max_model_len = max_model_len
         started = time.perf_counter()
-        self.llm = LLM(
+        try:
+            self.llm = self._start(LLM, model_dir, tokenizer_dir, settings, max_model_len, CLOSING_PROCESSOR)
+        except (ValueError, RuntimeError) as exc:  # vLLM's own start-up errors (KV cache, memory, config)
+            from scripts.config import UserError
+
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+            raise UserError(f"vLLM could not start on {model_dir} (max_model_len {max_model_len}): {reason}; "
+                            "on CPU raise engine.cpu_kv_cache_gib or lower engine.max_model_len") from exc
+        self.load_s = time.perf_counter() - started
+
+    @staticmethod
+    def _start(LLM, model_dir, tokenizer_dir, settings, max_model_len, processor):
+        return LLM(
             model=model_dir, tokenizer=tokenizer_dir or model_dir, dtype=vllm_dtype(settings.dtype), seed=0,
             max_model_len=max_model_len, enforce_eager=settings.enforce_eager,
             enable_prefix_caching=settings.enable_prefix_caching,
             tensor_parallel_size=settings.tensor_parallel_size, data_parallel_size=settings.data_parallel_size,
             gpu_memory_utilization=settings.gpu_memory_utilization,
-            logits_processors=[CLOSING_PROCESSOR], logprobs_mode="processed_logprobs",
+            logits_processors=[processor], logprobs_mode="processed_logprobs",
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
         )
-        self.load_s = time.perf_counter() - started
 
     def generate(self, prompts: list[list[int]], spec, bounds, *, max_new: int, greedy: bool = True,
                  constrained: bool = True, stop_ids: list[int]) -> list[EngineAnswer]:
@@ -82,9 +93,10 @@ class VllmEngine:
         from vllm.sampling_params import StructuredOutputsParams
 
         from scripts.evaluation.decoding import slots_json_schema
-        from scripts.serving.vllm_closing import FOLLOWED, closing_args
+        from scripts.serving.engines import closing_args
+        from scripts.serving.vllm_closing import FOLLOWED
 
-        structured, extra, keys = None, [], []
+        structured, keys = None, []
         if constrained:
             structured = (StructuredOutputsParams(choice=list(spec.labels or []))
                           if spec.kind == "classification" else

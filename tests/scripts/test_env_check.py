@@ -263,12 +263,13 @@ def test_hf_token_is_not_wanted_when_the_base_model_is_a_local_folder(monkeypatc
 def test_flash_attn_row_reads_as_a_sentence(monkeypatch):
     monkeypatch.setattr(env_check.importlib.util, "find_spec", lambda name: None)
     row = env_check._flash_attn_check("train")
+    alias = "model.use_flash_attention_2: true (= attn_implementation: flash_attention_2)"
     assert row.detail == ("not installed: attention runs on PyTorch SDPA instead (fine on CPU and short contexts; "
-                          "install flash-attn on a GPU for long ones)")
+                          f"install flash-attn on a GPU for long ones); {alias} needs it")
     monkeypatch.setattr(env_check.importlib.util, "find_spec", lambda name: object())
     monkeypatch.setattr(env_check, "_installed_version", lambda d: "2.8.3")
     assert env_check._flash_attn_check("train").detail == (
-        "2.8.3: used on a GPU (attn_implementation auto or flash_attention_2)")
+        f"2.8.3: used on a GPU (attn_implementation auto, flash_attention_2, or {alias})")
 
 
 def test_serve_says_whether_an_exported_bundle_exists(monkeypatch, tmp_path, db_present, cpu_torch):

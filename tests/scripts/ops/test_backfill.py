@@ -62,10 +62,10 @@ def predictions(db: Path) -> dict[str, dict]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         rows = con.execute(
-            "SELECT id, task, output, valid, model_sha, created_at, error FROM predictions").fetchall()
+            "SELECT id, task, output, valid, model_sha, created_at, error, engine FROM predictions").fetchall()
     finally:
         con.close()
-    columns = ("id", "task", "output", "valid", "model_sha", "created_at", "error")
+    columns = ("id", "task", "output", "valid", "model_sha", "created_at", "error", "engine")
     assert len(rows) == len({r[0] for r in rows}), "duplicate prediction ids"
     return {r[0]: dict(zip(columns, r)) for r in rows}
 
@@ -200,3 +200,16 @@ def test_prompt_longer_than_the_context_is_a_bad_row_not_a_crash(models, tmp_pat
     assert (s.predicted, s.bad) == (2, 1) and got["a"]["valid"] and got["c"]["valid"]
     assert got["b"]["valid"] is False and "exceeds the model's context of 256" in got["b"]["error"]
     assert backfill(db, "pages", short_context, _cfg(config)).skipped == 3  # a rerun does not stop on it
+
+
+def test_a_predictions_table_of_an_earlier_backfill_gains_the_engine_column(tmp_path):
+    from scripts.ops.backfill import ensure_predictions
+
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE predictions (id VARCHAR PRIMARY KEY, task VARCHAR, output VARCHAR, valid BOOLEAN NOT "
+                "NULL, model_sha VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, error VARCHAR)")
+    con.execute("INSERT INTO predictions VALUES ('a', 'nav', 'YES', true, 'sha', now(), NULL)")
+    ensure_predictions(con, "VARCHAR")
+    assert con.execute("SELECT id, output, engine FROM predictions").fetchall() == [("a", "YES", None)]
+    con.close()

@@ -40,9 +40,10 @@ def trained_run(tmp_path_factory, tiny_gemma):
 
 
 def package_cfg(tmp, datasets, **overrides) -> PackageConfig:
+    # no vLLM check here (an engine start per export): tests/scripts/serving/test_vllm_serve.py runs it
     raw = {"adapter": "latest", "runs_dir": str(tmp / "runs"), "dtype": "fp32",
            "data": {"datasets_config": str(datasets)}, "judge_dir": str(tmp / "judge"),
-           "parity": {"prompts": 3, "max_new_tokens": 12}, **overrides}
+           "parity": {"prompts": 3, "max_new_tokens": 12}, "vllm": {"check_pages": 0}, **overrides}
     return PackageConfig.model_validate(raw)
 
 
@@ -104,9 +105,15 @@ def test_export_writes_a_bundle_that_reloads_and_matches_the_adapter(trained_run
     assert extractor["structured_outputs"]["json"] == slots_json_schema(tasks["productpage_extractor"].slots,
                                                                         SchemaBounds())
     assert extractor["system_prompt"] == tasks["productpage_extractor"].system_prompt
-    # vLLM cannot close at a budget: each request needs room for the longest complete answer
-    assert extractor["max_tokens"] == max_answer_tokens(tasks["productpage_extractor"].slots, SchemaBounds())
-    assert served["navpage_classifier"]["max_tokens"] == 4  # "YES" and the stop token
+    # with the closing processor a request needs eval.generate's budget; without it, the longest answer
+    assert extractor["max_tokens"] == 512 and served["navpage_classifier"]["max_tokens"] == 4
+    assert extractor["max_tokens_without_closing"] == max_answer_tokens(tasks["productpage_extractor"].slots,
+                                                                        SchemaBounds())
+    assert served["navpage_classifier"]["max_tokens_without_closing"] == 4  # "YES" and the stop token
+    closing = json.loads(extractor["vllm_xargs"]["closing"])
+    assert closing["kind"] == "extraction" and list(closing["slots"]) == list(tasks["productpage_extractor"].slots)
+    manifest_check = BundleManifest.model_validate_json((bundle / "manifest.json").read_text()).vllm_check
+    assert manifest_check["checked"] is False and manifest_check["summary"].startswith("not checked on vLLM")
     assert "finish_reason" in card and "#49227" in card and "#28542" in card and "--enforce-eager" in card
 
 

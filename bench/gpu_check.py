@@ -1,7 +1,7 @@
 """The GPU path in one run: train.run on both backends, eval.generate, package.export, 128k steps.
 
     .venv/bin/python bench/gpu_check.py --work /tmp/gpu-check [--stages env,chain,evalspeed,longctx]
-        [--lengths 8192,32768,131072] [--backends hf,unsloth] [--attns sdpa,flex_attention]
+        [--lengths 8192,32768,131072] [--backends hf,unsloth] [--attns sdpa,flex_attention]  (stages also: engines)
         [--shape real|270m|tiny] [--real-dir models/gemma-3-270m] [--steps 40] [--out DIR]
         [--deadline SECONDS]
     .venv/bin/python bench/gpu_check.py --prepare DIR   # only the data (needs DuckDB), e.g. for another host
@@ -42,6 +42,8 @@ OOM or a hang costs one row, not the run), results appended to ``<out>/gpu_check
   bf16 on the GPU) and ``export_bundle`` (fp32 merge, parity and reload gates, bf16 bundle).
 * ``evalspeed``: bench/eval_bench.py's constrained-vs-unconstrained and batch-16-vs-one-by-one
   measurements with this model on this device.
+* ``engines`` (``--shape real``, vLLM installed: ``setup_env.sh --serve``): bench/engine_bench.py,
+  vLLM vs HF pages/s and answer agreement on 32 + 32 validation pages on this device.
 * ``longctx``: ONE training step (forward + backward, LoRA, gradient checkpointing, bf16) of one
   sequence per length and backend, labels on its last 1024 tokens (an answer after a long prompt):
   peak GPU memory (``torch.cuda.max_memory_allocated``) and tokens/s of the second step.
@@ -346,9 +348,19 @@ def stage_evalspeed(work: Path, out: Path, args) -> None:
     record(out, {"stage": "evalspeed", "done": True, "model_params_m": round(model.num_parameters() / 1e6)})
 
 
+def stage_engines(work: Path, out: Path, args) -> None:
+    """bench/engine_bench.py on this device: vLLM vs HF pages/s and agreement, zero-shot, real model."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import engine_bench
+
+    rc = engine_bench.main(["--work", str(work / "engine-bench"), "--base", str(args.real_dir), "--pages", "32",
+                            "--batch", "16"])
+    record(out, {"stage": "engines", "done": rc == 0})
+
+
 STARTED = time.perf_counter()
 STAGES = {"env": stage_env, "train": stage_train, "generate_export": stage_generate_export,
-          "step": stage_step, "evalspeed": stage_evalspeed}
+          "step": stage_step, "evalspeed": stage_evalspeed, "engines": stage_engines}
 
 
 # --- parent -------------------------------------------------------------------------------------------
@@ -392,7 +404,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=600)
     parser.add_argument("--work", type=Path)
     parser.add_argument("--out", type=Path, default=Path("gpu-check-out"))
-    parser.add_argument("--stages", default="env,chain,evalspeed,longctx")
+    parser.add_argument("--stages", default="env,chain,evalspeed,engines,longctx")
     parser.add_argument("--shape", choices=["real", "270m", "tiny"], default=None,
                         help="real: the imported google/gemma-3-270m (default when --real-dir holds it or its "
                              "GGUF package is installed); 270m: its shape, random weights (default otherwise); "
@@ -443,6 +455,8 @@ def main() -> None:
         child(args, "generate_export", 300)
     if "evalspeed" in stages:
         child(args, "evalspeed", 300)
+    if "engines" in stages and args.shape == "real":  # vLLM vs HF on the real model (needs --serve)
+        child(args, "engines", 600)
     if "longctx" in stages:
         for length in map(int, args.lengths.split(",")):
             for backend in backends:

@@ -27,7 +27,7 @@ BPE with byte fallback encodes the rest; ``"  two"`` is ``["  ", "two"]``, not
 ``["▁", "▁two"]``. It is transformers' Gemma converter applied to the proto,
 and it is gated on id equality with ``GemmaReference``, an independent
 implementation of those rules on a SentencePiece processor, over whitespace
-runs of every length, HTML, 7 scripts, prices and sample prompts (also
+runs of every length, HTML, 8 scripts, prices and sample prompts (also
 re-indented), and on the base model's loss per character of indented HTML
 being no worse than with the reference's ids. Version 1 agreed with a plain
 SentencePiece processor, which escapes spaces before it looks for pieces and
@@ -80,6 +80,10 @@ ROUNDTRIP_CORPUS = [
     "価格 ¥3,980（税込）在庫あり",
     "Цена: 1 299 ₽ · В наличии",
     "السعر ٤٩ ريال",
+    "ราคา ฿1,290 มีสินค้า",
+    "मूल्य ₹2,499 स्टॉक में",
+    "가격 ₩39,000 재고 있음",
+    "Τιμή 9,99 € σε απόθεμα",
     "emoji 😀🛒 and combining e\u0301 and zero\u200bwidth",
     '{"price":"19.99","currency":"EUR","in_stock":true,"tags":["a","b"]}',
     "&nbsp;&amp;&lt;tag&gt; &#8364; %20 \\u00e9 \\n",
@@ -394,7 +398,7 @@ def indent_html(text: str, step: str = "  ") -> str:
 
 
 def gate_corpus(source: GgufSource, prompts: list[str]) -> list[str]:
-    """Whitespace runs, mixed tabs and newlines, HTML, 7 scripts, prices, ``prompts`` as they are and
+    """Whitespace runs, mixed tabs and newlines, HTML, 8 scripts, prices, ``prompts`` as they are and
     re-indented: the texts the import's tokenizer must encode exactly as Gemma does."""
     return ROUNDTRIP_CORPUS + whitespace_corpus(source) + prompts + [indent_html(p) for p in prompts]
 

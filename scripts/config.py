@@ -274,6 +274,12 @@ class StatsSettings(StrictModel):
     tokenizer: str = Field(default="models/gemma-3-270m", description="local dir (`fab train.import-gguf`) or HF id")
     max_seq_length: int = Field(default=131072, gt=0, description="tokens; training context")
     top_domains: int = Field(default=10, gt=0)
+    constraint_margin: float = Field(default=0.5, ge=0, description="proposed bounds: the observed extreme "
+                                     "plus this share of it (0.5: a 54-char longest title proposes 81)")
+    enum_max_values: int = Field(default=12, gt=0, description="a string slot with at most this many distinct "
+                                 "values is proposed as an enum ...")
+    enum_min_count: int = Field(default=5, gt=0, description="... when each of them is seen at least this often")
+    constraint_min_values: int = Field(default=20, gt=0, description="fewer non-null values: no proposal")
 
 
 class DatasetsConfig(StrictModel):

@@ -133,6 +133,9 @@ class SlotSpec(StrictModel):
         if wrong:
             allowed = ", ".join(sorted(_KEYS_FOR[self.type])) or "none"
             raise ValueError(f"`{wrong[0]}` does not apply to a {self.type} slot (its keys: {allowed})")
+        if self.pattern is not None and self.max_chars is not None:
+            raise ValueError("`pattern` and `max_chars` together are not supported: the answer closing could "
+                             "be left with a pattern it cannot finish within the characters left; keep one")
         if self.enum is not None and len(set(self.enum)) != len(self.enum):
             raise ValueError("enum lists a value twice")
         if self.pattern is not None:

@@ -6,8 +6,9 @@ Per extraction slot, from the non-null values of the training split's targets:
 
 * string: few distinct values (at most ``stats.enum_max_values``, each seen
   ``stats.enum_min_count`` times or more) -> ``enum``; otherwise ``max_chars``
-  = the longest value plus ``stats.constraint_margin``; a ``pattern`` when every
-  value has one of a few shapes (absolute URL, upper-case code of one length, digits).
+  = the longest value plus ``stats.constraint_margin``; instead a ``pattern`` when
+  every value has one of a few shapes (absolute URL, upper-case code of one length,
+  digits): the two do not combine.
 * number / integer: ``minimum: 0`` when no value is negative (else the lowest
   minus the margin of the range), ``maximum`` = the highest plus the margin.
 * string_list: ``unique_items`` when no list repeats an item, ``max_items`` and
@@ -113,13 +114,13 @@ def propose(kind: str, values: list[Any], settings: StatsSettings) -> SlotPropos
         evidence = f"{len(strings)} values, {len(counts)} distinct, longest {longest} chars ({pct})"
         for pattern, meaning in _SHAPES:
             if all(re.fullmatch(pattern, v) for v in strings):
-                out["pattern"] = pattern
+                out = {"pattern": pattern}  # max_chars and pattern do not combine (config.SlotSpec)
                 evidence += f"; all {meaning}"
                 break
         else:
             lengths = {len(v) for v in strings}
             if len(lengths) == 1 and all(re.fullmatch(r"[A-Z]+", v) for v in strings):
-                out["pattern"] = f"^[A-Z]{{{lengths.pop()}}}$"
+                out = {"pattern": f"^[A-Z]{{{lengths.pop()}}}$"}
                 evidence += "; all upper-case codes of one length"
         return SlotProposal(constraints=out, evidence=evidence)
     if kind in ("number", "integer"):
@@ -163,10 +164,8 @@ def proposals_yaml(task: str, spec: TaskSpec, proposals: dict[str, SlotProposal]
             entry = {"type": slot.type, **proposal.constraints}
             SlotSpec.model_validate(entry)  # a proposal is always a valid registry entry
             note = proposal.evidence
-        text = yaml.safe_dump({name: entry}, default_flow_style=None, width=10**6, allow_unicode=True,
-                              sort_keys=False).strip()
-        if isinstance(entry, dict):  # one line: `name: {type: ..., ...}`
-            text = f"{name}: " + yaml.safe_dump(entry, default_flow_style=True, width=10**6,
-                                                allow_unicode=True, sort_keys=False).strip()
+        # one line: `name: type` or `name: {type: ..., ...}`
+        text = f"{name}: " + yaml.safe_dump(entry, default_flow_style=True, width=10**6, allow_unicode=True,
+                                            sort_keys=False).strip().removesuffix("\n...").strip()
         lines.append(f"  {text}  # {note}")
     return "\n".join(lines) + "\n"

@@ -264,6 +264,24 @@ class CloserSpec:
             self._chars[state] = table
         return table
 
+    def riders(self, inside: bool) -> torch.Tensor:
+        """Per token: it opens a string value AND writes content into it (``"Shoes``, ``","Men"``), read
+        from inside a string (``inside``) or outside. Where a slot counts characters or items, such tokens
+        are refused, so a value's content always arrives where the cursor checks it."""
+        key = ("riders", inside)
+        table = self._chars.get(key)
+        if table is None:
+            table = torch.tensor([_rides_into_value(data, inside) for data in self.token_bytes], dtype=torch.bool)
+            self._chars[key] = table
+        return table
+
+    def longest_chars(self) -> int:
+        """The most characters one token adds to a string (the character bound acts below it)."""
+        key = ("longest",)
+        if key not in self._chars:
+            self._chars[key] = torch.tensor(int(self.chars_table(("in", 0, 0)).clamp(max=_NO_CHARS - 1).max()))
+        return int(self._chars[key])
+
     def with_prefix(self, prefix: bytes) -> list[int]:
         """Token ids whose bytes start with ``prefix``."""
         import bisect
@@ -293,6 +311,28 @@ def _compiled_pattern(pattern: str):
 def _json_text(value: str) -> bytes:
     """A string's bytes between the quotes as the grammar writes it (xgrammar: no \\u escapes)."""
     return json.dumps(value, ensure_ascii=False)[1:-1].encode()
+
+
+def _rides_into_value(data: bytes, inside: bool) -> bool:
+    """``data`` opens a string and writes content into it, unless that string is a key (``"brand":``)."""
+    in_string, escape, opened, content, pending = inside, False, False, 0, False
+    for byte in data:
+        if in_string:
+            if escape:
+                escape = False
+            elif byte == _BACKSLASH:
+                escape = True
+            elif byte == _QUOTE:
+                in_string, pending = False, opened and content > 0
+                continue
+            content += opened
+        else:
+            if pending and byte != ord(":"):
+                return True  # a value with content, closed inside the token
+            pending = False
+            if byte == _QUOTE:
+                in_string, opened, content = True, True, 0
+    return (in_string and opened and content > 0) or pending
 
 
 _NO_CHARS = 1 << 20  # a token that leaves the string the wrong way: never within a character bound
@@ -555,13 +595,28 @@ class JsonCursor:
             return finish + bytes([extra]) + b'"'
         return finish + b'"'
 
+    def at_char_bound(self) -> bool:
+        """Inside a ``max_chars`` string with no character left: a refused token cut the value."""
+        if not self._in_string() or not self.spec.slot_specs:
+            return False
+        bound = self.spec.slot_specs[self.slot].max_chars
+        return bound is not None and self.chars >= bound
+
     def constraint_ban(self) -> torch.Tensor | list[int] | None:
         """Tokens the slot's constraints refuse here that the grammar does not: a bool mask of tokens
         over a ``max_chars`` string's remaining characters, or the ids that would close a list item
         repeating an earlier one (``unique_items``)."""
-        if not self._in_string() or not self.spec.slot_specs:
+        specs = self.spec.slot_specs
+        if not specs or not any(s.max_chars is not None or s.unique_items for s in specs):
             return None
-        slot = self.spec.slot_specs[self.slot]
+        riders = self.spec.riders(self._in_string())
+        first = self.closing()  # the closing's own first token stays allowed: it keeps every constraint
+        if not self._in_string():
+            if first and riders[first[0]]:
+                riders = riders.clone()
+                riders[first[0]] = False
+            return riders
+        slot = specs[self.slot]
         ban: list[int] = []
         if self.phase == "list" and slot.unique_items and self.items and self.str_sub == "in" \
                 and not self.utf8_left:
@@ -570,15 +625,16 @@ class JsonCursor:
                     rest = earlier[len(self.raw):]
                     full = slot.max_chars is not None and len(earlier.decode(errors="replace")) >= slot.max_chars
                     ban += self.spec.with_prefix(rest if full and rest else rest + b'"')
+        mask = riders.clone()
         if slot.max_chars is not None and slot.enum is None:
             left = slot.max_chars - self.chars
-            if left < 32:  # no token adds more characters than bytes; the longest tokens are short
-                table = self.spec.chars_table((self.str_sub, self.hex_left, self.utf8_left))
-                mask = table > left
-                if ban:
-                    mask[torch.tensor(ban, dtype=torch.long)] = True
-                return mask
-        return ban or None
+            if left < self.spec.longest_chars():
+                mask |= self.spec.chars_table((self.str_sub, self.hex_left, self.utf8_left)) > max(left, 0)
+        if ban:
+            mask[torch.tensor(ban, dtype=torch.long)] = True
+        if first:
+            mask[first[0]] = False
+        return mask
 
     def _value_close(self) -> bytes | None:
         """The rest of the current value (phase != path); None if it cannot be finished."""
@@ -693,8 +749,7 @@ class RowCloser:
                 scores.masked_fill_(refused.to(scores.device), float("-inf"))
             else:
                 scores.index_fill_(0, torch.tensor(refused, dtype=torch.long, device=scores.device), float("-inf"))
-            if isinstance(refused, torch.Tensor) and not torch.isfinite(scores[best]) and not close_string \
-                    and not tight:
+            if cursor.at_char_bound() and not torch.isfinite(scores[best]) and not close_string and not tight:
                 self.interventions.append(step)  # the string ran into its max_chars: cut
                 self.limits.add(MAX_CHARS)
         if not close_string and not tight:

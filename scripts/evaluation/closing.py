@@ -32,6 +32,14 @@ the answer still fits are kept: the model's best few (top-k of the grammar-maske
 scores) that pass the check, and the first token of the closing, which always does.
 Every answer therefore ends, schema-valid, within the budget, whatever the model does.
 
+Slot constraints (``config.SlotSpec``; which the grammar enforces itself is in
+``decoding``'s module doc): the closing of an ``enum`` string is the rest of its
+cheapest matching value, of a ``pattern`` string a completion found by partial
+matching, of a list item equal to an earlier one (``unique_items``) one more
+character; numbers close inside the slot's own range. ``max_chars`` and
+``unique_items`` are kept here by refusing tokens (``JsonCursor.constraint_ban``);
+the closing's own first token is never refused, so it always stays open.
+
 Also here, because the same cursor knows it: the string bound
 (``schema_bounds.max_string_tokens``: a spent string value must close) and a ban on
 ``\\uD800``-``\\uDFFF`` escapes (the grammar accepts them, ``json.loads`` turns them

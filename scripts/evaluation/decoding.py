@@ -41,6 +41,41 @@ the most a complete answer can take under the bounds (what a vLLM request, which
 cannot close at a budget, needs as ``max_tokens``). :func:`validate_extraction`
 checks what :func:`slots_json_schema` states; the tests prove every constrained
 output passes it.
+
+Slot constraints (``configs/datasets.yaml``: ``config.SlotSpec``) and who enforces
+each. Checked in the installed xgrammar 0.2.8 by compiling small schemas and
+matching strings (``tests/scripts/evaluation/test_decoding.py`` repeats it):
+
+* ``enum`` -> schema ``enum``: honoured (only the listed strings, written without
+  ``\\u`` escapes). The closing finishes a started value to the enum value that is
+  cheapest in tokens, never to a bare ``"``.
+* ``minimum``/``maximum`` -> schema ``minimum``/``maximum``: honoured exactly
+  (``68`` and ``5.5`` are refused for 0-5; no exponents; 6 decimals at most).
+  A slot's own bounds replace ``schema_bounds``' for that slot; the closing
+  finishes a number inside the slot's range.
+* ``pattern`` -> schema ``pattern``: honoured, always as a whole-value match
+  (``[A-Z]{3}`` refuses ``"xUSDx"``, anchors or not; the validator matches the
+  same way), and characters JSON must escape (quote, backslash, controls) never
+  match. The closing completes a started value with printable ASCII found by
+  ``regex`` partial matching (``closing.CloserSpec.pattern_completion``).
+* ``max_items`` -> schema ``maxItems`` (capped by ``schema_bounds.max_list_items``):
+  honoured.
+* ``unique_items`` -> NOT in the schema: xgrammar 0.2.8 compiles ``uniqueItems``
+  but ignores it (``["a","a"]`` passes), and vLLM's xgrammar backend rejects a
+  schema that holds it. The closing (both engines) refuses a token that would
+  finish an item equal to an earlier one; the validator checks it.
+* ``max_chars`` -> NOT in the schema: xgrammar honours ``maxLength`` but, as above,
+  a bounded string makes every decode step check the whole vocabulary. The
+  closing counts characters and refuses tokens that would pass the bound (and
+  tokens that open a value and carry its content along, so that content is
+  counted); the validator checks it. ``pattern`` and ``max_chars`` do not combine
+  (``SlotSpec`` says so), since a pattern could need more characters than are left.
+
+A refusal by the character bound marks the slot truncated
+(``closing.MAX_CHARS``), as the string and budget bounds do. An example's own
+``slot_specs`` may narrow the constraints (``TaskSpec.slots_for``): ``dataset.stats``
+checks training targets against that; the grammar holds the task's constraints
+(one compiled grammar per task).
 """
 
 from __future__ import annotations

@@ -766,6 +766,9 @@ class RowCloser:
         best = int(torch.argmax(row_scores))
         if close_string and closing is not None:
             kept = row_scores.masked_fill(~closing, float("-inf"))
+            first = cursor.closing()  # an enum or pattern value is finished, not cut: its closing's first token
+            if first and torch.isfinite(row_scores[first[0]]):
+                kept[first[0]] = row_scores[first[0]]
             if torch.isfinite(kept).any():
                 row_scores = kept
         limit = STRING_BOUND if not torch.isfinite(row_scores[best]) else BUDGET

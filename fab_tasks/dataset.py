@@ -104,7 +104,8 @@ def split(c, config=DEFAULT_CONFIG, schema_version="", seed=None):
 })
 @user_errors
 def stats(c, config=DEFAULT_CONFIG, tokenizer="", schema_version=""):
-    """Token-length percentiles, truncation, label balance, slot fill, domains, cross-split duplicates."""
+    """Token-length percentiles, truncation, label balance, slot fill, domains, cross-split duplicates, and
+    slot constraints proposed from the training targets (YAML to paste) + targets breaking configured ones."""
     from scripts.dataset.stats import compute_stats
 
     cfg = load_config(config, DatasetsConfig)
@@ -120,6 +121,13 @@ def stats(c, config=DEFAULT_CONFIG, tokenizer="", schema_version=""):
                       f"prompt(s) shared across splits, e.g. {report.near_duplicate_examples[0]}")
     for split, domains in report.top_domains.items():
         console.print(f"top domains {split}: " + ", ".join(f"{d} {n}" for d, n in domains))
+    for task, text in report.constraint_proposals_yaml.items():
+        console.print(f"slot constraints the {report.constraints_from} targets of {task} suggest:")
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+    for task, slots in report.constraint_violations.items():
+        for slot, seen in slots.items():
+            console.print(f"[yellow]warning:[/] {seen.count} {report.constraints_from} target(s) of {task} break "
+                          f"the configured `{slot}` constraint ({seen.first}), e.g. {', '.join(seen.example_ids)}")
     console.print(f"wrote {cfg.data_paths(schema_version or None).stats}")
 
 

@@ -17,7 +17,15 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 from dotenv import load_dotenv
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from scripts.paths import ProcessedData
 
@@ -85,15 +93,124 @@ class StrictModel(BaseModel):
 # --- configs/datasets.yaml -------------------------------------------------
 
 
+SlotType = Literal["string", "number", "integer", "boolean", "string_list"]
+CONSTRAINT_KEYS = ("enum", "max_chars", "pattern", "minimum", "maximum", "unique_items", "max_items")
+_KEYS_FOR = {  # which constraint keys each slot type takes
+    "string": {"enum", "max_chars", "pattern"},
+    "number": {"minimum", "maximum"},
+    "integer": {"minimum", "maximum"},
+    "boolean": set(),
+    "string_list": {"unique_items", "max_items", "max_chars"},
+}
+
+
+class SlotSpec(StrictModel):
+    """One catalog slot: its JSON type (every slot is nullable) and optional constraints on a non-null
+    value. In YAML either the plain type (``title: string``) or a mapping
+    (``availability: {type: string, enum: [in_stock, out_of_stock]}``). The grammar, the answer closing,
+    the validator and the export's vLLM schema all read these (``scripts.evaluation.decoding``)."""
+
+    type: SlotType
+    enum: list[str] | None = Field(default=None, min_length=1, description="string: the only values allowed")
+    max_chars: int | None = Field(default=None, gt=0, description="string / each list item: most characters; "
+                                  "enforced by the answer closing, not the grammar (see decoding.py)")
+    pattern: str | None = Field(default=None, description="string: a regex the WHOLE value must match "
+                                "(anchors implied, as xgrammar applies it); characters JSON must escape "
+                                "(quote, backslash, controls) never match")
+    minimum: float | None = Field(default=None, description="number / integer: inclusive lower bound")
+    maximum: float | None = Field(default=None, description="number / integer: inclusive upper bound")
+    unique_items: bool = Field(default=False, description="string_list: no item twice")
+    max_items: int | None = Field(default=None, gt=0, description="string_list: most items")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_type(cls, data: Any) -> Any:
+        return {"type": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _keys_fit_type(self) -> SlotSpec:
+        wrong = [k for k in self.constraint_keys() if k not in _KEYS_FOR[self.type]]
+        if wrong:
+            allowed = ", ".join(sorted(_KEYS_FOR[self.type])) or "none"
+            raise ValueError(f"`{wrong[0]}` does not apply to a {self.type} slot (its keys: {allowed})")
+        if self.pattern is not None and self.max_chars is not None:
+            raise ValueError("`pattern` and `max_chars` together are not supported: the answer closing could "
+                             "be left with a pattern it cannot finish within the characters left; keep one")
+        if self.enum is not None and len(set(self.enum)) != len(self.enum):
+            raise ValueError("enum lists a value twice")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {self.pattern!r} is not a regex ({exc})") from None
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError("minimum must be <= maximum")
+        if self.type == "integer" and any(v is not None and v != int(v) for v in (self.minimum, self.maximum)):
+            raise ValueError("an integer slot's minimum/maximum must be whole numbers")
+        for value in self.enum or []:
+            if self.max_chars is not None and len(value) > self.max_chars:
+                raise ValueError(f"enum value {value!r} is longer than max_chars {self.max_chars}")
+            if self.pattern is not None and not pattern_matches(self.pattern, value):
+                raise ValueError(f"enum value {value!r} does not match pattern {self.pattern!r}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        """The YAML form back: the plain type string when there are no constraints."""
+        if not self.constraint_keys():
+            return self.type
+        return {k: v for k, v in handler(self).items() if k == "type" or k in self.constraint_keys()}
+
+    def constraint_keys(self) -> list[str]:
+        """The constraint keys set on this slot, in CONSTRAINT_KEYS order."""
+        return [k for k in CONSTRAINT_KEYS if getattr(self, k) is not None and getattr(self, k) is not False]
+
+    def narrowed(self, example: Any) -> SlotSpec:
+        """This slot under an example's own ``slot_specs`` entry, which may only narrow it: enums
+        intersect, the tighter bound wins, a pattern is added only where none is configured.
+        Keys that are not constraints (``scorer``, ``type``) and a malformed entry change nothing."""
+        if not isinstance(example, dict):
+            return self
+        given = {k: example[k] for k in CONSTRAINT_KEYS if k in example and k in _KEYS_FOR[self.type]}
+        if not given:
+            return self
+        merged = self.model_dump(mode="python") if self.constraint_keys() else {"type": self.type}
+        tighter = {"minimum": max, "maximum": min, "max_chars": min, "max_items": min}
+        for key, value in given.items():
+            mine = merged.get(key)
+            if key == "enum" and isinstance(value, list):
+                merged[key] = [v for v in (mine or value) if v in value]
+            elif key in tighter and isinstance(value, (int, float)) and not isinstance(value, bool):
+                merged[key] = value if mine is None else tighter[key](mine, value)
+            elif key == "unique_items":
+                merged[key] = bool(mine) or value is True
+            elif key == "pattern" and mine is None:
+                merged[key] = value
+        try:
+            return SlotSpec.model_validate(merged)
+        except ValueError:
+            return self  # a malformed per-example spec never breaks a run; the registry's constraints apply
+
+
+def pattern_matches(pattern: str, value: str) -> bool:
+    """``pattern`` applied as xgrammar applies it: the whole value must match (anchors implied)."""
+    return re.fullmatch(pattern, value) is not None
+
+
 class TaskSpec(StrictModel):
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
     kind: Literal["classification", "extraction"]
     labels: list[str] | None = Field(
         default=None, description="closed label set (classification only), upper case"
     )
     system_prompt: str = Field(description="default system prompt when a row has none")
-    slots: dict[str, Literal["string", "number", "integer", "boolean", "string_list"]] | None = (
-        Field(default=None, description="extraction schema: slot name -> JSON type (all nullable), "
-              "in catalog order: the order the answer's keys are written in (targets, grammar, closing)")
+    catalog: dict[str, SlotSpec] | None = Field(
+        default=None, alias="slots",
+        description="extraction schema (YAML key `slots`): slot name -> JSON type or {type, constraints} "
+        "(all nullable), in catalog order: the order the answer's keys are written in (targets, grammar, "
+        "closing)",
     )
 
     @field_validator("labels", mode="before")
@@ -109,9 +226,17 @@ class TaskSpec(StrictModel):
             raise ValueError("classification tasks need `labels`")
         if self.kind == "extraction" and self.labels:
             raise ValueError("extraction tasks take `slots`, not `labels`")
+        if self.kind == "classification" and self.catalog:
+            raise ValueError("classification tasks take `labels`, not `slots`")
         if self.labels:
             self.labels = [label.strip().upper() for label in self.labels]
         return self
+
+    @property
+    def slots(self) -> dict[str, SlotType] | None:
+        """Slot name -> JSON type, in catalog order (None for classification): what scorers and
+        reports read. The constraints are in :attr:`catalog` (typed ``SlotSpec`` per slot)."""
+        return None if self.catalog is None else {name: s.type for name, s in self.catalog.items()}
 
     @property
     def slot_order(self) -> list[str]:
@@ -119,7 +244,14 @@ class TaskSpec(StrictModel):
         pydantic), also the order of the catalog lines in the prompt. The canonical key order of an
         extraction answer: ``dataset.clean`` writes targets in it, the grammar generates it, the
         closing follows it."""
-        return list(self.slots or {})
+        return list(self.catalog or {})
+
+    def slots_for(self, example_specs: Any = None) -> dict[str, SlotSpec]:
+        """The catalog narrowed by one example's ``slot_specs`` (see ``SlotSpec.narrowed``)."""
+        catalog = self.catalog or {}
+        if not isinstance(example_specs, dict):
+            return dict(catalog)
+        return {name: s.narrowed(example_specs.get(name)) for name, s in catalog.items()}
 
 
 class CleanSettings(StrictModel):
@@ -145,6 +277,12 @@ class StatsSettings(StrictModel):
     tokenizer: str = Field(default="models/gemma-3-270m", description="local dir (`fab train.import-gguf`) or HF id")
     max_seq_length: int = Field(default=131072, gt=0, description="tokens; training context")
     top_domains: int = Field(default=10, gt=0)
+    constraint_margin: float = Field(default=0.5, ge=0, description="proposed bounds: the observed extreme "
+                                     "plus this share of it (0.5: a 54-char longest title proposes 81)")
+    enum_max_values: int = Field(default=12, gt=0, description="a string slot with at most this many distinct "
+                                 "values is proposed as an enum ...")
+    enum_min_count: int = Field(default=5, gt=0, description="... when each of them is seen at least this often")
+    constraint_min_values: int = Field(default=20, gt=0, description="fewer non-null values: no proposal")
 
 
 class DatasetsConfig(StrictModel):
@@ -233,7 +371,7 @@ def _did_you_mean(model: type[BaseModel] | None, loc: tuple) -> str:
     holder = _model_at(model, loc[:-1]) if model else None
     if holder is None:
         return ""
-    names = [name for name in holder.model_fields if not name.startswith("_")]
+    names = [f.alias or name for name, f in holder.model_fields.items() if not name.startswith("_")]
     close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.5)
     if close:
         return f" (did you mean `{close[0]}`?)"
@@ -260,8 +398,9 @@ def _model_at(model: Any, loc: tuple) -> type[BaseModel] | None:
             if inspect.isclass(option) and issubclass(option, BaseModel):
                 if part == option.__name__:  # pydantic names the member of a union of models
                     return option
-                if part in option.model_fields:
-                    return option.model_fields[part].annotation
+                fields = {f.alias or name: f for name, f in option.model_fields.items()} | option.model_fields
+                if part in fields:
+                    return fields[part].annotation
             elif origin is dict and len(args) == 2:
                 return args[1]
             elif origin in (list, tuple, set, frozenset) and args and isinstance(part, int):

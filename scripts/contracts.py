@@ -230,6 +230,21 @@ class TaskSplitStats(BaseModel):
     answer_in_truncated_prompt: float | None = None
 
 
+class SlotProposal(BaseModel):
+    """A slot constraint ``dataset.stats`` proposes from the training targets (``scripts.dataset.constraints``)."""
+
+    constraints: dict[str, Any] = Field(description="registry keys to add to the slot (enum, max_chars, ...)")
+    evidence: str = Field(description="the counts behind them")
+
+
+class ConstraintViolations(BaseModel):
+    """Training targets of one slot that break its configured constraints."""
+
+    count: int
+    first: str = Field(description="what the first one breaks")
+    example_ids: list[str] = Field(default_factory=list)
+
+
 class StatsReport(BaseModel):
     """data/processed/<schema_version>/stats.json, read by ops.project_tokens."""
 
@@ -240,6 +255,12 @@ class StatsReport(BaseModel):
     top_domains: dict[str, list[tuple[str, int]]]
     near_duplicates_across_splits: int
     near_duplicate_examples: list[list[str]]
+    constraints_from: str | None = Field(default=None, description="split the constraint proposals and checks read")
+    constraint_proposals: dict[str, dict[str, SlotProposal]] = Field(
+        default_factory=dict, description="task -> slot -> constraints proposed from the training targets")
+    constraint_proposals_yaml: dict[str, str] = Field(default_factory=dict, description="task -> lines to paste")
+    constraint_violations: dict[str, dict[str, ConstraintViolations]] = Field(
+        default_factory=dict, description="task -> slot -> training targets breaking the configured constraints")
 
 
 # --- train.run ----------------------------------------------------------------

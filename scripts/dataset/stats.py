@@ -1,4 +1,4 @@
-"""Token lengths, truncation, label balance, slot fill rates, domains and leakage.
+"""Token lengths, truncation, label balance, slot fill rates, domains, leakage, and slot constraints.
 
     fab dataset.stats --config configs/datasets.yaml [--tokenizer PATH]
 
@@ -7,7 +7,9 @@ token) the report says so and falls back to an approximate count, labelled as
 such. Two checks go beyond the usual: for extraction, whether the reference
 values still appear in the prompt once it is truncated to `max_seq_length`
 (an answer cut away is a label the model cannot learn), and near-duplicate
-prompts shared across splits (leakage that flatters the test score).
+prompts shared across splits (leakage that flatters the test score). And, per
+extraction slot, the constraints the training targets suggest (YAML to paste) and
+the training targets that break the configured ones (``scripts.dataset.constraints``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import orjson
 
 from scripts.config import DatasetsConfig, UserError
 from scripts.contracts import CleanRecord, StatsReport, TaskSplitStats, TokenCounter, atomic_write, read_jsonl
+from scripts.dataset.constraints import ConstraintAccumulator, proposals_yaml
 from scripts.dataset.split import SPLITS
 from scripts.model_loading import load_tokenizer
 from scripts.paths import STATS as STATS_FILE, ProcessedData  # noqa: F401 (STATS_FILE re-exported)
@@ -67,6 +70,9 @@ def compute_stats(
     per_split: dict[str, dict[str, TaskSplitStats]] = {}
     top_domains: dict[str, list[tuple[str, int]]] = {}
     fingerprints: dict[str, dict[str, str]] = defaultdict(dict)  # fingerprint -> split -> id
+    learn_from = "train" if "train" in sources else "all"
+    constraints = {task: ConstraintAccumulator(spec, cfg.stats) for task, spec in cfg.tasks.items()
+                   if spec.kind == "extraction"}
     for split, paths in sources.items():
         acc: dict[str, _TaskAccumulator] = {}
         domains: Counter[str] = Counter()
@@ -78,6 +84,8 @@ def compute_stats(
                     record, offs, n_target
                 )
                 domains[record.domain] += 1
+                if split == learn_from and record.task in constraints:
+                    constraints[record.task].add(record, orjson.loads(record.target))
                 fingerprints[_fingerprint(record.prompt)].setdefault(split, record.id)
             if on_rows:
                 on_rows(len(batch))
@@ -93,7 +101,13 @@ def compute_stats(
         top_domains=top_domains,
         near_duplicates_across_splits=len(shared),
         near_duplicate_examples=[sorted(f"{s}:{i}" for s, i in ids.items()) for ids in shared[:5]],
+        constraints_from=learn_from,
     )
+    for task, acc in constraints.items():
+        report.constraint_proposals[task] = proposals = acc.proposals()
+        report.constraint_proposals_yaml[task] = proposals_yaml(task, cfg.tasks[task], proposals)
+        if acc.violations:
+            report.constraint_violations[task] = acc.violations
     with atomic_write(data.stats) as fh:
         fh.write(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n")
     return report

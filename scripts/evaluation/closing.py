@@ -32,6 +32,14 @@ the answer still fits are kept: the model's best few (top-k of the grammar-maske
 scores) that pass the check, and the first token of the closing, which always does.
 Every answer therefore ends, schema-valid, within the budget, whatever the model does.
 
+Slot constraints (``config.SlotSpec``; which the grammar enforces itself is in
+``decoding``'s module doc): the closing of an ``enum`` string is the rest of its
+cheapest matching value, of a ``pattern`` string a completion found by partial
+matching, of a list item equal to an earlier one (``unique_items``) one more
+character; numbers close inside the slot's own range. ``max_chars`` and
+``unique_items`` are kept here by refusing tokens (``JsonCursor.constraint_ban``);
+the closing's own first token is never refused, so it always stays open.
+
 Also here, because the same cursor knows it: the string bound
 (``schema_bounds.max_string_tokens``: a spent string value must close) and a ban on
 ``\\uD800``-``\\uDFFF`` escapes (the grammar accepts them, ``json.loads`` turns them
@@ -46,6 +54,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +154,12 @@ class CloserSpec:
     max_string_tokens: int = 0
     bounds: Any = None
     banned: dict[str, torch.Tensor] = field(default_factory=dict)  # string sub-state -> token ids
-    _number_cache: dict[tuple[bytes, bool], bytes | None] = field(default_factory=dict)
+    slot_specs: list[Any] = field(default_factory=list)  # per slot: its config.SlotSpec (constraints)
+    ranges: list[tuple[float, float]] = field(default_factory=list)  # per slot: numeric range (number/integer)
+    _number_cache: dict[tuple[bytes, int], bytes | None] = field(default_factory=dict)
+    _pattern_cache: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    _chars: dict[tuple, torch.Tensor] = field(default_factory=dict)  # string sub-state -> chars per token
+    _sorted: list[tuple[bytes, int]] | None = None  # token bytes in order, for prefix look-ups
 
     @classmethod
     def for_task(cls, spec, token_bytes: list[bytes], excluded: set[int], stop_ids: list[int],
@@ -157,7 +171,10 @@ class CloserSpec:
             return cls(kind="classification", tokens=tokens, stop_ids=frozenset(stop_ids),
                        token_bytes=token_bytes, min_new_tokens=max(costs) + 1, margin=max(costs) + 1,
                        most_needed=max(costs) + 1, labels=labels)
+        from scripts.evaluation.decoding import numeric_range, slot_specs
+
         names = spec.slot_order  # the grammar's key order (decoding.slots_json_schema)
+        specs = slot_specs(spec.catalog or {})
         parts, value_start, value_end, pos = [b"{"], {}, [], 1
         for i, name in enumerate(names):
             literal = (b"," if i else b"") + json.dumps(name, ensure_ascii=False).encode() + b":"
@@ -167,39 +184,196 @@ class CloserSpec:
             value_end.append(pos)
         parts.append(b"}")
         skeleton = Skeleton(b"".join(parts), tokens)
-        longest_value_close = max(7, len(f"{abs(bounds.number_minimum):.0f}") + 2,
-                                  len(str(abs(bounds.integer_minimum))) + 2)
-        margin = longest_value_close + skeleton.rise() + 1
+        ranges = [numeric_range(specs[n], bounds) if specs[n].type in ("number", "integer") else (0, 0)
+                  for n in names]
         made = cls(kind="extraction", tokens=tokens, stop_ids=frozenset(stop_ids), token_bytes=token_bytes,
-                   min_new_tokens=skeleton.count[0] + 1, margin=margin,
-                   most_needed=max(skeleton.count) + longest_value_close + 1, skeleton=skeleton,
+                   min_new_tokens=skeleton.count[0] + 1, margin=0, most_needed=0, skeleton=skeleton,
                    value_start=value_start, value_end=value_end,
-                   slot_kinds=[(spec.slots or {})[n] for n in names], slot_names=names,
-                   closing_mask=closing_mask, max_string_tokens=bounds.max_string_tokens, bounds=bounds)
+                   slot_kinds=[specs[n].type for n in names], slot_names=names,
+                   closing_mask=closing_mask, max_string_tokens=bounds.max_string_tokens, bounds=bounds,
+                   slot_specs=[specs[n] for n in names], ranges=ranges)
+        # the longest closing of one value from inside it: a number's digits, a word's rest, an enum
+        # value, a pattern's completion (from the empty string, plus slack), a duplicate list item's
+        # extra character
+        longest_value_close = 7
+        for slot, (low, high) in zip(made.slot_specs, ranges):
+            if slot.type in ("number", "integer"):
+                longest_value_close = max(longest_value_close, len(f"{abs(low):.0f}") + 2,
+                                          len(f"{abs(high):.0f}") + 2)
+            for value in slot.enum or []:
+                longest_value_close = max(longest_value_close, len(tokens.of(_json_text(value) + b'"')) + 1)
+            if slot.pattern is not None and slot.enum is None:
+                completion = made.pattern_completion(slot.pattern, "")
+                if completion is None:
+                    raise ValueError(f"pattern {slot.pattern!r}: the closing finds no printable-ASCII value "
+                                     f"that matches it")
+                longest_value_close = max(longest_value_close, len(completion.encode()) + 8)
+        made.margin = longest_value_close + skeleton.rise() + 1
+        made.most_needed = max(skeleton.count) + longest_value_close + 1
         made.banned = _surrogate_bans(token_bytes)
         return made
 
     def cursor(self) -> LabelCursor | JsonCursor:
         return LabelCursor(self) if self.kind == "classification" else JsonCursor(self)
 
-    def number_close(self, text: bytes, integer: bool) -> bytes | None:
-        """Fewest digits that make ``text`` a number the schema allows (None: it cannot become one)."""
-        key = (text, integer)
+    def number_close(self, text: bytes, slot: int) -> bytes | None:
+        """Fewest bytes that make ``text`` a number in the slot's range (None: it cannot become one):
+        zeros first (``12.`` -> ``12.0``), else the shortest run of digits and ``.``."""
+        key = (text, slot)
         if key not in self._number_cache:
-            found = None
-            for extra in (b"", b"0", b"00", b"000", b"0000", b"00000", b"000000"):
+            integer = self.slot_kinds[slot] == "integer"
+            low, high = self.ranges[slot]
+
+            def ok(extra: bytes) -> bool:
                 try:
                     value = json.loads(text + extra)
                 except ValueError:
-                    continue
-                b = self.bounds
-                low, high = (b.integer_minimum, b.integer_maximum) if integer else (b.number_minimum,
-                                                                                     b.number_maximum)
-                if (not integer or isinstance(value, int)) and low <= value <= high:
-                    found = extra
-                    break
+                    return False
+                return (not integer or isinstance(value, int)) and low <= value <= high
+
+            zeros = [b"0" * k for k in range(7)]
+            short = [bytes([a]) for a in b".0123456789"]
+            found = next((e for e in zeros if ok(e)), None)
+            if found is None:
+                found = next((a + b for a in short for b in [b""] + short if ok(a + b)), None)
+            if found is None:
+                found = next((a + b + c for a in short for b in short for c in short if ok(a + b + c)), None)
             self._number_cache[key] = found
         return self._number_cache[key]
+
+    def pattern_completion(self, pattern: str, text: str) -> str | None:
+        """Characters that make ``text`` match ``pattern`` (whole-string), picked deterministically:
+        a character that completes the match if one does, else the first that keeps a match possible
+        (``regex`` partial matching), over printable ASCII that JSON need not escape. Deterministic, so
+        the completion of ``text + its first character`` is the rest of it. None: none within 64."""
+        key = (pattern, text)
+        if key not in self._pattern_cache:
+            compiled = _compiled_pattern(pattern)
+            out, current, found = "", text, None
+            for _ in range(64):
+                if compiled.fullmatch(current):
+                    found = out
+                    break
+                step = next((c for c in _PATTERN_ALPHABET if compiled.fullmatch(current + c)), None)
+                step = step or next((c for c in _PATTERN_ALPHABET
+                                     if compiled.fullmatch(current + c, partial=True)), None)
+                if step is None:
+                    break
+                out, current = out + step, current + step
+            self._pattern_cache[key] = found
+        return self._pattern_cache[key]
+
+    def chars_table(self, state: tuple) -> torch.Tensor:
+        """Per token: characters it adds to a string value from string sub-state ``state`` (up to the
+        quote that would close it; a token that cannot be inside a string gets a large count)."""
+        table = self._chars.get(state)
+        if table is None:
+            table = torch.tensor([_token_chars(data, state) for data in self.token_bytes], dtype=torch.int32)
+            self._chars[state] = table
+        return table
+
+    def riders(self, inside: bool) -> torch.Tensor:
+        """Per token: it opens a string value AND writes content into it (``"Shoes``, ``","Men"``), read
+        from inside a string (``inside``) or outside. Where a slot counts characters or items, such tokens
+        are refused, so a value's content always arrives where the cursor checks it."""
+        key = ("riders", inside)
+        table = self._chars.get(key)
+        if table is None:
+            table = torch.tensor([_rides_into_value(data, inside) for data in self.token_bytes], dtype=torch.bool)
+            self._chars[key] = table
+        return table
+
+    def longest_chars(self) -> int:
+        """The most characters one token adds to a string (the character bound acts below it)."""
+        key = ("longest",)
+        if key not in self._chars:
+            self._chars[key] = torch.tensor(int(self.chars_table(("in", 0, 0)).clamp(max=_NO_CHARS - 1).max()))
+        return int(self._chars[key])
+
+    def with_prefix(self, prefix: bytes) -> list[int]:
+        """Token ids whose bytes start with ``prefix``."""
+        import bisect
+
+        if self._sorted is None:
+            self._sorted = sorted((data, i) for i, data in enumerate(self.token_bytes) if data)
+        keys = self._sorted
+        start = bisect.bisect_left(keys, (prefix, -1))
+        out = []
+        for data, token_id in keys[start:]:
+            if not data.startswith(prefix):
+                break
+            out.append(token_id)
+        return out
+
+
+_PATTERN_ALPHABET = (string.ascii_lowercase + string.digits + string.ascii_uppercase
+                     + "".join(c for c in string.punctuation if c not in '"\\') + " ")
+
+
+def _compiled_pattern(pattern: str):
+    import regex  # transformers' own dependency: partial matching, which `re` lacks
+
+    return regex.compile(pattern)
+
+
+def _json_text(value: str) -> bytes:
+    """A string's bytes between the quotes as the grammar writes it (xgrammar: no \\u escapes)."""
+    return json.dumps(value, ensure_ascii=False)[1:-1].encode()
+
+
+def _rides_into_value(data: bytes, inside: bool) -> bool:
+    """``data`` opens a string and writes content into it, unless that string is a key (``"brand":``)."""
+    in_string, escape, opened, content, pending = inside, False, False, 0, False
+    for byte in data:
+        if in_string:
+            if escape:
+                escape = False
+            elif byte == _BACKSLASH:
+                escape = True
+            elif byte == _QUOTE:
+                in_string, pending = False, opened and content > 0
+                continue
+            content += opened
+        else:
+            if pending and byte != ord(":"):
+                return True  # a value with content, closed inside the token
+            pending = False
+            if byte == _QUOTE:
+                in_string, opened, content = True, True, 0
+    return (in_string and opened and content > 0) or pending
+
+
+_NO_CHARS = 1 << 20  # a token that leaves the string the wrong way: never within a character bound
+
+
+def _token_chars(data: bytes, state: tuple) -> int:
+    """Characters ``data`` adds to a string from sub-state ``state`` = (str_sub, hex_left, utf8_left),
+    counted as ``JsonCursor`` counts them: a character at its first byte (a backslash, a lead byte),
+    none for escape and continuation bytes; up to an unescaped quote."""
+    sub, hex_left, utf8_left = state
+    count = 0
+    for byte in data:
+        if sub == "in":
+            if utf8_left:
+                utf8_left -= 1
+                continue
+            if byte == _QUOTE:
+                return count
+            count += 1
+            if byte == _BACKSLASH:
+                sub = "escape"
+            elif byte >= 0xC0:
+                utf8_left = 1 if byte < 0xE0 else 2 if byte < 0xF0 else 3
+        elif sub == "escape":
+            if byte == _U:
+                sub, hex_left = "hex", 4
+            else:
+                sub = "in"
+        else:
+            hex_left -= 1
+            if hex_left == 0:
+                sub = "in"
+    return count
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -259,6 +433,9 @@ class LabelCursor:
     def ban_state(self) -> str | None:
         return None
 
+    def constraint_ban(self) -> None:
+        return None
+
 
 class JsonCursor:
     """Extraction: where the answer stands against the canonical skeleton (see the module doc).
@@ -269,7 +446,7 @@ class JsonCursor:
     """
 
     __slots__ = ("spec", "pos", "phase", "slot", "text", "sub", "str_sub", "hex_left", "hex_first",
-                 "utf8_lead", "utf8_left", "utf8_seen", "str_tokens", "lost")
+                 "utf8_lead", "utf8_left", "utf8_seen", "str_tokens", "lost", "raw", "chars", "items")
 
     def __init__(self, spec: CloserSpec):
         self.spec = spec
@@ -277,6 +454,7 @@ class JsonCursor:
         self.sub, self.str_sub, self.hex_left, self.hex_first = "", "", 0, 0
         self.utf8_lead, self.utf8_left, self.utf8_seen = 0, 0, 0  # a multi-byte character in progress
         self.str_tokens, self.lost = 0, False
+        self.raw, self.chars, self.items = b"", 0, ()  # the string so far, its characters, the list's items
 
     def copy(self) -> JsonCursor:
         other = JsonCursor.__new__(JsonCursor)
@@ -307,10 +485,10 @@ class JsonCursor:
             if slot is not None and byte != skeleton[self.pos]:
                 self.slot, self.text = slot, b""
                 if byte == _QUOTE:
-                    self.phase, self.str_sub = "str", "in"
+                    self.phase, self.str_sub, self.raw, self.chars = "str", "in", b"", 0
                     return True
                 if byte == _LBRACKET:
-                    self.phase, self.sub = "list", "open"
+                    self.phase, self.sub, self.items = "list", "open", ()
                 elif byte in _WORDS:
                     self.phase, self.text = "word", bytes([byte])
                 elif byte in _NUMBER_START:
@@ -341,9 +519,9 @@ class JsonCursor:
             sub = self.sub
             if sub == "item":
                 if self._string_byte(byte):
-                    self.sub = "sep"
+                    self.sub, self.items = "sep", self.items + (self.raw,)
             elif byte == _QUOTE and sub in ("open", "comma"):
-                self.sub, self.str_sub = "item", "in"
+                self.sub, self.str_sub, self.raw, self.chars = "item", "in", b"", 0
                 return True
             elif byte == _RBRACKET and sub in ("open", "sep"):
                 self._value_done()
@@ -355,16 +533,21 @@ class JsonCursor:
 
     def _string_byte(self, byte: int) -> bool:
         """Inside a string; True when this byte closed it."""
+        if self.str_sub == "in" and not self.utf8_left and byte == _QUOTE:
+            return True
+        self.raw += bytes([byte])
         sub = self.str_sub
         if sub == "in":
             if self.utf8_left:
                 self.utf8_left -= 1
                 self.utf8_seen += 1
-            elif byte >= 0xC0:
-                self.utf8_lead, self.utf8_seen = byte, 0
-                self.utf8_left = 1 if byte < 0xE0 else 2 if byte < 0xF0 else 3
             elif byte == _QUOTE:
                 return True
+            else:
+                self.chars += 1  # a character counts at its first byte (see _token_chars)
+                if byte >= 0xC0:
+                    self.utf8_lead, self.utf8_seen = byte, 0
+                    self.utf8_left = 1 if byte < 0xE0 else 2 if byte < 0xF0 else 3
             if byte == _BACKSLASH:
                 self.str_sub = "escape"
         elif sub == "escape":
@@ -385,25 +568,97 @@ class JsonCursor:
 
     # -- the closing ------------------------------------------------------------------
 
-    def _string_close(self) -> bytes:
+    def _finish(self) -> bytes:
+        """The bytes that finish a character in progress (an escape, a multi-byte character)."""
         if self.utf8_left:  # the grammar wants the character finished first: the smallest valid one
             second = {0xE0: 0xA0, 0xF0: 0x90}.get(self.utf8_lead, 0x80) if self.utf8_seen == 0 else 0x80
-            return bytes([second]) + b"\x80" * (self.utf8_left - 1) + b'"'
+            return bytes([second]) + b"\x80" * (self.utf8_left - 1)
         if self.str_sub == "escape":
-            return b'""'  # \" then the closing quote
+            return b'"'  # \" (then the closing quote)
         if self.str_sub == "hex":
-            return b"0" * self.hex_left + b'"'
-        return b'"'
+            return b"0" * self.hex_left
+        return b""
+
+    def _string_close(self) -> bytes | None:
+        """The rest of the current string, closing quote included, that keeps its slot's constraints:
+        the shortest enum value it starts, a pattern's completion, an extra character for a list item
+        that would repeat an earlier one (unique_items). None: it cannot be finished."""
+        finish = self._finish()
+        slot = self.spec.slot_specs[self.slot] if self.spec.slot_specs else None
+        if slot is None:
+            return finish + b'"'
+        text = self.raw + finish
+        if self.phase == "str" and slot.enum is not None:
+            rests = [v[len(text):] for v in map(_json_text, slot.enum) if v.startswith(text)]
+            return min(rests, key=lambda r: (len(self.spec.tokens.of(r + b'"')), r)) + b'"' if rests else None
+        if self.phase == "str" and slot.pattern is not None:
+            try:
+                decoded = text.decode()
+            except UnicodeDecodeError:
+                return None
+            completion = self.spec.pattern_completion(slot.pattern, decoded)
+            return None if completion is None else finish + completion.encode() + b'"'
+        if self.phase == "list" and slot.unique_items and text in self.items:
+            extra = next(c for c in _PATTERN_ALPHABET.encode() if text + bytes([c]) not in self.items)
+            return finish + bytes([extra]) + b'"'
+        return finish + b'"'
+
+    def at_char_bound(self) -> bool:
+        """Inside a ``max_chars`` string with no character left: a refused token cut the value."""
+        if not self._in_string() or not self.spec.slot_specs:
+            return False
+        bound = self.spec.slot_specs[self.slot].max_chars
+        return bound is not None and self.chars >= bound
+
+    def constraint_ban(self) -> torch.Tensor | list[int] | None:
+        """Tokens the slot's constraints refuse here that the grammar does not: a bool mask of tokens
+        over a ``max_chars`` string's remaining characters, or the ids that would close a list item
+        repeating an earlier one (``unique_items``)."""
+        specs = self.spec.slot_specs
+        if not specs or not any(s.max_chars is not None or s.unique_items for s in specs):
+            return None
+        riders = self.spec.riders(self._in_string())
+        first = self.closing()  # the closing's own first token stays allowed: it keeps every constraint
+        if not self._in_string():
+            if first and riders[first[0]]:
+                riders = riders.clone()
+                riders[first[0]] = False
+            return riders
+        slot = specs[self.slot]
+        ban: list[int] = []
+        if self.phase == "list" and slot.unique_items and self.items and self.str_sub == "in" \
+                and not self.utf8_left:
+            for earlier in self.items:
+                if earlier.startswith(self.raw):
+                    rest = earlier[len(self.raw):]
+                    full = slot.max_chars is not None and len(earlier.decode(errors="replace")) >= slot.max_chars
+                    ban += self.spec.with_prefix(rest if full and rest else rest + b'"')
+        mask = riders.clone()
+        if slot.max_chars is not None and slot.enum is None:
+            left = slot.max_chars - self.chars
+            if left < self.spec.longest_chars():
+                mask |= self.spec.chars_table((self.str_sub, self.hex_left, self.utf8_left)) > max(left, 0)
+        if ban:
+            mask[torch.tensor(ban, dtype=torch.long)] = True
+        if first:
+            mask[first[0]] = False
+        return mask
 
     def _value_close(self) -> bytes | None:
         """The rest of the current value (phase != path); None if it cannot be finished."""
         if self.phase == "str":
             return self._string_close()
         if self.phase == "num":
-            return self.spec.number_close(self.text, self.spec.slot_kinds[self.slot] == "integer")
+            return self.spec.number_close(self.text, self.slot)
         if self.phase == "word":
             return _WORDS[self.text[0]][len(self.text):]
-        return {"open": b"]", "sep": b"]", "comma": b'""]'}.get(self.sub) or self._string_close() + b"]"
+        if self.sub in ("open", "sep"):
+            return b"]"
+        if self.sub == "comma":  # an empty item; one character where unique_items has one already
+            unique = self.spec.slot_specs and self.spec.slot_specs[self.slot].unique_items
+            return b'"a"]' if unique and b"" in self.items else b'""]'
+        rest = self._string_close()
+        return None if rest is None else rest + b"]"
 
     def closing_cost_and_first(self) -> tuple[int, int]:
         """(tokens to a complete answer, stop excluded; the first of them or -1)."""
@@ -448,8 +703,9 @@ class JsonCursor:
 
 # --- the processor -------------------------------------------------------------------
 
-# the two limits that close an answer early, by their config keys
+# the limits that close an answer early, by their config keys
 STRING_BOUND, BUDGET = "schema_bounds.max_string_tokens", "decoding.max_new_tokens"
+MAX_CHARS = "slots.<slot>.max_chars"  # a slot's max_chars in the task registry (configs/datasets.yaml)
 
 
 class RowCloser:
@@ -494,12 +750,25 @@ class RowCloser:
         tight = near and left - cursor.needed() <= spec.margin
         if ban is not None:
             scores.index_fill_(0, ban, float("-inf"))
+        refused = cursor.constraint_ban()
+        if refused is not None:
+            best = int(torch.argmax(scores))
+            if isinstance(refused, torch.Tensor):
+                scores.masked_fill_(refused.to(scores.device), float("-inf"))
+            else:
+                scores.index_fill_(0, torch.tensor(refused, dtype=torch.long, device=scores.device), float("-inf"))
+            if cursor.at_char_bound() and not torch.isfinite(scores[best]) and not close_string and not tight:
+                self.interventions.append(step)  # the string ran into its max_chars: cut
+                self.limits.add(MAX_CHARS)
         if not close_string and not tight:
             return scores
         row_scores = scores
         best = int(torch.argmax(row_scores))
         if close_string and closing is not None:
             kept = row_scores.masked_fill(~closing, float("-inf"))
+            first = cursor.closing()  # an enum or pattern value is finished, not cut: its closing's first token
+            if first and torch.isfinite(row_scores[first[0]]):
+                kept[first[0]] = row_scores[first[0]]
             if torch.isfinite(kept).any():
                 row_scores = kept
         limit = STRING_BOUND if not torch.isfinite(row_scores[best]) else BUDGET

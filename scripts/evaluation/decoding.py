@@ -41,6 +41,41 @@ the most a complete answer can take under the bounds (what a vLLM request, which
 cannot close at a budget, needs as ``max_tokens``). :func:`validate_extraction`
 checks what :func:`slots_json_schema` states; the tests prove every constrained
 output passes it.
+
+Slot constraints (``configs/datasets.yaml``: ``config.SlotSpec``) and who enforces
+each. Checked in the installed xgrammar 0.2.8 by compiling small schemas and
+matching strings (``tests/scripts/evaluation/test_decoding.py`` repeats it):
+
+* ``enum`` -> schema ``enum``: honoured (only the listed strings, written without
+  ``\\u`` escapes). The closing finishes a started value to the enum value that is
+  cheapest in tokens, never to a bare ``"``.
+* ``minimum``/``maximum`` -> schema ``minimum``/``maximum``: honoured exactly
+  (``68`` and ``5.5`` are refused for 0-5; no exponents; 6 decimals at most).
+  A slot's own bounds replace ``schema_bounds``' for that slot; the closing
+  finishes a number inside the slot's range.
+* ``pattern`` -> schema ``pattern``: honoured, always as a whole-value match
+  (``[A-Z]{3}`` refuses ``"xUSDx"``, anchors or not; the validator matches the
+  same way), and characters JSON must escape (quote, backslash, controls) never
+  match. The closing completes a started value with printable ASCII found by
+  ``regex`` partial matching (``closing.CloserSpec.pattern_completion``).
+* ``max_items`` -> schema ``maxItems`` (capped by ``schema_bounds.max_list_items``):
+  honoured.
+* ``unique_items`` -> NOT in the schema: xgrammar 0.2.8 compiles ``uniqueItems``
+  but ignores it (``["a","a"]`` passes), and vLLM's xgrammar backend rejects a
+  schema that holds it. The closing (both engines) refuses a token that would
+  finish an item equal to an earlier one; the validator checks it.
+* ``max_chars`` -> NOT in the schema: xgrammar honours ``maxLength`` but, as above,
+  a bounded string makes every decode step check the whole vocabulary. The
+  closing counts characters and refuses tokens that would pass the bound (and
+  tokens that open a value and carry its content along, so that content is
+  counted); the validator checks it. ``pattern`` and ``max_chars`` do not combine
+  (``SlotSpec`` says so), since a pattern could need more characters than are left.
+
+A refusal by the character bound marks the slot truncated
+(``closing.MAX_CHARS``), as the string and budget bounds do. An example's own
+``slot_specs`` may narrow the constraints (``TaskSpec.slots_for``): ``dataset.stats``
+checks training targets against that; the grammar holds the task's constraints
+(one compiled grammar per task).
 """
 
 from __future__ import annotations
@@ -50,84 +85,140 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from scripts.config import TaskSpec
+from scripts.config import SlotSpec, TaskSpec, pattern_matches
 from scripts.evaluation.closing import AnswerCloser, CloserSpec, truncated_slots
 from scripts.evaluation.config import SchemaBounds
 from scripts.modeling import end_of_turn_eos_ids
 
 # --- schema and validation -------------------------------------------------
 
+Slots = Mapping[str, "str | SlotSpec"]
 
-def slots_json_schema(slots: dict[str, str], bounds: SchemaBounds) -> dict[str, Any]:
+
+def slot_specs(slots: Slots) -> dict[str, SlotSpec]:
+    """``{name: SlotSpec}`` from a task's ``catalog`` or a plain ``{name: type}`` mapping."""
+    return {name: s if isinstance(s, SlotSpec) else SlotSpec(type=s) for name, s in slots.items()}
+
+
+def numeric_range(slot: SlotSpec, bounds: SchemaBounds) -> tuple[float, float]:
+    """A number/integer slot's inclusive range: its own ``minimum``/``maximum`` where set (they replace
+    ``schema_bounds``' for that slot), else the bounds'."""
+    low, high = ((bounds.integer_minimum, bounds.integer_maximum) if slot.type == "integer"
+                 else (bounds.number_minimum, bounds.number_maximum))
+    low = low if slot.minimum is None else slot.minimum
+    high = high if slot.maximum is None else slot.maximum
+    if slot.type == "integer":
+        return int(math.ceil(low)), int(math.floor(high))
+    return low, high
+
+
+def list_limit(slot: SlotSpec, bounds: SchemaBounds) -> int:
+    """Most items of a string_list slot: its ``max_items`` capped by ``schema_bounds.max_list_items``."""
+    return min(bounds.max_list_items, slot.max_items or bounds.max_list_items)
+
+
+def _value_schema(slot: SlotSpec, bounds: SchemaBounds) -> dict[str, Any]:
+    if slot.type == "string":
+        out: dict[str, Any] = {"type": "string"}
+        if slot.enum is not None:
+            out["enum"] = list(slot.enum)
+        if slot.pattern is not None:
+            out["pattern"] = slot.pattern
+        return out
+    if slot.type in ("number", "integer"):
+        low, high = numeric_range(slot, bounds)
+        return {"type": slot.type, "minimum": low, "maximum": high}
+    if slot.type == "boolean":
+        return {"type": "boolean"}
+    return {"type": "array", "items": {"type": "string"}, "maxItems": list_limit(slot, bounds)}
+
+
+def slots_json_schema(slots: Slots, bounds: SchemaBounds) -> dict[str, Any]:
     """The JSON schema a task's answer must satisfy (all keys required, all nullable).
 
     ``properties`` and ``required`` list the slots in ``slots``' own (catalog) order: xgrammar
     generates the keys in that order, and so does vLLM's xgrammar backend with this schema.
-    String length is bounded in tokens at generation time (``closing.AnswerCloser``), not here.
+    Holds what xgrammar enforces (enum, pattern, minimum/maximum, maxItems); ``max_chars`` and
+    ``unique_items`` are enforced by ``closing.AnswerCloser`` and checked by
+    :func:`validate_extraction` instead (see the module doc), and string length is bounded in
+    tokens at generation time, not here.
     """
-    string = {"type": "string"}
-    types = {
-        "string": string,
-        "number": {"type": "number", "minimum": bounds.number_minimum, "maximum": bounds.number_maximum},
-        "integer": {
-            "type": "integer", "minimum": bounds.integer_minimum, "maximum": bounds.integer_maximum
-        },
-        "boolean": {"type": "boolean"},
-        "string_list": {"type": "array", "items": string, "maxItems": bounds.max_list_items},
-    }
+    specs = slot_specs(slots)
     return {
         "type": "object",
         "properties": {
-            name: {"anyOf": [types[kind], {"type": "null"}]} for name, kind in slots.items()
+            name: {"anyOf": [_value_schema(slot, bounds), {"type": "null"}]} for name, slot in specs.items()
         },
-        "required": list(slots),
+        "required": list(specs),
         "additionalProperties": False,
     }
 
 
-def validate_extraction(value: Any, slots: dict[str, str], bounds: SchemaBounds) -> list[str]:
-    """Violations of :func:`slots_json_schema` (empty list = valid)."""
+def _string_ok(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        v.encode("utf-8")  # a lone \ud800 escape parses, but no file or database can store it
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def slot_violation(v: Any, slot: SlotSpec, bounds: SchemaBounds) -> str | None:
+    """Why a non-null value breaks its slot (type, bounds or a constraint); None when it is valid."""
+    kind = slot.type
+    if kind == "string":
+        if not _string_ok(v):
+            return f"{v!r} is not a valid string"
+        if slot.enum is not None and v not in slot.enum:
+            return f"{v!r} is not one of {', '.join(slot.enum)}"
+        if slot.max_chars is not None and len(v) > slot.max_chars:
+            return f"{len(v)} characters, more than max_chars {slot.max_chars}"
+        if slot.pattern is not None and not pattern_matches(slot.pattern, v):
+            return f"{v!r} does not match pattern {slot.pattern!r}"
+        return None
+    if kind in ("number", "integer"):
+        low, high = numeric_range(slot, bounds)
+        number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not number or (kind == "integer" and not isinstance(v, int)):
+            return f"{v!r} is not a valid {kind}"
+        if not low <= v <= high:
+            return f"{v!r} is outside [{low:g}, {high:g}]"
+        return None
+    if kind == "boolean":
+        return None if isinstance(v, bool) else f"{v!r} is not a valid boolean"
+    if not isinstance(v, list) or not all(map(_string_ok, v)):
+        return f"{v!r} is not a valid string_list"
+    if len(v) > list_limit(slot, bounds):
+        return f"{len(v)} items, more than {list_limit(slot, bounds)}"
+    if slot.unique_items and len(set(v)) != len(v):
+        twice = next(item for item in v if v.count(item) > 1)
+        return f"{twice!r} is listed twice (unique_items)"
+    if slot.max_chars is not None and any(len(item) > slot.max_chars for item in v):
+        return f"an item is longer than max_chars {slot.max_chars}"
+    return None
+
+
+def validate_extraction(value: Any, slots: Slots, bounds: SchemaBounds) -> list[str]:
+    """Violations of :func:`slots_json_schema` and of the constraints it leaves to the closing
+    (``max_chars``, ``unique_items``); empty list = valid."""
+    specs = slot_specs(slots)
     if not isinstance(value, dict):
         return [f"expected an object, got {type(value).__name__}"]
-    errors = [f"missing key {k!r}" for k in slots if k not in value]
-    errors += [f"unknown key {k!r}" for k in value if k not in slots]
-
-    def string_ok(v: Any) -> bool:
-        if not isinstance(v, str):
-            return False
-        try:
-            v.encode("utf-8")  # a lone \ud800 escape parses, but no file or database can store it
-        except UnicodeEncodeError:
-            return False
-        return True
-
-    for name, kind in slots.items():
+    errors = [f"missing key {k!r}" for k in specs if k not in value]
+    errors += [f"unknown key {k!r}" for k in value if k not in specs]
+    for name, slot in specs.items():
         v = value.get(name)
         if v is None:
             continue
-        if kind == "string":
-            ok = string_ok(v)
-        elif kind == "number":
-            ok = (
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                and bounds.number_minimum <= v <= bounds.number_maximum
-            )
-        elif kind == "integer":
-            ok = (
-                isinstance(v, int) and not isinstance(v, bool)
-                and bounds.integer_minimum <= v <= bounds.integer_maximum
-            )
-        elif kind == "boolean":
-            ok = isinstance(v, bool)
-        else:  # string_list
-            ok = isinstance(v, list) and len(v) <= bounds.max_list_items and all(map(string_ok, v))
-        if not ok:
-            errors.append(f"{name}: {v!r} is not a valid {kind}")
+        problem = slot_violation(v, slot, bounds)
+        if problem:
+            errors.append(f"{name}: {problem}")
     return errors
 
 
@@ -140,25 +231,41 @@ def parse_output(raw: str, spec: TaskSpec, bounds: SchemaBounds) -> tuple[Any, b
         value = json.loads(raw)
     except ValueError:
         return None, False
-    if validate_extraction(value, spec.slots or {}, bounds):
+    if validate_extraction(value, spec.catalog or {}, bounds):
         return None, False
     return value, True
 
 
-def max_answer_tokens(slots: dict[str, str], bounds: SchemaBounds) -> int:
+def max_answer_tokens(slots: Slots, bounds: SchemaBounds) -> int:
     """Most tokens a complete constrained extraction answer can take, stop token included.
 
     An upper bound from bytes (no allowed token is empty): each key literal and number
-    at most one token per byte; a string at most ``max_string_tokens``, then up to five
-    more to finish a ``\\uXXXX`` escape, then its closing quote.
+    at most one token per byte; a string at most ``max_string_tokens`` (an enum value at most
+    its bytes; a ``max_chars`` string at most 4 bytes per character), then up to five more to
+    finish a ``\\uXXXX`` escape, then its closing quote.
     """
-    string = bounds.max_string_tokens + 6
-    number = len(f"{max(abs(bounds.number_minimum), abs(bounds.number_maximum)):.0f}") + 8  # sign . 6 decimals
-    integer = len(str(max(abs(bounds.integer_minimum), abs(bounds.integer_maximum)))) + 1
-    value = {"string": string, "number": number, "integer": integer, "boolean": 5,
-             "string_list": 2 + bounds.max_list_items * (string + 1)}
-    keys = sum(len(json.dumps(name, ensure_ascii=False).encode()) + 2 for name in slots)  # {"name": / ,"name":
-    return keys + sum(max(value[kind], 4) for kind in slots.values()) + 2  # "}" and the stop token
+    specs = slot_specs(slots)
+
+    def string(slot: SlotSpec) -> int:
+        if slot.enum is not None:
+            return max(len(json.dumps(v, ensure_ascii=False).encode()) for v in slot.enum)
+        most = bounds.max_string_tokens if slot.max_chars is None else min(bounds.max_string_tokens,
+                                                                             4 * slot.max_chars)
+        return most + 6
+
+    def value(slot: SlotSpec) -> int:
+        if slot.type == "string":
+            return string(slot)
+        if slot.type in ("number", "integer"):
+            low, high = numeric_range(slot, bounds)
+            digits = len(f"{max(abs(low), abs(high)):.0f}") + 1  # and the sign
+            return digits + (7 if slot.type == "number" else 0)  # . and 6 decimals
+        if slot.type == "boolean":
+            return 5
+        return 2 + list_limit(slot, bounds) * (string(slot) + 1)
+
+    keys = sum(len(json.dumps(name, ensure_ascii=False).encode()) + 2 for name in specs)  # {"name": / ,"name":
+    return keys + sum(max(value(slot), 4) for slot in specs.values()) + 2  # "}" and the stop token
 
 
 # --- grammars --------------------------------------------------------------
@@ -174,7 +281,7 @@ def classification_grammar(labels: list[str]):
     return xgr.Grammar.from_ebnf("root ::= " + " | ".join(_ebnf_literal(label) for label in labels))
 
 
-def extraction_grammar(slots: dict[str, str], bounds: SchemaBounds):
+def extraction_grammar(slots: Slots, bounds: SchemaBounds):
     """``{"title":<value>,"brand":<value>,...}``: :func:`slots_json_schema`, compact, keys in catalog order."""
     import xgrammar as xgr
 
@@ -264,7 +371,7 @@ class TaskDecoder:
             if spec.kind == "classification":
                 grammar = classification_grammar(spec.labels or [])
             else:
-                grammar = extraction_grammar(spec.slots or {}, bounds)
+                grammar = extraction_grammar(spec.catalog or {}, bounds)
             decoder.compiled = compiler.compile_grammar(grammar)
             info = decoder.compiled.tokenizer_info
         else:

@@ -278,13 +278,14 @@ def _generate_pending(cfg, datasets, runner, tokenizer, pending, out, summary, t
 
 def closed_early_warning(task: str, n: int, by_limit: Counter, cfg: EvalConfig, kind: str) -> str:
     """Which limit closed how many of ``task``'s answers early, with its configured value."""
-    from scripts.evaluation.closing import BUDGET, STRING_BOUND
+    from scripts.evaluation.closing import BUDGET, MAX_CHARS, STRING_BOUND
 
     values = {BUDGET: f"{BUDGET}.{kind}={cfg.decoding.max_new_tokens_for(kind)}",
-              STRING_BOUND: f"{STRING_BOUND}={cfg.schema_bounds.max_string_tokens}"}
-    what = {BUDGET: "the token budget", STRING_BOUND: "the string bound"}
-    fired = "; ".join(f"{by_limit[limit]} by {what[limit]} {values[limit]}" for limit in (BUDGET, STRING_BOUND)
-                      if by_limit[limit])
+              STRING_BOUND: f"{STRING_BOUND}={cfg.schema_bounds.max_string_tokens}",
+              MAX_CHARS: f"{MAX_CHARS} ({cfg.data.datasets_config})"}
+    what = {BUDGET: "the token budget", STRING_BOUND: "the string bound", MAX_CHARS: "a slot's character bound"}
+    fired = "; ".join(f"{by_limit[limit]} by {what[limit]} {values[limit]}"
+                      for limit in (BUDGET, STRING_BOUND, MAX_CHARS) if by_limit[limit])
     return (f"{n} {task} answer(s) were closed early (valid; the cut slots are marked truncated and scored "
             f"wrong): {fired or 'limit not recorded'}")
 

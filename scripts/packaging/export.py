@@ -210,8 +210,8 @@ def structured_outputs(cfg: PackageConfig) -> dict[str, Any]:
             field = {"choice": list(spec.labels or [])}
             longest = 1 + max(len(label.encode()) for label in spec.labels or [""])  # a token >= 1 byte
         else:
-            field = {"json": slots_json_schema(spec.slots or {}, bounds)}
-            longest = max_answer_tokens(spec.slots or {}, bounds)
+            field = {"json": slots_json_schema(spec.catalog or {}, bounds)}
+            longest = max_answer_tokens(spec.catalog or {}, bounds)
         out[task] = {"system_prompt": spec.system_prompt, "structured_outputs": field,
                      "vllm_xargs": {"closing": closing_args(spec, bounds)},
                      "max_tokens": eval_cfg.decoding.max_new_tokens_for(spec.kind),

@@ -56,7 +56,8 @@ def closing_args(spec, bounds) -> str:
     HTTP): JSON text, since OpenAI-compatible ``vllm_xargs`` values are scalars."""
     import json
 
-    return json.dumps({"kind": spec.kind, "labels": spec.labels, "slots": spec.slots,
+    slots = None if spec.catalog is None else {n: s.model_dump(mode="json") for n, s in spec.catalog.items()}
+    return json.dumps({"kind": spec.kind, "labels": spec.labels, "slots": slots,  # types and constraints
                        "bounds": bounds.model_dump()}, ensure_ascii=False)
 
 

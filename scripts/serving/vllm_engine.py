@@ -100,7 +100,7 @@ class VllmEngine:
         if constrained:
             structured = (StructuredOutputsParams(choice=list(spec.labels or []))
                           if spec.kind == "classification" else
-                          StructuredOutputsParams(json=slots_json_schema(spec.slots or {}, bounds)))
+                          StructuredOutputsParams(json=slots_json_schema(spec.catalog or {}, bounds)))
         task = closing_args(spec, bounds)
         params = []
         for _ in prompts:

@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from scripts.config import (
     MASK,
@@ -156,3 +157,35 @@ def test_use_flash_attention_2_is_an_alias_in_training_and_eval_configs(tmp_path
         load_config(path, EvalConfig, {"model.attn_implementation": "eager"})
     assert "model.use_flash_attention_2: true (= attn_implementation: flash_attention_2)" in (
         _flash_attn_check(None).detail)
+
+
+def test_slots_take_a_plain_type_or_a_mapping_with_constraints(tmp_path):
+    from scripts.config import TaskSpec
+
+    cfg = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)
+    spec = cfg.tasks["productpage_extractor"]
+    assert spec.slots["availability"] == "string" and spec.slots["rating"] == "number"  # the type view
+    assert spec.catalog["availability"].enum == ["in_stock", "out_of_stock", "preorder", "limited"]
+    assert (spec.catalog["rating"].minimum, spec.catalog["rating"].maximum) == (0, 5)
+    assert spec.catalog["currency"].pattern == "^[A-Z]{3}$" and spec.catalog["categories"].unique_items
+    # a dump is the YAML form again (plain type where no constraint) and loads to the same spec
+    dumped = spec.model_dump(mode="json")["slots"]
+    assert dumped["title"] == "string" and dumped["rating"] == {"type": "number", "minimum": 0.0, "maximum": 5.0}
+    assert TaskSpec.model_validate(spec.model_dump(mode="json")) == spec
+
+
+@pytest.mark.parametrize("slot, message", [
+    ({"type": "string", "enmu": ["a"]}, "unknown key `tasks.t.slots.a.enmu` (did you mean `enum`?)"),
+    ({"type": "number", "enum": ["a"]}, "`enum` does not apply to a number slot (its keys: maximum, minimum)"),
+    ({"type": "string", "pattern": "("}, "pattern '(' is not a regex"),
+    ({"type": "string", "enum": ["usd"], "pattern": "^[A-Z]{3}$"}, "enum value 'usd' does not match pattern"),
+    ({"type": "integer", "minimum": 5, "maximum": 1}, "minimum must be <= maximum"),
+    ({"type": "string", "pattern": "^x+$", "max_chars": 4}, "`pattern` and `max_chars` together are not supported"),
+])
+def test_a_bad_slot_constraint_is_one_line_naming_the_slot(tmp_path, slot, message):
+    path = tmp_path / "datasets.yaml"
+    path.write_text(yaml.safe_dump({"tasks": {"t": {"kind": "extraction", "system_prompt": "x",
+                                                    "slots": {"a": slot}}}}))
+    with pytest.raises(UserError) as err:
+        load_config(path, DatasetsConfig)
+    assert message in str(err.value) and "\n" not in str(err.value)

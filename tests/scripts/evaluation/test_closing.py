@@ -4,17 +4,18 @@ up to the shipped one; truncated slots marked and scored wrong; the too-small-bu
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor
 
 from scripts.chat import encode_chat, prompt_messages
-from scripts.config import REPO_ROOT, DatasetsConfig, UserError, load_config
+from scripts.config import REPO_ROOT, DatasetsConfig, TaskSpec, UserError, load_config
 from scripts.contracts import Candidate, canonical_target
-from scripts.evaluation.closing import truncated_slots
+from scripts.evaluation.closing import JsonCursor, truncated_slots
 from scripts.evaluation.config import EvalConfig, SchemaBounds
-from scripts.evaluation.decoding import TaskDecoder, make_compiler, validate_extraction
+from scripts.evaluation.decoding import TaskDecoder, make_compiler, max_answer_tokens, validate_extraction
 from scripts.evaluation.generate import build_task_decoder
 from scripts.evaluation.judge import run_judge
 from scripts.tiny_model import build_tiny_gemma
@@ -110,7 +111,7 @@ def test_every_answer_is_complete_valid_and_within_the_budget(tiny, tasks):
                     if spec.kind == "classification":
                         assert raw in spec.labels, where
                     else:
-                        assert validate_extraction(json.loads(raw), spec.slots, bounds) == [], where
+                        assert validate_extraction(json.loads(raw), spec.catalog, bounds) == [], where
                         assert list(json.loads(raw)) == spec.slot_order, where  # closed in catalog order
                     cut = decoder.truncated(raw, ends, r)
                     cut_seen += bool(cut)
@@ -194,3 +195,90 @@ def test_a_truncated_slot_is_scored_wrong_and_counted_per_slot(tmp_path):
     assert slots["title"]["truncated"] == 1 and slots["brand"]["truncated"] == 0
     assert summary["tasks"][EXTRACTOR]["truncated_answers"] == 1
     assert summary["tasks"][CLASSIFIER]["classification"]["accuracy"] == 0.0
+
+
+# --- slot constraints: never a value outside them, whatever the model writes ------------------------
+
+CONSTRAINED = TaskSpec(kind="extraction", system_prompt="Extract.", slots={
+    "availability": {"type": "string", "enum": ["in_stock", "out_of_stock", "preorder", "limited"]},
+    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+    "image_url": {"type": "string", "pattern": r"^https?://\S+$"},
+    "title": {"type": "string", "max_chars": 7},
+    "categories": {"type": "string_list", "unique_items": True, "max_items": 4, "max_chars": 3},
+    "rating": {"type": "number", "minimum": 0, "maximum": 5},
+    "review_count": {"type": "integer", "minimum": 10, "maximum": 99},
+})
+
+
+class _Noise(LogitsProcessor):
+    """Before the grammar: scores replaced by seeded noise, so the answer is a random walk over what the
+    grammar allows (values opened, strings run on, list items repeated) instead of a tiny model's habits."""
+
+    def __init__(self, seed: int, repeat_bias: float):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.repeat_bias = repeat_bias
+
+    def __call__(self, input_ids, scores):
+        noise = torch.randn(scores.shape, generator=self.generator) * 5
+        if self.repeat_bias:  # favour tokens already written: duplicates and long strings
+            noise.scatter_add_(1, input_ids[:, -8:], torch.full(input_ids[:, -8:].shape, self.repeat_bias))
+        return noise
+
+
+def test_constrained_answers_never_leave_a_configured_constraint(tiny):
+    model, tok, seed = tiny
+    bounds = SchemaBounds(max_string_tokens=6)
+    decoder = TaskDecoder.build(tok, model, CONSTRAINED, bounds)
+    prompts = [encode_chat(tok, prompt_messages(r)) for r in records(4, 4) if r.kind == "extraction"]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    filled = Counter()
+    low = decoder.min_new_tokens
+    for budget in (low, low + 4, low + 12, 60, max_answer_tokens(CONSTRAINED.catalog, bounds)):
+        for trial, bias in enumerate((0.0, 8.0)):
+            processors = decoder.processors(budget)
+            processors.insert(0, _Noise(seed * 100 + budget * 2 + trial, bias))
+            with torch.inference_mode():
+                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=budget, do_sample=False,
+                                     logits_processor=processors, eos_token_id=decoder.stop_token_ids,
+                                     pad_token_id=tok.pad_token_id)
+            assert decoder.lost_rows() == 0
+            for stop, content, (raw, _) in _answers(decoder, out[:, width:].tolist()):
+                where = f"budget {budget} bias {bias}: {raw!r}"
+                assert stop is not None, where
+                value = json.loads(raw)
+                assert validate_extraction(value, CONSTRAINED.catalog, bounds) == [], where
+                assert decoder.parse(raw)[1], where
+                filled.update(k for k, v in value.items() if v not in (None, []))
+                if value["availability"] is not None:
+                    assert value["availability"] in ("in_stock", "out_of_stock", "preorder", "limited"), where
+                if value["categories"]:
+                    assert len(set(value["categories"])) == len(value["categories"]) <= 4, where
+                    assert all(len(item) <= 3 for item in value["categories"]), where
+                assert value["title"] is None or len(value["title"]) <= 7, where
+    # the walk really wrote values into the constrained slots, not only nulls
+    assert {"availability", "currency", "title", "categories", "rating", "review_count"} <= set(filled), filled
+
+
+def test_the_closing_finishes_enum_pattern_and_duplicate_items_validly(tiny):
+    model, tok, _ = tiny
+    decoder = TaskDecoder.build(tok, model, CONSTRAINED, SchemaBounds())
+    spec = decoder.closer
+
+    def closing_text(prefix: bytes) -> bytes:
+        cursor = JsonCursor(spec)
+        cursor.feed(prefix)
+        assert not cursor.lost
+        return cursor._value_close()
+
+    assert closing_text(b'{"availability":"pre') == b'order"'
+    values = [v.encode() + b'"' for v in CONSTRAINED.catalog["availability"].enum]
+    cheapest = min(values, key=lambda v: (len(spec.tokens.of(v)), v))
+    assert closing_text(b'{"availability":"') == cheapest  # the cheapest value in tokens, not just a quote
+    assert closing_text(b'{"availability":null,"currency":"U') == b'AA"'
+    assert closing_text(b'{"availability":null,"currency":null,"image_url":"ht') == b'tps://a"'
+    tail = b'{"availability":null,"currency":null,"image_url":null,"title":null,"categories":["ab","a'
+    assert closing_text(tail) == b'"]'
+    assert closing_text(tail + b'b') == b'a"]'  # "ab" again would repeat an item
+    assert spec.number_close(b"4.", 5) == b"0" and spec.number_close(b"1", 6) == b"0"  # 10..99

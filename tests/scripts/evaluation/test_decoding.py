@@ -23,7 +23,7 @@ from scripts.evaluation.decoding import (
     validate_extraction,
 )
 from scripts.chat import encode_chat, prompt_messages
-from scripts.config import TaskSpec
+from scripts.config import SlotSpec, TaskSpec
 from scripts.contracts import canonical_target
 from tests.scripts.evaluation import SLOTS, records
 
@@ -231,9 +231,10 @@ def _overruns(decoder: TaskDecoder, rows: list[list[int]], max_tokens: int) -> i
 
 
 def test_string_budget_closes_every_string_at_max_string_tokens(tiny, tasks):
-    """The random model loops inside strings: with a large budget its strings overrun 2 tokens, with 2 never."""
+    """The random model loops inside strings: with a large budget its strings overrun 2 tokens, with 2 never.
+    The slot types only: an enum or pattern value is finished by the closing, not cut at the bound."""
     model, tok = tiny
-    spec = tasks["productpage_extractor"]
+    spec = TaskSpec(kind="extraction", system_prompt="x", slots=tasks["productpage_extractor"].slots)
     prompts = _prompts(tok, "extraction")
     loose_bounds = SchemaBounds(max_string_tokens=40, max_list_items=2)
     loose = TaskDecoder.build(tok, model, spec, loose_bounds)
@@ -350,3 +351,57 @@ def test_compiler_uses_the_model_vocab_size(tiny):
     compiler = make_compiler(tok, model)
     grammar = compiler.compile_grammar(xgr.Grammar.from_ebnf('root ::= "YES"'))
     assert grammar.tokenizer_info.vocab_size == model.config.vocab_size
+
+
+# --- slot constraints in the schema, the validator and xgrammar -----------------------------------
+
+
+def _accepts(schema: dict, text: str) -> bool:
+    from xgrammar.testing import _is_grammar_accept_string
+
+    grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False, separators=(",", ":"))
+    return _is_grammar_accept_string(grammar, text)
+
+
+def test_installed_xgrammar_honours_enum_bounds_pattern_max_items_but_not_unique_items():
+    """The findings written in decoding.py's docstring, checked against the installed xgrammar."""
+    enum = {"type": "string", "enum": ["in_stock", "preorder"]}
+    assert _accepts(enum, '"preorder"') and not _accepts(enum, '"currently unavailable"')
+    rating = {"type": "number", "minimum": 0, "maximum": 5}
+    assert _accepts(rating, "4.5") and _accepts(rating, "5.0")
+    assert not any(_accepts(rating, v) for v in ("68", "5.5", "-1", "5e0"))
+    code = {"type": "string", "pattern": "[A-Z]{3}"}  # no anchors: still the whole value
+    assert _accepts(code, '"USD"') and not _accepts(code, '"xUSDx"') and not _accepts(code, '"usd"')
+    url = {"type": "string", "pattern": r"^https?://\S+$"}
+    assert not _accepts(url, '"https://a\\"b"')  # characters JSON escapes never match a pattern
+    listed = {"type": "array", "items": {"type": "string"}, "maxItems": 2}
+    assert _accepts(listed, '["a","b"]') and not _accepts(listed, '["a","b","c"]')
+    assert _accepts({"type": "array", "items": {"type": "string"}, "uniqueItems": True}, '["a","a"]')  # ignored
+    assert not _accepts({"type": "string", "maxLength": 3}, '"abcd"')  # honoured, but slow: not used
+
+
+def test_schema_carries_the_constraints_xgrammar_enforces_and_the_validator_all(tasks):
+    spec = tasks["productpage_extractor"]
+    props = slots_json_schema(spec.catalog, BOUNDS)["properties"]
+    assert props["availability"]["anyOf"][0] == {"type": "string",
+                                                 "enum": ["in_stock", "out_of_stock", "preorder", "limited"]}
+    assert props["rating"]["anyOf"][0] == {"type": "number", "minimum": 0, "maximum": 5}
+    assert props["currency"]["anyOf"][0] == {"type": "string", "pattern": "^[A-Z]{3}$"}
+    # uniqueItems stays out: vLLM's xgrammar backend rejects a schema holding it; the closing enforces it
+    assert props["categories"]["anyOf"][0] == {"type": "array", "items": {"type": "string"}, "maxItems": 2}
+    assert props["price"]["anyOf"][0]["maximum"] == BOUNDS.number_maximum  # no slot bound: schema_bounds'
+    ok = {"title": "T", "brand": None, "price": 9.5, "original_price": None, "currency": "EUR",
+          "availability": "in_stock", "sku": None, "categories": ["A", "B"], "rating": 4.5, "review_count": 3,
+          "image_url": "https://a.example/x.jpg"}
+    assert validate_extraction(ok, spec.catalog, BOUNDS) == []
+    bad = {"availability": "currently unavailable", "rating": 68, "currency": "usd",
+           "categories": ["Food", "Food"], "image_url": "/img/x.jpg"}
+    errors = validate_extraction(ok | bad, spec.catalog, BOUNDS)
+    assert [e.split(":")[0] for e in errors] == ["currency", "availability", "categories", "rating", "image_url"]
+    assert "'Food' is listed twice (unique_items)" in errors[2] and "outside [0, 5]" in errors[3]
+    assert validate_extraction(ok | bad, spec.slots, BOUNDS) == []  # the plain types alone: no constraints
+    assert parse_output(json.dumps(ok | {"rating": 98}), spec, BOUNDS) == (None, False)
+    titled = {"title": SlotSpec(type="string", max_chars=3)}
+    assert validate_extraction({"title": "Roll over image"}, titled, BOUNDS) == [
+        "title: 15 characters, more than max_chars 3"]
+    assert max_answer_tokens(titled, BOUNDS) < max_answer_tokens({"title": "string"}, SchemaBounds())

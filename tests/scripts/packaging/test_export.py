@@ -102,16 +102,21 @@ def test_export_writes_a_bundle_that_reloads_and_matches_the_adapter(trained_run
     tasks = load_config(datasets, DatasetsConfig).tasks
     assert served["navpage_classifier"]["structured_outputs"] == {"choice": ["YES", "NO"]}
     extractor = served["productpage_extractor"]
-    assert extractor["structured_outputs"]["json"] == slots_json_schema(tasks["productpage_extractor"].slots,
+    assert extractor["structured_outputs"]["json"] == slots_json_schema(tasks["productpage_extractor"].catalog,
                                                                         SchemaBounds())
     assert extractor["system_prompt"] == tasks["productpage_extractor"].system_prompt
     # with the closing processor a request needs eval.generate's budget; without it, the longest answer
     assert extractor["max_tokens"] == 512 and served["navpage_classifier"]["max_tokens"] == 4
-    assert extractor["max_tokens_without_closing"] == max_answer_tokens(tasks["productpage_extractor"].slots,
+    assert extractor["max_tokens_without_closing"] == max_answer_tokens(tasks["productpage_extractor"].catalog,
                                                                         SchemaBounds())
     assert served["navpage_classifier"]["max_tokens_without_closing"] == 4  # "YES" and the stop token
     closing = json.loads(extractor["vllm_xargs"]["closing"])
     assert closing["kind"] == "extraction" and list(closing["slots"]) == list(tasks["productpage_extractor"].slots)
+    # vLLM serves the registry's slot constraints: the grammar's in the schema, the closing's in its task
+    availability = extractor["structured_outputs"]["json"]["properties"]["availability"]["anyOf"][0]
+    assert availability["enum"] == ["in_stock", "out_of_stock", "preorder", "limited"]
+    assert closing["slots"]["categories"] == {"type": "string_list", "unique_items": True}
+    assert closing["slots"]["rating"] == {"type": "number", "minimum": 0.0, "maximum": 5.0}
     manifest_check = BundleManifest.model_validate_json((bundle / "manifest.json").read_text()).vllm_check
     assert manifest_check["checked"] is False and manifest_check["summary"].startswith("not checked on vLLM")
     assert "finish_reason" in card and "#49227" in card and "#28542" in card and "--enforce-eager" in card

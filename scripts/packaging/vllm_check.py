@@ -61,21 +61,24 @@ def check_bundle(bundle: Path, cfg, records: list[CleanRecord]) -> VllmCheck:
         raise UserError(f"vLLM {version} cannot load the bundle as the model card says: "
                         f"{(str(exc).strip().splitlines() or [type(exc).__name__])[-1]}; nothing written") from exc
     answers: dict[str, dict[str, tuple[str, bool, str]]] = {"vllm": {}, "hf": {}}
-    vllm = VllmRunner(engine, load_model_config(str(bundle)))
-    model, tokenizer = load_resolved(ResolvedModel(str(bundle), None, None, str(bundle), str(bundle)), dtype="auto")
     by_task: dict[str, list[CleanRecord]] = {}
     for record in records:
         by_task.setdefault(record.task, []).append(record)
-    for name, runner in (("vllm", vllm), ("hf", HfRunner(model, tokenizer))):
-        for task, items in by_task.items():
-            spec = datasets.tasks[task]
-            decoder, max_new = build_task_decoder(eval_cfg, runner.vocab, tokenizer, spec, task)
-            for batch in generate_outputs(eval_cfg, runner, tokenizer, decoder, spec, task, items, max_new,
-                                          str(bundle)):
-                for candidate, _ in batch:
-                    answers[name][candidate.id] = (candidate.raw, candidate.valid, task)
+    try:
+        vllm = VllmRunner(engine, load_model_config(str(bundle)))
+        model, tokenizer = load_resolved(ResolvedModel(str(bundle), None, None, str(bundle), str(bundle)),
+                                         dtype="auto")
+        for name, runner in (("vllm", vllm), ("hf", HfRunner(model, tokenizer))):
+            for task, items in by_task.items():
+                spec = datasets.tasks[task]
+                decoder, max_new = build_task_decoder(eval_cfg, runner.vocab, tokenizer, spec, task)
+                for batch in generate_outputs(eval_cfg, runner, tokenizer, decoder, spec, task, items, max_new,
+                                              str(bundle)):
+                    for candidate, _ in batch:
+                        answers[name][candidate.id] = (candidate.raw, candidate.valid, task)
+    finally:
+        engine.close()
     load_s = engine.load_s
-    del engine, vllm
     valid = sum(ok for _, ok, _ in answers["vllm"].values())
     differ = [{"id": key, "task": task, "hf": answers["hf"][key][0], "vllm": raw}
               for key, (raw, _, task) in answers["vllm"].items() if raw != answers["hf"][key][0]]

@@ -114,8 +114,11 @@ def open_runner(engine: str, resolved: ResolvedModel, *, dtype: str, attn_implem
         tokenizer = load_tokenizer(resolved.tokenizer_dir)
         if merged:
             tokenizer.save_pretrained(merged)
-        runner = VllmRunner(VllmEngine(folder, settings, max_model_len=max_model_len), load_model_config(folder))
-        yield runner, tokenizer
+        engine = VllmEngine(folder, settings, max_model_len=max_model_len)
+        try:
+            yield VllmRunner(engine, load_model_config(folder)), tokenizer
+        finally:
+            engine.close()
     finally:
         if merged:
             shutil.rmtree(merged, ignore_errors=True)

@@ -56,6 +56,10 @@ class VllmEngine:
     def __init__(self, model_dir: str, settings: EngineSettings, *, max_model_len: int,
                  tokenizer_dir: str | None = None):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the closing's results are read in-process
+        # In-process, vLLM's CPU worker would bind this process's OpenMP threads to the cores it picks
+        # (on 2 cores: 1, the other reserved) and turn torch.set_num_threads into a no-op, for the rest of
+        # the process: a test session or a chain that trains after evaluating would run on one core.
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(settings.cpu_kv_cache_gib)))  # per engine
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         from vllm import LLM
@@ -65,6 +69,9 @@ class VllmEngine:
         self.version = vllm_version()
         self.max_model_len = max_model_len
         started = time.perf_counter()
+        import torch
+
+        set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
         try:
             self.llm = self._start(LLM, model_dir, tokenizer_dir, settings, max_model_len, CLOSING_PROCESSOR)
         except (ValueError, RuntimeError) as exc:  # vLLM's own start-up errors (KV cache, memory, config)
@@ -73,7 +80,18 @@ class VllmEngine:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
             raise UserError(f"vLLM could not start on {model_dir} (max_model_len {max_model_len}): {reason}; "
                             "on CPU raise engine.cpu_kv_cache_gib or lower engine.max_model_len") from exc
+        finally:
+            torch.set_num_threads = set_num_threads  # the worker replaced it for the whole process
+            torch.set_num_threads(threads)
         self.load_s = time.perf_counter() - started
+
+    def close(self) -> None:
+        """Free the engine (weights, KV cache) now: in-process, it lives as long as a reference does."""
+        import gc
+
+        llm, self.llm = self.llm, None
+        del llm
+        gc.collect()
 
     @staticmethod
     def _start(LLM, model_dir, tokenizer_dir, settings, max_model_len, processor):

@@ -6,6 +6,7 @@ tests run it for real; ``./scripts/setup_env.sh --serve`` installs it (CI does).
 from __future__ import annotations
 
 import pytest
+import torch
 
 from scripts.contracts import Candidate, read_jsonl
 from scripts.evaluation.config import EvalConfig
@@ -26,6 +27,7 @@ def answers(tmp_path_factory, tiny_gemma):
     write_split(root / "processed", "validation", records(4, 6), manifest=True)
     datasets = write_datasets_config(root / "datasets.yaml", root / "processed")
     out = {}
+    threads, set_threads = torch.get_num_threads(), torch.set_num_threads
     for engine in ("hf", "vllm"):
         raw = eval_config_dict(root / engine, str(root / "runs" / "20260101T000000Z"), datasets,
                                max_new_tokens=TIGHT)
@@ -33,6 +35,8 @@ def answers(tmp_path_factory, tiny_gemma):
         raw["engine"] = {"name": engine}
         summary = generate_candidates(EvalConfig.model_validate(raw), "validation")
         out[engine] = (summary, {c.id: c for c in read_jsonl(summary.path, Candidate)})
+    # an in-process vLLM engine leaves this process's threads as they were (it binds and pins them by default)
+    assert torch.get_num_threads() == threads and torch.set_num_threads is set_threads
     return out
 
 

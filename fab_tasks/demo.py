@@ -21,7 +21,8 @@ from fab_tasks._common import console, user_errors
 def demo(c, rows=2000, steps=None, eval_limit=None, seed=0, real=False):
     """Sample -> clean -> split -> stats -> model -> train -> generate -> judge -> report -> export -> tokens.
 
-        fab demo            # tiny random Gemma 3, about a minute: proves the chain learns
+        fab demo            # tiny random Gemma 3: proves the chain runs and nav learns (1.5 min on 2 idle
+                            # cores, 9-16 min on a shared machine; measured 2026-12-02..06)
         fab demo --real     # the real Gemma 3 270M: fine-tuned vs zero-shot on unseen sites
     """
     from scripts.demo import DemoSettings, run_demo
@@ -40,9 +41,15 @@ def demo(c, rows=2000, steps=None, eval_limit=None, seed=0, real=False):
         console.print(f"\n[bold]headline[/] (google/gemma-3-270m + LoRA, {settings.steps} CPU steps; "
                       "validation sites never seen in training)")
     else:
-        console.print("\n[bold]headline[/] (a tiny model trained from scratch: it proves the chain learns)")
+        console.print("\n[bold]headline[/] (a tiny model trained from scratch: it proves the chain runs and that "
+                      "nav learns; its extraction answers are not a quality figure)")
     for line in result.headline:
         console.print(f"  {line}")
+    console.print("  valid = the answer parses against the task's schema, which constrained decoding guarantees; "
+                  "answers closed early at the token budget or the string bound count as valid, their cut slots "
+                  "are scored wrong:")
+    for model, (closed, written) in result.closed_early.items():
+        console.print(f"    {model}: {closed} of {written} answers closed early")
     if result.zero_shot:
         console.print("[bold]zero-shot[/] (the same base model, no adapter, same prompts and decoding)")
         for line in result.zero_shot:

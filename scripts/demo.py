@@ -98,6 +98,7 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
     headline: list[str] = field(default_factory=list)
     zero_shot: list[str] = field(default_factory=list)
+    closed_early: dict[str, tuple[int, int]] = field(default_factory=dict)  # model -> (closed early, answers)
 
 
 def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
@@ -234,11 +235,11 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
     eval_cfg = load_config(configs["eval.yaml"], EvalConfig)
     judge_cfg = load_config(configs["judge_slots.yaml"], JudgeConfig)
     with stage("generate"):
-        result.artifacts["candidates"] = _generate(eval_cfg, settings, say)
+        result.artifacts["candidates"] = _generate(eval_cfg, settings, say, result)
     if settings.real:
         with stage("generate zero-shot"):
             zero_shot_cfg = eval_cfg.model_copy(update={"model": eval_cfg.model.model_copy(update={"zero_shot": True})})
-            result.artifacts["zero-shot candidates"] = _generate(zero_shot_cfg, settings, say)
+            result.artifacts["zero-shot candidates"] = _generate(zero_shot_cfg, settings, say, result)
     with stage("judge + report"):
         from scripts.evaluation.report import write_report
 
@@ -271,11 +272,15 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
     return result
 
 
-def _generate(cfg, settings: DemoSettings, say: Callable[[str], None]) -> Path:
+def _generate(cfg, settings: DemoSettings, say: Callable[[str], None], result: DemoResult | None = None) -> Path:
     from scripts.evaluation.generate import generate_candidates
 
     generated = generate_candidates(cfg, "validation", limit=settings.eval_limit or None)
-    say(f"  {generated.written} candidates, valid {generated.valid_rate:.0%}, model {generated.model}")
+    say(f"  {generated.written} candidates, valid {generated.valid_rate:.0%} (parse against the schema: "
+        f"constrained decoding guarantees it), {generated.truncated} closed early at a bound, model "
+        f"{generated.model}, engine {generated.engine}")
+    if result is not None:
+        result.closed_early[generated.model] = (generated.truncated, generated.written)
     for warning in generated.warnings:
         say(f"  warning: {warning}")
     return generated.path

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,10 @@ def test_short_demo_leaves_a_checked_chain_of_artifacts(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "demo finished" in run.stdout and "navpage_classifier: accuracy" in run.stdout
+    # the headline says what "valid" means and how many answers a bound closed
+    assert "valid = the answer parses against the task's schema" in run.stdout
+    closed = re.search(r": (\d+) of 16 answers closed early", run.stdout)
+    assert closed and 0 <= int(closed.group(1)) <= 16
 
     raw = duckdb.connect(str(tmp_path / "data/raw/demo.duckdb"), read_only=True)
     assert raw.sql("SELECT count(*) FROM examples").fetchall()[0][0] == 500

@@ -104,8 +104,11 @@ def split(c, config=DEFAULT_CONFIG, schema_version="", seed=None):
 })
 @user_errors
 def stats(c, config=DEFAULT_CONFIG, tokenizer="", schema_version=""):
-    """Token-length percentiles, truncation, label balance, slot fill, domains, cross-split duplicates, and
-    slot constraints proposed from the training targets (YAML to paste) + targets breaking configured ones."""
+    """Token lengths, truncation, labels, slot fill, domains, duplicates, and slot constraints to paste.
+
+    Slot constraints are proposed from the training targets (YAML for configs/datasets.yaml, with the
+    counts behind each), and training targets breaking the configured ones are flagged with ids.
+    """
     from scripts.dataset.stats import compute_stats
 
     cfg = load_config(config, DatasetsConfig)

@@ -89,7 +89,7 @@ def test_fab_eval_generate_and_package_export_on_a_full_run(full_run, tiny_root,
     package.write_text(yaml.safe_dump({
         "adapter": "latest", "runs_dir": str(full_run.parent), "dtype": "fp32",
         "data": {"datasets_config": str(datasets)}, "judge_dir": str(tmp_path / "judge"),
-        "parity": {"prompts": 2, "max_new_tokens": 8}}))
+        "parity": {"prompts": 2, "max_new_tokens": 8}, "vllm": {"check_pages": 0}}))  # vLLM: tests/scripts/serving
     export = fab(REPO_ROOT, "package.export", "--config", str(package), "--output", str(tmp_path / "export"))
     assert export.returncode == 0, export.stderr[-2000:]
     assert "parity: max |logit diff| 0.00e+00 <= 1e-03, greedy identical on 2 prompts" in export.stdout

@@ -29,6 +29,8 @@ def offline_empty_cache(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub read the variable at import: without this it retries the network for ~20 s
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     return tmp_path / "hub-cache"
 

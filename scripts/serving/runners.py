@@ -78,7 +78,7 @@ class VllmRunner:
         started = time.perf_counter()
         answers = self.engine.generate(prompts, spec, decoder.bounds, max_new=max_new, greedy=greedy,
                                        constrained=decoder.compiled is not None or decoder.closer is not None,
-                                       stop_ids=decoder.stop_token_ids)
+                                       stop_ids=decoder.stop_token_ids, closer=decoder.closer)
         elapsed = time.perf_counter() - started
         rows = []
         for answer in answers:

@@ -29,6 +29,9 @@ from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
 CLOSING_PROCESSOR = "scripts.serving.vllm_closing:ClosingLogitsProcessor"
 FOLLOWED: dict[str, Any] = {}  # closing_key -> RowCloser, for an in-process engine to read back
+# task JSON -> the CloserSpec eval.generate already built from the same tokenizer: an in-process engine
+# skips loading a second 262k-piece tokenizer and rebuilding the tables (seconds per task)
+PREBUILT: dict[str, Any] = {}
 
 
 class ClosingLogitsProcessor(AdapterLogitsProcessor):
@@ -58,6 +61,10 @@ class ClosingLogitsProcessor(AdapterLogitsProcessor):
             raise ValueError("extra_args.closing must be the JSON of a task (kind, labels|slots, bounds)") from None
 
     def _spec(self, raw: str, device: torch.device):
+        if raw not in self._specs and raw in PREBUILT:
+            closer = PREBUILT[raw]
+            self._specs[raw] = (closer, {k: v.to(device) for k, v in closer.banned.items()},
+                                closer.closing_mask.to(device) if closer.closing_mask is not None else None)
         if raw not in self._specs:
             from scripts.config import TaskSpec
             from scripts.evaluation.config import SchemaBounds

@@ -106,13 +106,15 @@ class VllmEngine:
         )
 
     def generate(self, prompts: list[list[int]], spec, bounds, *, max_new: int, greedy: bool = True,
-                 constrained: bool = True, stop_ids: list[int]) -> list[EngineAnswer]:
+                 constrained: bool = True, stop_ids: list[int], closer=None) -> list[EngineAnswer]:
+        """``closer``: the task's CloserSpec when the caller built one from the same tokenizer (reused
+        by the in-process logits processor instead of rebuilding it)."""
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
         from scripts.evaluation.decoding import slots_json_schema
         from scripts.serving.engines import closing_args
-        from scripts.serving.vllm_closing import FOLLOWED
+        from scripts.serving.vllm_closing import FOLLOWED, PREBUILT
 
         structured, keys = None, []
         if constrained:
@@ -120,6 +122,8 @@ class VllmEngine:
                           if spec.kind == "classification" else
                           StructuredOutputsParams(json=slots_json_schema(spec.catalog or {}, bounds)))
         task = closing_args(spec, bounds)
+        if closer is not None:
+            PREBUILT[task] = closer
         params = []
         for _ in prompts:
             key = uuid.uuid4().hex

@@ -714,7 +714,7 @@ class RowCloser:
     processor below (one per batch row) and the vLLM one (``scripts.serving.vllm_closing``, one
     per request), so both engines close answers the same way."""
 
-    __slots__ = ("spec", "max_new_tokens", "greedy", "cursor", "done", "interventions", "limits", "lost")
+    __slots__ = ("spec", "max_new_tokens", "greedy", "cursor", "done", "refusals", "lost")
 
     def __init__(self, spec: CloserSpec, max_new_tokens: int | None, greedy: bool = True):
         self.spec = spec
@@ -722,9 +722,17 @@ class RowCloser:
         self.greedy = greedy  # greedy: a fitting argmax needs no mask (it is what the engine picks)
         self.cursor = spec.cursor()
         self.done = False
-        self.interventions: list[int] = []
-        self.limits: set[str] = set()  # which limits refused a token (STRING_BOUND, BUDGET)
+        # decode step -> the limit (STRING_BOUND, BUDGET) that refused the model's choice there
+        self.refusals: dict[int, str] = {}
         self.lost = False  # the cursor could not follow the output (a bug: the row is left to the grammar)
+
+    @property
+    def interventions(self) -> list[int]:
+        return list(self.refusals)
+
+    @property
+    def limits(self) -> set[str]:
+        return set(self.refusals.values())
 
     def feed(self, token: int) -> None:
         """The token the engine chose at the previous step."""
@@ -741,6 +749,10 @@ class RowCloser:
         """``scores`` (one row, after the grammar mask) of decode step ``step`` with the string bound,
         the surrogate ban and the budget applied; modified in place where possible."""
         spec, cursor = self.spec, self.cursor
+        # Only the last call at a step counts: vLLM also runs logits processors on the rows of a prompt
+        # still being prefilled in chunks, whose logits are not the step's (nor grammar-masked) and
+        # whose sampled token is discarded.
+        self.refusals.pop(step, None)
         if self.done or self.lost:
             return scores
         left = None if self.max_new_tokens is None else self.max_new_tokens - step
@@ -758,8 +770,7 @@ class RowCloser:
             else:
                 scores.index_fill_(0, torch.tensor(refused, dtype=torch.long, device=scores.device), float("-inf"))
             if cursor.at_char_bound() and not torch.isfinite(scores[best]) and not close_string and not tight:
-                self.interventions.append(step)  # the string ran into its max_chars: cut
-                self.limits.add(MAX_CHARS)
+                self.refusals[step] = MAX_CHARS  # the string ran into its max_chars: cut
         if not close_string and not tight:
             return scores
         row_scores = scores
@@ -779,8 +790,7 @@ class RowCloser:
                 return scores
             row_scores = fitted
         if not torch.isfinite(row_scores[best]):
-            self.interventions.append(step)
-            self.limits.add(limit)
+            self.refusals[step] = limit
         return row_scores
 
     def _fits(self, token: int, left: int) -> bool:

@@ -61,7 +61,7 @@ class VllmEngine:
         # the process: a test session or a chain that trains after evaluating would run on one core.
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(settings.cpu_kv_cache_gib)))  # per engine
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its CPU warnings (LD_PRELOAD, threads) are noise here
         from vllm import LLM
 
         from scripts.serving.vllm_closing import CLOSING_PROCESSOR

@@ -16,9 +16,11 @@ from fab_tasks._common import console, user_errors
     "real": "the real google/gemma-3-270m (imported once from the packaged GGUF; needs "
             "./scripts/setup_env.sh --base-model): LoRA on a CPU budget (~40 min on 2 cores), fine-tuned "
             "vs zero-shot",
+    "engine": "auto (vLLM when installed) | hf | vllm: what generates the answers; hf also skips the export's "
+              "vLLM check",
 })
 @user_errors
-def demo(c, rows=2000, steps=None, eval_limit=None, seed=0, real=False):
+def demo(c, rows=2000, steps=None, eval_limit=None, seed=0, real=False, engine="auto"):
     """Sample -> clean -> split -> stats -> model -> train -> generate -> judge -> report -> export -> tokens.
 
         fab demo            # tiny random Gemma 3: proves the chain runs and nav learns (1.5 min on 2 idle
@@ -27,7 +29,10 @@ def demo(c, rows=2000, steps=None, eval_limit=None, seed=0, real=False):
     """
     from scripts.demo import DemoSettings, run_demo
 
-    changes = {"rows": int(rows), "seed": int(seed)}
+    from scripts.serving.engines import resolve_engine
+
+    resolve_engine(engine)  # a bad name, or vllm without vLLM, is one line here, not after training
+    changes = {"rows": int(rows), "seed": int(seed), "engine": engine}
     if steps is not None:
         changes["steps"] = int(steps)
     if eval_limit is not None:

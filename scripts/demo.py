@@ -47,11 +47,13 @@ class DemoSettings:
     hidden_size: int = 64
     layers: int = 2
     real: bool = False  # the imported google/gemma-3-270m instead of a tiny random model
+    engine: str = "auto"  # generation engine: auto (vLLM when installed), hf or vllm; hf also skips export's vLLM check
 
     @classmethod
     def for_real(cls, **changes) -> DemoSettings:
-        """CPU budget of `fab demo --real`: about 40 minutes on 2 shared cores (measured: training 16 min,
-        fine-tuned and zero-shot generation 12 min each, import and export a few minutes)."""
+        """CPU budget of `fab demo --real`: about 40 minutes on 2 shared cores with transformers (measured:
+        training 16 min, fine-tuned and zero-shot generation 12 min each, import and export a few minutes);
+        with vLLM installed generation takes under 3 minutes for both (docs/serving.md)."""
         return cls(**{"rows": 2000, "steps": 120, "eval_limit": 24, "real": True, **changes})
 
     @property
@@ -138,6 +140,7 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
             "model.adapter": str(paths.run_dir(RUNS_DIR, name)),
             "data.datasets_config": datasets,
             "output_dir": f"{reports}/model_outputs",
+            "engine.name": settings.engine,
             **decoding,
         },
         "judge_slots.yaml": {
@@ -151,6 +154,7 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
             "name": name,
             "data.datasets_config": datasets,
             "judge_dir": f"{reports}/judge",
+            **({"vllm.check_pages": 0} if settings.engine == "hf" else {}),
         },
         "ops.yaml": {
             "stats_file": str(ProcessedData.of(Path("data/processed"), name).stats),

@@ -46,7 +46,7 @@ def test_untrained_real_model_answers_valid_within_a_small_budget_on_both_engine
     """Zero-shot, the base model rambles; constrained decoding still closes every answer in budget, on
     transformers and on vLLM (the engine users deploy), and both give the same answers (fp32 on CPU)."""
     root, datasets = sample_splits
-    budget = 48
+    budget = 64  # the all-null answer takes 52 tokens with the real vocabulary
     answers = {}
     for engine in ("hf", "vllm"):
         cfg = EvalConfig.model_validate({

@@ -197,9 +197,11 @@ def generate_candidates(
 
     from scripts.serving.runners import open_runner
 
+    # only vLLM sizes its KV cache by the longest sequence; HF needs no count (and no second tokenizer load)
+    max_model_len = cfg.engine.max_model_len or (
+        _context_needed(cfg, datasets, resolved, pending) if engine == "vllm" else 0)
     with open_runner(engine, resolved, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
-                     settings=cfg.engine, max_model_len=_context_needed(cfg, datasets, resolved, pending)) as (
-            runner, tokenizer):
+                     settings=cfg.engine, max_model_len=max_model_len) as (runner, tokenizer):
         summary.engine_version = engine_version(engine)
         _generate_pending(cfg, datasets, runner, tokenizer, pending, out, summary, len(records), progress)
     return summary

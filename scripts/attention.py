@@ -1,12 +1,12 @@
 """``windowed_sdpa``: Gemma 3 attention whose memory grows linearly with sequence length, on any device.
 
-    import scripts.attention  # noqa: F401  (registers the name; scripts.model_loading does it)
+    import scripts.attention  # noqa: F401  (registers the name; resolve_attn_implementation does it)
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="windowed_sdpa")
 
 Why: transformers 5.17's ``sdpa`` builds Gemma 3's sliding-window mask as a
-dense seq x seq bool tensor (16 GiB at 131072 tokens; on a GPU the
-memory-efficient kernel adds a float copy), ``eager`` one in fp32 beside
-seq x seq scores, and ``flex_attention`` has no backward on CPU in torch
+dense seq x seq bool tensor (16 GiB at 131072 tokens) that sdpa turns
+into an additive float copy on every call (CPU and GPU), ``eager`` a float
+one beside seq x seq scores, and ``flex_attention`` has no backward on CPU in torch
 2.13. ``flash_attention_2`` needs flash-attn, which has no ROCm wheel.
 
 What it does (registered in transformers' ``AttentionInterface`` and
@@ -23,27 +23,41 @@ What it does (registered in transformers' ``AttentionInterface`` and
 - full-attention layers run sdpa with ``is_causal=True`` on each segment
   (the fused kernels, no mask at all);
 - sliding layers (window W) run the first W queries causally, and every
-  later block of W queries against its own 2W - 1 keys in one batched sdpa
-  call with a single shared W x (2W - 1) band mask: memory
+  later block of W queries against its own 2W keys in one batched sdpa
+  call with a single shared W x 2W band mask: memory
   O(seq x (block + window)), never seq x seq;
 - with a KV cache (generation: fewer queries than keys) the queries attend
   through an explicit mask of (query block) x (keys), causal, windowed and
   padded; a decoding step is one query row.
 
-Loss and gradients match ``sdpa``'s within 1e-5 relative (fp32) on the tiny
-Gemma 3 (tests/scripts/test_attention.py) and 2e-4 on the real 270M at
-1.5k tokens (tests/real/test_real_attention.py).
+Loss and gradients match sdpa's to 1e-5 relative in fp32 (tiny Gemma 3, window
+8: tests/scripts/test_attention.py; bf16 LoRA with gradient checkpointing to
+bf16 rounding) and the loss to 1e-4 on the real 270M at 1.5k tokens
+(tests/real/test_real_attention.py; measured 6e-8). One difference, on
+purpose: transformers finds packed rows only when no KV cache is in use
+(``use_cache=False``), else packed examples see each other under sdpa/eager;
+here restarting ``position_ids`` always separate them.
 
-Unsloth (2026.10, read in ``unsloth_zoo/temporary_patches/gemma.py``)
-replaces ``Gemma3Attention.forward`` outright and calls sdpa itself; it
-reaches transformers' attention interface only for ``flex_attention``. For a
-sliding layer with no padding mask it builds ``_gemma3_causal_window_mask``,
-a [1, 1, seq, seq] bool tensor, as soon as seq > sliding_window; with a
-padding mask, a [batch, 1, seq, seq] one; and it drops packed
-``position_ids``. That is the same quadratic mask as transformers' sdpa
-(measured on CPU: see :func:`unsloth_mask_elements` and the README), so the
-training backend refuses Unsloth past ``UNSLOTH_MAX_SEQ_LENGTH`` tokens with
-one line that says to use ``--backend hf`` (``scripts.training.backends``).
+Unsloth (2026.10.9, read in ``unsloth_zoo/temporary_patches/gemma.py``):
+
+- on a GPU, ``patch_Gemma3Attention_generic`` (or ``patch_Gemma3Attention``
+  under UNSLOTH_FORCE_FLOAT32) replaces ``Gemma3Attention.forward``, upcasts
+  q, k, v to fp32 and calls sdpa itself; the attention interface is used for
+  ``flex_attention`` only. ``_prepare_gemma3_sdpa_attention_mask`` builds,
+  for a sliding layer longer than its window, ``_gemma3_causal_window_mask``
+  = a [1, 1, seq, seq] bool (no padding mask) or [batch, 1, seq, seq] (with
+  one), which sdpa turns into an fp32 copy: 5 bytes x seq^2, 80 GiB at
+  131072 tokens, whatever ``attn_implementation`` says (and, handed
+  windowed_sdpa's or flash_attention_2's ``None`` mask, a packed row is one
+  causal sequence to it). So
+  ``scripts.training.backends`` routes ``backend: auto`` to hf when that mask
+  at ``model.max_seq_length`` cannot fit the GPU, and refuses an explicit
+  ``unsloth`` in one line when the longest training sequence would not;
+- on CPU, Unsloth's fallback (``_cpu_init``) applies none of those patches
+  and runs transformers' Gemma 3 code: a CPU LoRA step on the tiny model
+  (window 64, at 48/128/256 tokens, with and without padding) built a
+  [1, 1, seq, seq] bool and fp32 mask under sdpa and no seq x seq tensor
+  under ``windowed_sdpa``, so on CPU it trains on this path.
 """
 
 from __future__ import annotations
@@ -71,34 +85,33 @@ def _segments(attention_mask: torch.Tensor | None, position_ids: torch.Tensor | 
               length: int) -> list[list[tuple[int, int]]] | None:
     """Per row, the ``(start, end)`` runs of tokens that attend to each other; None: every row is one run."""
     if attention_mask is not None:
-        rows = []
-        for row in attention_mask.bool().tolist():
-            valid = [i for i, keep in enumerate(row) if keep]
-            if valid and valid[-1] - valid[0] + 1 != len(valid):
-                raise ValueError(f"{WINDOWED_SDPA}: an attention_mask row has holes; only left or right "
-                                 "padding is supported")
-            rows.append([(valid[0], valid[-1] + 1)] if valid else [])
-        return rows
+        valid = attention_mask.bool()
+        count = valid.sum(-1)
+        first = valid.int().argmax(-1)
+        last = length - 1 - valid.flip(-1).int().argmax(-1)
+        if bool(((last - first + 1 != count) & (count > 0)).any()):
+            raise ValueError(f"{WINDOWED_SDPA}: an attention_mask row has holes; only left or right "
+                             "padding is supported")
+        return [[(f, f + n)] if n else [] for f, n in zip(first.tolist(), count.tolist())]
     if position_ids is None:
         return None
     position_ids = position_ids.expand(batch, -1)
     # a new example starts wherever the position does not follow the previous one (transformers'
     # find_packed_sequence_indices), so several examples packed in one row never see each other
-    starts = torch.diff(position_ids, dim=-1) != 1
-    if not bool(starts.any()):
+    rows, cuts = torch.nonzero(torch.diff(position_ids, dim=-1) != 1, as_tuple=True)
+    if rows.numel() == 0:
         return None
-    rows = []
-    for row in starts.tolist():
-        cuts = [0] + [i + 1 for i, new in enumerate(row) if new] + [length]
-        rows.append(list(zip(cuts[:-1], cuts[1:])))
-    return rows
+    starts = [[0] for _ in range(batch)]
+    for row, cut in zip(rows.tolist(), (cuts + 1).tolist()):
+        starts[row].append(cut)
+    return [list(zip(row, row[1:] + [length])) for row in starts]
 
 
 def _band(window: int, device) -> torch.Tensor:
-    """(W, 2W - 1) bool: query r of a block sees keys r .. r + W - 1 of its key span."""
+    """(W, 2W) bool: query r of a block sees keys r + 1 .. r + W of its key span."""
     r = torch.arange(window, device=device)[:, None]
-    c = torch.arange(2 * window - 1, device=device)[None, :]
-    return (c >= r) & (c < r + window)
+    c = torch.arange(2 * window, device=device)[None, :]
+    return (c > r) & (c <= r + window)
 
 
 def _sliding(query, key, value, window: int, scale: float | None, dropout: float) -> torch.Tensor:
@@ -110,13 +123,14 @@ def _sliding(query, key, value, window: int, scale: float | None, dropout: float
     # the first W queries see every earlier key: plainly causal
     head = F.scaled_dot_product_attention(query[:, :, :window], key[:, :, :window], value[:, :, :window],
                                           dropout_p=dropout, is_causal=True, scale=scale)
-    # block i of the rest holds queries W(i+1) .. W(i+2) - 1 and their keys W i + 1 .. W(i+2) - 1
+    # block i of the rest holds queries W(i+1) .. W(i+2) - 1 and spans keys W i .. W(i+2) - 1 (2W keys,
+    # the first never seen: an even span keeps GPU kernels' mask alignment)
     blocks = -(-(length - window) // window)
     pad = blocks * window - (length - window)
 
-    def spans(x):  # (B, H, L, D) -> (B * blocks, H, 2W - 1, D); padding keys are seen by padding queries only
-        x = F.pad(x, (0, 0, 0, pad))[:, :, 1:].unfold(2, 2 * window - 1, window)
-        return x.permute(0, 2, 1, 4, 3).reshape(batch * blocks, heads, 2 * window - 1, dim)
+    def spans(x):  # (B, H, L, D) -> (B * blocks, H, 2W, D); padding keys are seen by padding queries only
+        x = F.pad(x, (0, 0, 0, pad)).unfold(2, 2 * window, window)
+        return x.permute(0, 2, 1, 4, 3).reshape(batch * blocks, heads, 2 * window, dim)
 
     q = F.pad(query[:, :, window:], (0, 0, 0, pad)).view(batch, heads, blocks, window, dim)
     q = q.transpose(1, 2).reshape(batch * blocks, heads, window, dim)

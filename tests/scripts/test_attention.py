@@ -188,3 +188,12 @@ def test_attention_memory_grows_linearly(model, monkeypatch):
         model.gradient_checkpointing_disable()
     assert ratios[WINDOWED_SDPA] == pytest.approx(2.0, abs=0.1), ratios  # twice the tokens, twice the buffers
     assert ratios["sdpa"] > 3.5, ratios  # seq x seq masks: the measure sees quadratic growth
+
+
+def test_a_padding_mask_with_holes_is_refused(model):
+    ids = torch.randint(10, 1000, (1, 12))
+    mask = torch.ones_like(ids)
+    mask[0, 4] = 0  # neither left nor right padding
+    model.set_attn_implementation(WINDOWED_SDPA)
+    with pytest.raises(ValueError, match="attention_mask row has holes"), torch.no_grad():
+        model(input_ids=ids, attention_mask=mask)

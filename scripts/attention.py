@@ -32,7 +32,7 @@ What it does (registered in transformers' ``AttentionInterface`` and
 
 Loss and gradients match sdpa's to 1e-5 relative in fp32 (tiny Gemma 3, window
 8: tests/scripts/test_attention.py; bf16 LoRA with gradient checkpointing to
-bf16 rounding) and the loss to 1e-4 on the real 270M at 1.5k tokens
+bf16 rounding) and the loss to 1e-4 on the real 270M at 1.2k tokens
 (tests/real/test_real_attention.py; measured 6e-8). One difference, on
 purpose: transformers finds packed rows only when no KV cache is in use
 (``use_cache=False``), else packed examples see each other under sdpa/eager;

@@ -85,13 +85,18 @@ class DemoPaths:
         return Path("reports") / f"{self.name.replace('-', '_')}_eval.md"
 
     @property
+    def runs_dir(self) -> Path:
+        return DEMO_RUNS / self.name / "runs"
+
+    @property
     def owned(self) -> tuple[Path, ...]:
-        mine = (ProcessedData.of(Path("data/processed"), self.name).root, paths.run_dir(RUNS_DIR, self.name),
+        mine = (ProcessedData.of(Path("data/processed"), self.name).root, self.runs_dir,
                 paths.export_dir(EXPORT_DIR, self.name), Path("reports") / self.name)
         return mine if self.real else (*mine, self.base_model)
 
 
-EXPORT_DIR, RUNS_DIR = Path("models/export"), Path("models/runs")
+EXPORT_DIR = Path("models/export")
+DEMO_RUNS = Path("demo")  # the demo's runs: <DEMO_RUNS>/<name>/runs/, never under models/runs where `latest` looks
 
 
 @dataclass
@@ -112,6 +117,7 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
         "model.name_or_path": str(where.base_model),
         "data.schema_version": name,
         "output.run_id": name,
+        "output.runs_dir": str(where.runs_dir),
         "train.max_steps": settings.steps,
         "train.save_steps": max(settings.steps // 2, 1),
     }
@@ -137,7 +143,8 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
         "datasets.yaml": {"schema_version": name, "stats.tokenizer": str(where.base_model)},
         ("training.yaml" if settings.real else "training_tiny.yaml"): training,
         "eval.yaml": {
-            "model.adapter": str(paths.run_dir(RUNS_DIR, name)),
+            "model.adapter": str(paths.run_dir(where.runs_dir, name)),
+            "model.runs_dir": str(where.runs_dir),
             "data.datasets_config": datasets,
             "output_dir": f"{reports}/model_outputs",
             "engine.name": settings.engine,
@@ -148,9 +155,11 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
             "candidates_dir": f"{reports}/model_outputs",
             "output_dir": f"{reports}/judge",
             "cache_path": f"{reports}/judge/cache.sqlite",
+            "report.runs_dir": str(where.runs_dir),
         },
         "package.yaml": {
-            "adapter": str(paths.run_dir(RUNS_DIR, name)),
+            "adapter": str(paths.run_dir(where.runs_dir, name)),
+            "runs_dir": str(where.runs_dir),
             "name": name,
             "data.datasets_config": datasets,
             "judge_dir": f"{reports}/judge",

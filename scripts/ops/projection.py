@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from scripts.config import StrictModel, UserError
+from scripts.config import SCHEMA_VERSION, StrictModel, UserError
 from scripts.contracts import StatsReport, atomic_write
 
 PROJECTION_JSON = "token_projection.json"
@@ -41,7 +41,7 @@ class JudgeSettings(StrictModel):
 
 
 class OpsConfig(StrictModel):
-    stats_file: Path = Path("data/processed/v1/stats.json")
+    stats_file: Path = Path("data/processed") / SCHEMA_VERSION / "stats.json"
     budget_tokens_per_day: int = Field(default=10_000_000, gt=0)
     output_dir: Path = Path("reports/ops")
     volumes_per_day: dict[str, int]

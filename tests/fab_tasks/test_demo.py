@@ -44,7 +44,7 @@ def test_short_demo_leaves_a_checked_chain_of_artifacts(tmp_path):
                for line in open(tmp_path / "data/processed/demo/productpage_extractor.jsonl")]
     assert targets and all(list(t) == slots for t in targets)  # the sample answers carry every slot
 
-    metrics = [json.loads(line) for line in open(tmp_path / "models/runs/demo/metrics.jsonl")]
+    metrics = [json.loads(line) for line in open(tmp_path / "demo/demo/runs/demo/metrics.jsonl")]
     assert metrics[-1]["step"] == 60 and metrics[-1]["loss"] < metrics[0]["loss"]
 
     candidates = list(read_jsonl(tmp_path / "reports/demo/model_outputs/validation_candidates.jsonl", Candidate))

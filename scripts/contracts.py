@@ -1,4 +1,4 @@
-"""Data contracts every stage reads and writes (see DESIGN.md, "Data contracts").
+"""Data contracts: every artifact one stage writes and another reads, as a pydantic model.
 
 A stage reads the previous stage's files through these models, never by
 re-parsing JSON by hand:

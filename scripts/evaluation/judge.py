@@ -23,7 +23,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from scripts import paths
-from scripts.config import DatasetsConfig, UserError, load_config, mask_secrets
+from scripts.config import DatasetsConfig, UserError, mask_secrets
 from scripts.contracts import (
     Candidate, CleanRecord, JudgeRow, JudgeSummary, atomic_write, check_target_key_order, read_jsonl,
     sha256_file,
@@ -51,7 +51,7 @@ def resolve_judge(cfg: JudgeConfig, judge_model: str | None = None) -> dict[str,
 
 
 def candidates_path(cfg: JudgeConfig, split: str) -> Path:
-    return paths.candidates_file(cfg.candidates_dir, split)
+    return paths.candidates_file(cfg.resolved().candidates_dir, split)
 
 
 def new_run_id(split: str, output_dir: Path, zero_shot: bool = False) -> str:
@@ -68,11 +68,11 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
               run_id: str | None = None, progress: Callable[[int, int], None] | None = None,
               ) -> tuple[Path, dict[str, Any]]:
     paths.check_split(split)
+    cfg = cfg.resolved()
     cand_path = candidates_path(cfg, split)
     if not cand_path.is_file():
         raise UserError(f"no candidates at {cand_path}: run fab eval.generate --split {split} first")
-    ds = load_config(cfg.datasets_config, DatasetsConfig)
-    data = ds.data_paths(cfg.schema_version)  # null: the datasets config's, as eval.yaml's data.schema_version
+    ds, data = cfg.datasets(), cfg.workspace().data  # the split eval.generate read: same datasets config
     ref_path = data.split_file(split)
     if not ref_path.is_file():
         raise UserError(f"no references at {ref_path}: run fab dataset.split first")

@@ -29,14 +29,13 @@ from scripts.config import REPO_ROOT, TrainingConfig, UserError, config_snapshot
 from scripts.contracts import (
     SplitManifest, atomic_write, check_target_key_order, sha256_file, write_model_json,
 )
-from scripts.gguf_import import base_model_label
-from scripts.paths import run_dir as run_dir_of, split_file_name
+from scripts.model_identity import base_model_label
+from scripts.paths import (
+    RUN_CHECKPOINTS, RUN_CONFIG, RUN_DATASET_MANIFEST, RUN_PREPARE, run_dir as run_dir_of, split_file_name,
+)
 from scripts.training.data import EncodeStats, build_examples, load_split
 
 TRAIN_SPLITS = ("train", "validation")
-PREPARE_FILE = "prepare.json"
-CONFIG_FILE = "config.yaml"
-MANIFEST_COPY = "dataset_manifest.json"
 
 
 class PrepareReport(BaseModel):
@@ -137,32 +136,33 @@ def prepare_run(cfg: TrainingConfig, run_id: str | None = None) -> PrepareReport
     tokenizer = load_checked_tokenizer(cfg)
     load_model_config(cfg)
     stats = encode_stats(cfg, tokenizer)
+    cfg = cfg.resolved()  # the snapshot records where the data and the run are, not "the workspace's"
     check_writable(cfg.output.runs_dir)
 
     run_id = run_id or cfg.output.run_id or new_run_id()
     run_dir = run_dir_of(cfg.output.runs_dir, run_id)
-    if any((run_dir / "checkpoints").glob("checkpoint-*")):
+    if any((run_dir / RUN_CHECKPOINTS).glob("checkpoint-*")):
         raise UserError(f"run {run_id} has already trained ({run_dir}/checkpoints); "
                         "resume it with `fab train.run --resume latest` or choose another run_id")
     cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"run_id": run_id})})
     label = base_model_label(cfg.model.name_or_path)
-    with atomic_write(run_dir / CONFIG_FILE, "w") as fh:
+    with atomic_write(run_dir / RUN_CONFIG, "w") as fh:
         fh.write(f"# base model: {label}\n")
         yaml.safe_dump(config_snapshot(cfg), fh, sort_keys=False)
     manifest_bytes = cfg.data.data_paths().split_manifest.read_bytes()
-    with atomic_write(run_dir / MANIFEST_COPY) as fh:
+    with atomic_write(run_dir / RUN_DATASET_MANIFEST) as fh:
         fh.write(manifest_bytes)
     report = PrepareReport(
         run_id=run_id, run_dir=str(run_dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         code_version=code_version(), base_model=cfg.model.name_or_path, base_model_label=label,
         tokenizer=cfg.model.tokenizer_path, method=cfg.train.method,
         max_seq_length=cfg.model.max_seq_length, truncation=cfg.data.truncation,
-        dataset_manifest_sha256=sha256_file(run_dir / MANIFEST_COPY), splits=stats,
+        dataset_manifest_sha256=sha256_file(run_dir / RUN_DATASET_MANIFEST), splits=stats,
     )
-    write_model_json(run_dir / PREPARE_FILE, report)
+    write_model_json(run_dir / RUN_PREPARE, report)
     return report
 
 
 def read_prepare(run_dir: Path) -> PrepareReport | None:
-    path = run_dir / PREPARE_FILE
+    path = run_dir / RUN_PREPARE
     return PrepareReport.model_validate_json(path.read_bytes()) if path.is_file() else None

@@ -46,14 +46,14 @@ from scripts import paths
 from scripts.config import TrainingConfig, UserError, load_config
 from scripts.contracts import RunResult
 from scripts.model_loading import torch_dtype
-from scripts.paths import RUN_ADAPTER as ADAPTER, RUN_MODEL as MODEL
+from scripts.paths import (
+    RUN_ADAPTER as ADAPTER, RUN_CHECKPOINTS as CHECKPOINTS, RUN_CONFIG as CONFIG_FILE, RUN_METRICS as METRICS,
+    RUN_MODEL as MODEL, RUN_RESULT as RESULT,
+)
 from scripts.training.backends import import_unsloth, pick_backend
-from scripts.training.prepare import CONFIG_FILE, check_splits, load_checked_tokenizer, prepare_run, read_prepare
+from scripts.training.prepare import check_splits, load_checked_tokenizer, prepare_run, read_prepare
 
 log = logging.getLogger(__name__)
-CHECKPOINTS = "checkpoints"
-METRICS = "metrics.jsonl"
-RESULT = "result.json"
 
 
 def world_size() -> int:
@@ -110,7 +110,7 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 
 def resolve_run(cfg: TrainingConfig, run_id: str | None, resume: str | None) -> tuple[Path, Path | None]:
     """``(run_dir, checkpoint to resume or None)``; prepares a new run when none is ready."""
-    runs_dir = cfg.output.runs_dir
+    runs_dir = cfg.runs_dir
     run_id = run_id or cfg.output.run_id
     if resume and resume != "latest":
         path = Path(resume)

@@ -82,4 +82,4 @@ def test_the_shipped_ops_config_reads_the_stats_the_default_chain_writes():
 
     ops = load_config(REPO_ROOT / "configs/ops.yaml", OpsConfig)
     datasets = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)
-    assert ops.stats_file == datasets.data_paths().stats
+    assert ops.resolved().stats_file == datasets.data_paths().stats

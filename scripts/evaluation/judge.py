@@ -35,8 +35,6 @@ from scripts.evaluation.scoring import (
     SlotScore, bootstrap_ci, classification_metrics, invalid_slot, is_empty, score_slot, truncated_slot,
 )
 
-RESULTS_FILE, SUMMARY_FILE = paths.JUDGE_RESULTS, paths.JUDGE_SUMMARY
-
 
 # --- the run ------------------------------------------------------------------------------
 
@@ -125,10 +123,10 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
     JudgeSummary.model_validate(summary)
     for row in rows:
         JudgeRow.model_validate(row)
-    with atomic_write(run_dir / RESULTS_FILE, "w") as fh:
+    with atomic_write(run_dir / paths.JUDGE_RESULTS, "w") as fh:
         for row in rows:
             fh.write(json.dumps(mask_secrets(row), ensure_ascii=False, default=str) + "\n")
-    with atomic_write(run_dir / SUMMARY_FILE, "w") as fh:
+    with atomic_write(run_dir / paths.JUDGE_SUMMARY, "w") as fh:
         fh.write(json.dumps(mask_secrets(summary), indent=2, ensure_ascii=False, default=str) + "\n")
     return run_dir, summary
 

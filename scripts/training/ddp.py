@@ -27,7 +27,9 @@ import sys
 from pathlib import Path
 
 from scripts.config import REPO_ROOT, UserError
-from scripts.training.run import RESULT, RunResult, run_training, setup_run, training_config
+from scripts.contracts import RunResult
+from scripts.paths import RUN_RESULT as RESULT
+from scripts.training.run import run_training, setup_run, training_config
 
 
 def launch(

@@ -22,7 +22,7 @@ configs/datasets.yaml, ``.`` by default; the demo's is ``demo/<tiny|real>``):
     reports/judge/<split>[_zero_shot]_<UTC time>/results.jsonl, summary.json    eval.judge [--base]
     reports/judge/cache.sqlite              the LLM judge's verdicts, shared by runs
     reports/latest_eval.md                  eval.report
-    reports/ops/                            ops.project_tokens
+    reports/ops/                            ops.project-tokens
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ RUN_DATASET_MANIFEST = "dataset_manifest.json"  # the split manifest the run was
 RUN_CHECKPOINTS = "checkpoints"
 RUN_METRICS = "metrics.jsonl"
 RUN_RESULT = "result.json"  # train.run's RunResult
+RUN_TRAIN_TOKENS = "train_tokens"  # the train split as train.prepare tokenized it (datasets' save_to_disk)
 DEMO_DIR = Path("demo")  # `fab demo` workspaces: demo/tiny, demo/real, each a root of its own
 
 

@@ -1,6 +1,6 @@
 """Operations: what the switch costs per day, and batch inference over a table of pages.
 
-    fab ops.project_tokens --config configs/ops.yaml [--fail-over-budget]
+    fab ops.project-tokens --config configs/ops.yaml [--fail-over-budget]
     fab ops.backfill --source data/pages.duckdb --table pages --model models/export/NAME [--limit N]
 """
 

@@ -1,6 +1,6 @@
 """Daily token and cost projection: strong model today vs fine-tuned model tomorrow.
 
-    fab ops.project_tokens --config configs/ops.yaml [--judge-run RUN] [--fail-over-budget]
+    fab ops.project-tokens --config configs/ops.yaml [--judge-run RUN] [--fail-over-budget]
 
 Per task, tokens per page are the mean prompt (system + user) and answer
 tokens from `dataset.stats`. Paid tokens after the switch are the pages

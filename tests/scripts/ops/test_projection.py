@@ -77,7 +77,7 @@ def test_a_stats_file_off_the_contract_is_one_line(tmp_path):
 
 
 def test_the_shipped_ops_config_reads_the_stats_the_default_chain_writes():
-    """`fab ops.project_tokens` after `dataset.clean`/`split`/`stats` with the shipped configs finds its stats."""
+    """`fab ops.project-tokens` after `dataset.clean`/`split`/`stats` with the shipped configs finds its stats."""
     from scripts.config import DatasetsConfig
 
     ops = load_config(REPO_ROOT / "configs/ops.yaml", OpsConfig)

@@ -126,8 +126,7 @@ def training_cfg(args, backend: str, steps: int, extra: dict | None = None):
     return load_config(REPO / "configs/training.yaml", TrainingConfig, {
         "backend": backend,
         "model.name_or_path": str(base_dir(args)),
-        "data.schema_version": SCHEMA,
-        "data.processed_dir": str(work / "processed"),
+        "data.datasets_config": str(work / "datasets.yaml"),  # processed_dir and schema_version (prepare())
         "output.runs_dir": str(work / "runs"),
         "output.run_id": backend,
         "train.max_steps": steps,
@@ -195,7 +194,7 @@ def stage_env(work: Path, out: Path, args) -> None:
 
     import torch
 
-    from scripts.gguf_import import base_model_label
+    from scripts.model_identity import base_model_label
 
     row = {"stage": "env", "python": platform.python_version(), "torch": torch.__version__,
            "cuda": torch.version.cuda, "hip": torch.version.hip, "device": device(), "shape": args.shape,

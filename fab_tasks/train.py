@@ -41,21 +41,30 @@ def prepare(c, config=DEFAULT_CONFIG, run_id=""):
     "method": "lora (adapter/) | full (every weight, model/), overriding the config's train.method",
     "run_id": "run folder to train (default: the prepared run, or a new one)",
     "nproc": "processes (GPUs) for DDP via torchrun, hf backend; 1 (default) trains in this process",
+    "reprepare": "prepare --run-id again when its config.yaml differs from this config (default: refuse, "
+                 "naming the differences)",
 })
 @user_errors
-def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", method="", run_id="", nproc=1):
-    """SFT, LoRA or full (answer-only loss, rope-scaled 131072 context); checkpoints, metrics, adapter/|model/."""
+def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", method="", run_id="", nproc=1,
+        reprepare=False):
+    """SFT, LoRA or full (answer-only loss, rope-scaled 131072 context); checkpoints, metrics, adapter/|model/.
+
+    A prepared or checkpointed run trains only under the config it was prepared with (config.yaml); how
+    long it trains, how often it saves and the backend may change on --resume. The train split is
+    tokenized once, by train.prepare, and trained on as prepared.
+    """
     if int(nproc) > 1:
         from scripts.training.ddp import launch
 
         result = launch(config, int(nproc), run_id=run_id or None, resume=resume or None, max_steps=max_steps,
-                        backend=backend or None, method=method or None, say=console.print)
+                        backend=backend or None, method=method or None, say=console.print,
+                        reprepare=bool(reprepare))
     else:
         from scripts.training.run import run_training, training_config
 
         cfg = training_config(config, max_steps=max_steps, backend=backend or None, method=method or None)
         result = run_training(cfg, run_id=run_id or None, resume=resume or None, console=console,
-                              say=console.print)
+                              say=console.print, reprepare=bool(reprepare))
     if result.interrupted_by:
         console.print(f"{result.interrupted_by}: stopped at step {result.global_step}, checkpoint saved in "
                       f"{result.run_dir}/checkpoints; continue with `fab train.run --resume latest`")

@@ -70,3 +70,16 @@ def test_output_to_a_log_is_not_wrapped_at_80_columns():
     done = subprocess.run([sys.executable, "-c", f"from fab_tasks._common import console; console.print({sentence!r})"],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True)
     assert done.stdout == sentence + "\n"
+
+
+def test_task_names_come_from_fabrics_own_naming_not_a_patch():
+    """`fabfile` changes no invoke class for the process: names are Fabric's (dashed), aliases its own."""
+    import invoke.collection
+
+    from fabfile import ns
+
+    transform = invoke.collection.Collection.transform
+    assert transform.__module__ == "invoke.collection" and transform.__qualname__ == "Collection.transform"
+    names = set(ns.task_names)
+    assert {"ops.project-tokens", "train.import-gguf", "train.init-tiny", "eval.generate", "demo"} <= names
+    assert not any("_" in name for name in names)

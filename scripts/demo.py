@@ -72,6 +72,15 @@ class DemoSettings:
         return REAL_MODEL if self.real else self.workspace.root / "models" / "tiny-gemma3"
 
 
+class DemoInterrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM: the demo ends there, one line, no traceback."""
+
+    def __init__(self, signal: str, step: int, steps: int):
+        super().__init__(f"{signal}: the demo stopped while training, at step {step} of {steps}; "
+                         "nothing after training ran, and `fab demo` starts afresh")
+        self.signal = signal
+
+
 @dataclass
 class DemoResult:
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -190,6 +199,8 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
 
         training = run_training(load_config(configs["training"], TrainingConfig), console=console,
                                 say=lambda s: say(f"  {s}"))
+        if training.interrupted_by:  # its checkpoint is kept, but a demo run has no --resume: say so and stop
+            raise DemoInterrupted(training.interrupted_by, training.global_step, settings.steps)
         say(f"  {training.global_step} steps, final loss {training.final_loss:.3f}")
         result.artifacts["model" if training.method == "full" else "adapter"] = Path(training.weights_dir)
     from scripts.evaluation.config import EvalConfig

@@ -173,18 +173,6 @@ SEQ_MASK_SHARE = 0.5
 QUADRATIC_ATTENTION = ("sdpa", "eager")  # transformers builds a seq x seq mask for these on Gemma 3
 
 
-def device_memory_bytes(gpu: bool | None = None) -> int:
-    """Total memory of the device a model trains on: the first GPU, else this machine's RAM."""
-    import os
-
-    import torch
-
-    gpu = torch.cuda.is_available() if gpu is None else gpu
-    if gpu:
-        return torch.cuda.get_device_properties(0).total_memory
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 def seq_mask_bytes(seq_len: int, dtype_bytes: int) -> int:
     """One sequence's seq x seq attention mask: the bool mask transformers builds for sliding layers, plus
     the additive float copy (of the compute dtype) that sdpa makes from it on each call, CPU or GPU, and
@@ -195,7 +183,9 @@ def seq_mask_bytes(seq_len: int, dtype_bytes: int) -> int:
 def seq_mask_overflow(seq_len: int, dtype_bytes: int, device_memory: int | None = None) -> str | None:
     """None when the seq x seq mask at ``seq_len`` tokens takes at most ``SEQ_MASK_SHARE`` of the device
     (``device_memory`` bytes, default this device's); else what it would take, for a one-line error."""
-    memory = device_memory_bytes() if device_memory is None else device_memory
+    from scripts.training.memory_plan import this_host
+
+    memory = this_host()[1] if device_memory is None else device_memory
     need = seq_mask_bytes(seq_len, dtype_bytes)
     if need <= SEQ_MASK_SHARE * memory:
         return None
@@ -203,13 +193,14 @@ def seq_mask_overflow(seq_len: int, dtype_bytes: int, device_memory: int | None 
             f"{SEQ_MASK_SHARE:.0%} of the device's {memory / 2**30:.0f} GiB")
 
 
-def resolve_attn_implementation(choice: str, max_seq_length: int | None = None, *, dtype=None,
-                                device_memory: int | None = None) -> str:
+def resolve_attn_implementation(choice: str, max_seq_length: int | None = None, *, flash: bool | None = None,
+                                dtype=None, device_memory: int | None = None) -> str:
     """`auto` -> flash_attention_2 where it can run (GPU + flash-attn), else windowed_sdpa (CPU, ROCm,
     CUDA without flash-attn: ``scripts.attention``, no seq x seq mask). Both have memory linear in length.
     sdpa and eager only when asked, and refused (UserError) when their seq x seq mask at ``max_seq_length``
     tokens in ``dtype`` (default: the dtype rule's) would not fit ``device_memory`` (default: this device's).
-    Resolving to windowed_sdpa registers it with transformers."""
+    ``flash``: whether flash-attn runs there (default: detected on this host; the memory plan of another
+    host passes False). Resolving to windowed_sdpa registers it with transformers."""
     import importlib.util
 
     import torch
@@ -217,7 +208,8 @@ def resolve_attn_implementation(choice: str, max_seq_length: int | None = None, 
     from scripts.config import UserError
 
     gpu = torch.cuda.is_available()
-    flash = gpu and importlib.util.find_spec("flash_attn") is not None
+    if flash is None:
+        flash = gpu and importlib.util.find_spec("flash_attn") is not None
     if choice == "auto":
         choice = "flash_attention_2" if flash else "windowed_sdpa"
     if choice == "flash_attention_2" and not flash:

@@ -9,8 +9,10 @@ Checks: split files exist and match ``splits/manifest.json`` sha256, whose
 ``target_key_order`` is ``catalog`` (the order decoding generates); the
 tokenizer loads and has a chat template with ``<end_of_turn>``; the model
 config takes the rope scaling; every example encodes, and the longest one vs
-``max_seq_length`` under the truncation policy (counts); the runs dir is
-writable. Writes (atomically) ``config.yaml`` (secrets masked),
+``max_seq_length`` under the truncation policy (counts); the memory plan
+(``scripts.training.memory_plan``) of one step at the longest kept example fits
+this host's device, or, with ``device_memory`` (planning another host), the step
+at ``max_seq_length`` fits there too; the runs dir is writable. Writes (atomically) ``config.yaml`` (secrets masked),
 ``dataset_manifest.json`` (copy) and ``prepare.json`` (this report, with the
 code version).
 """
@@ -35,6 +37,7 @@ from scripts.paths import (
     split_file_name,
 )
 from scripts.training.data import EncodeStats, build_examples, load_split
+from scripts.training.memory_plan import MemoryPlan, check_fits, make_plan
 
 TRAIN_SPLITS = ("train", "validation")
 
@@ -54,6 +57,8 @@ class PrepareReport(BaseModel):
     splits: dict[str, EncodeStats]
     train_tokens_key: str | None = Field(default=None, description="what train_tokens/ was encoded from (split, "
                                          "tokenizer, max_seq_length, truncation); runs prepared before: none")
+    attn_implementation: str = ""  # resolved for this host (never `auto`): what train.run loads
+    memory_plan: MemoryPlan | None = None
 
 
 def code_version() -> str:
@@ -150,14 +155,30 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def prepare_run(cfg: TrainingConfig, run_id: str | None = None) -> PrepareReport:
-    """Run all checks, then create ``<runs_dir>/<run_id>/`` with the snapshots; returns the report."""
+def plan_memory(cfg: TrainingConfig, model_config, stats: dict[str, EncodeStats], *,
+                device_memory: int | None = None, device: str | None = None) -> MemoryPlan:
+    """The memory plan at the longest kept example (of both splits) and at ``max_seq_length``."""
+    kept = [s for s in stats.values() if s.examples_kept]
+    longest = max(min(s.longest_tokens, cfg.model.max_seq_length) for s in kept)
+    answer = max(s.longest_answer_tokens for s in kept)
+    return make_plan(cfg, model_config, longest_tokens=longest, longest_answer=answer,
+                     device_memory=device_memory, device=device)
+
+
+def prepare_run(cfg: TrainingConfig, run_id: str | None = None, *, device_memory: int | None = None,
+                device: str | None = None) -> PrepareReport:
+    """Run all checks, then create ``<runs_dir>/<run_id>/`` with the snapshots; returns the report.
+    ``device_memory`` (bytes) and ``device`` (cpu | gpu, default gpu) plan for another host."""
+    from scripts.modeling import resolve_attn_implementation
     from scripts.training.backends import load_model_config
 
     check_splits(cfg)
     tokenizer = load_checked_tokenizer(cfg)
-    load_model_config(cfg)
+    model_config = load_model_config(cfg)
+    attn = resolve_attn_implementation(cfg.model.attn_implementation)
     train_rows, stats = encode_splits(cfg, tokenizer)
+    plan = plan_memory(cfg, model_config, stats, device_memory=device_memory, device=device)
+    check_fits(plan, tuple(plan.checked))
     cfg = cfg.resolved()  # the snapshot records where the data and the run are, not "the workspace's"
     check_writable(cfg.output.runs_dir)
 
@@ -180,7 +201,7 @@ def prepare_run(cfg: TrainingConfig, run_id: str | None = None) -> PrepareReport
         tokenizer=cfg.model.tokenizer_path, method=cfg.train.method,
         max_seq_length=cfg.model.max_seq_length, truncation=cfg.data.truncation,
         dataset_manifest_sha256=sha256_file(run_dir / RUN_DATASET_MANIFEST), splits=stats,
-        train_tokens_key=train_tokens_key(cfg),
+        train_tokens_key=train_tokens_key(cfg), attn_implementation=attn, memory_plan=plan,
     )
     save_train_tokens(train_rows, run_dir / RUN_TRAIN_TOKENS)
     write_model_json(run_dir / RUN_PREPARE, report)  # last: a run without prepare.json is not prepared

@@ -34,6 +34,8 @@ def test_prepare_writes_snapshots_and_counts(own_data):
     assert report.splits["train"].longest_tokens > 20 and report.splits["train"].dropped_too_long == 0
     saved = json.loads((run_dir / "prepare.json").read_text())
     assert len(saved["code_version"].split("-")[0]) == 40  # git rev (+ -dirty)
+    assert saved["attn_implementation"] not in ("", "auto") and saved["memory_plan"]["checked"] == ["longest example"]
+    assert report.splits["train"].longest_answer_tokens > 0
     assert not list(run_dir.glob(".*.tmp"))
 
 

@@ -1,7 +1,7 @@
 """The GPU path in one run: train.run on both backends, eval.generate, package.export, 128k steps.
 
     .venv/bin/python bench/gpu_check.py --work /tmp/gpu-check [--stages env,chain,evalspeed,longctx]
-        [--lengths 8192,32768,131072] [--backends hf,unsloth] [--attns sdpa,flex_attention]  (stages also: engines)
+        [--lengths 8192,32768,131072] [--backends hf,unsloth] [--attns windowed_sdpa]  (stages also: engines)
         [--shape real|270m|tiny] [--real-dir models/gemma-3-270m] [--steps 40] [--out DIR]
         [--deadline SECONDS]
     .venv/bin/python bench/gpu_check.py --prepare DIR   # only the data (needs DuckDB), e.g. for another host
@@ -434,7 +434,9 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, default=48)
     parser.add_argument("--lengths", default="8192,32768,131072")
     parser.add_argument("--backends", default="hf,unsloth")
-    parser.add_argument("--attns", default="sdpa", help="attention implementations for longctx (hf backend)")
+    parser.add_argument("--attns", default="windowed_sdpa",
+                        help="attention implementations for longctx (hf backend); sdpa/eager are refused at "
+                             "max_seq_length 131072 when their seq x seq mask cannot fit the GPU")
     parser.add_argument("--step-timeout", type=int, default=150)
     parser.add_argument("--deadline", type=int, default=3600, help="seconds; later stages are skipped past it")
     parser.add_argument("--child")
@@ -479,7 +481,9 @@ def main() -> None:
     if "longctx" in stages:
         for length in map(int, args.lengths.split(",")):
             for backend in backends:
-                for attn in (args.attns.split(",") if backend == "hf" else ["sdpa"]):
+                # unsloth: auto (its sdpa with a seq x seq mask for sliding layers, scripts/attention.py) and
+                # flex_attention, the one its patched Gemma 3 attention hands to transformers (BlockMask)
+                for attn in (args.attns.split(",") if backend == "hf" else ["auto", "flex_attention"]):
                     child(args, "step", args.step_timeout, backend=backend, length=length, attn=attn)
     print(f"total {time.perf_counter() - began:.0f}s")
     rows = [json.loads(line) for line in (args.out / "gpu_check.jsonl").read_text().splitlines()]

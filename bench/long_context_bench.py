@@ -74,12 +74,21 @@ def available_bytes() -> int:
 # --- child: one step ----------------------------------------------------------------------------
 
 
+PRETRAINED_CONTEXT = 32768  # gemma-3-270m's (and the tiny model's) context before rope scaling
+
+
 def bench_config(args):
     from scripts.config import TrainingConfig, load_config
+    from scripts.modeling import QUADRATIC_ATTENTION
 
-    return load_config(args.config, TrainingConfig, {
-        "backend": "hf", "model.name_or_path": str(args.model), "model.attn_implementation": args.attn,
-    })
+    overrides = {"backend": "hf", "model.name_or_path": str(args.model), "model.attn_implementation": args.attn}
+    if args.attn in QUADRATIC_ATTENTION and args.length:
+        # train.run refuses sdpa/eager when their seq x seq mask at max_seq_length (131072) cannot fit this
+        # host; measured here at a shorter length, they get the smallest rope factor whose context covers it.
+        # Rope scaling only changes inv_freq: the step's memory is the same.
+        factor = float(max(1, -(-args.length // PRETRAINED_CONTEXT)))
+        overrides.update({"model.rope.factor": factor, "model.max_seq_length": int(factor) * PRETRAINED_CONTEXT})
+    return load_config(args.config, TrainingConfig, overrides)
 
 
 class AttentionProbe:

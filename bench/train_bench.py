@@ -35,12 +35,11 @@ trained on the train split), configs/training.yaml with CPU overrides.
    only where it fits in free memory. Labels: the last ``chunk-size`` tokens
    (an answer after a long prompt, as in SFT; every token at 1k), so the
    chunked loss projects one full tile, the plain loss still builds all
-   ``seq`` rows of logits. Attention is sdpa here: eager builds
-   ``seq x seq`` fp32 scores per head (4 GiB per head at 32k) and is far too
-   slow on CPU. A control column repeats the chunked step with both layers
-   global: transformers builds a ``seq x seq`` bool mask for the
-   sliding-window layer under sdpa on CPU (1 GiB at 32k), which the loss has
-   nothing to do with. Targets: grows ~linearly with length, below the full
+   ``seq`` rows of logits. Attention is windowed_sdpa, what ``auto`` gives on
+   CPU (``scripts.attention``): sdpa would build a ``seq x seq`` bool mask for
+   the sliding-window layer (1 GiB at 32k; refused at max_seq_length 131072 on
+   this machine) and eager ``seq x seq`` fp32 scores per head. A control column
+   repeats the chunked step with both layers global (no sliding window). Targets: grows ~linearly with length, below the full
    logits.
 
 Default run: about 2.5 minutes on 2 idle cores (the 32k steps take most);
@@ -56,7 +55,7 @@ Default run: about 2.5 minutes on 2 idle cores (the 32k steps take most);
    2-token answer (the shortest extractor examples are ~750 tokens with a ~115-token answer;
    ``--real-max-tokens 1024 --real-examples 1200`` mixes them in, at several times the cost).
    Training settings are ``fab demo --real``'s CPU budget (batch 1, no gradient accumulation, no gradient
-   checkpointing, sdpa, chunk 1024), logging every step. Each run is a fresh child process,
+   checkpointing, windowed_sdpa, chunk 1024), logging every step. Each run is a fresh child process,
    ABBA as above, so each has its own peak RSS (``VmHWM``: load, data and training, the whole
    process). Targets: tokens/s ours / bare >= 0.95; peak RSS ours / bare <= 1.10.
    Default (12 steps, timed after 4, two pairs): about 3 minutes on 2 cores;
@@ -103,7 +102,7 @@ def rss_kib():
 
 cfg = load_config({config!r}, TrainingConfig, {{
     "backend": "hf", "model.name_or_path": model_dir, "model.dtype": "fp32",
-    "model.attn_implementation": "sdpa", "loss.chunk_size": chunk}})
+    "model.attn_implementation": "windowed_sdpa", "loss.chunk_size": chunk}})
 torch.manual_seed(0)
 model = load_model(cfg, "hf", load_checked_tokenizer(cfg), torch.float32)  # rope, chunked loss, LoRA
 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={{"use_reentrant": False}})  # as Trainer does
@@ -199,7 +198,7 @@ def real_model(model_dir: Path) -> str:
 def real_overrides() -> dict:
     """The real model's CPU training settings, as ``fab demo --real`` trains it (scripts/demo.py)."""
     return {
-        "model.attn_implementation": "sdpa",
+        "model.attn_implementation": "windowed_sdpa",
         "lora.r": 16, "lora.alpha": 32, "lora.dropout": 0.0,
         "train.lr": 3.0e-4,
         "train.warmup_ratio": 0.05,
@@ -612,13 +611,13 @@ def main() -> None:
                                       lambda kind, i: run_once(cfg, tmp_path, warmup, kind, i))
             if not args.skip_memory:
                 print(f"memory: one step (fwd+bwd), vocab {VOCAB:,}, LoRA, gradient checkpointing, fp32, "
-                      f"attn sdpa (eager's seq x seq fp32 scores: {max(lengths) ** 2 * 4 / MIB:,.0f} MiB per head "
+                      f"attn windowed_sdpa (eager's seq x seq fp32 scores: {max(lengths) ** 2 * 4 / MIB:,.0f} MiB per head "
                       f"at {max(lengths):,}), chunk {args.chunk_size:,} rows; peak RSS - RSS after load")
                 print(f"  {'seq':>6} {'labels':>6} {'full logits':>13} {'seq^2 B':>11}  "
                       f"{'chunked (ours)':20}  {'all-global':>11}    plain loss (full logits)")
                 linear, below = memory(tiny, tmp_path, lengths, args.chunk_size, args.seed)
-                print("  (seq^2 B: the sliding-window layer's bool attention mask that transformers builds for sdpa "
-                      "on CPU;\n   all-global: chunked again with both layers global, i.e. without that mask)")
+                print("  (seq^2 B: the sliding-window layer's bool attention mask that transformers would build for "
+                      "sdpa, not built here;\n   all-global: chunked again with both layers global)")
     which = " (real Gemma 3 270M)" if real else ""
     if ratio is not None:
         print(f"ratio train.run / bare SFTTrainer tokens/s{which}: {ratio:.3f} (target >= {target}) "

@@ -455,11 +455,13 @@ class RopeSettings(StrictModel):
 
 
 FLASH_ATTENTION_ALIAS = "use_flash_attention_2"
+AttnImplementation = Literal["auto", "flash_attention_2", "windowed_sdpa", "sdpa", "eager"]
 
 
 def flash_attention_alias(data: Any) -> Any:
     """``use_flash_attention_2: true`` (the key of the product brief and older transformers) means
-    ``attn_implementation: flash_attention_2``; ``false`` means sdpa instead of ``auto``. A contradiction
+    ``attn_implementation: flash_attention_2``; ``false`` means windowed_sdpa (the linear-memory attention
+    that is not flash) instead of ``auto``. A contradiction
     with an explicit ``attn_implementation`` is an error, never a silent pick."""
     if not isinstance(data, dict) or FLASH_ATTENTION_ALIAS not in data:
         return data
@@ -468,7 +470,7 @@ def flash_attention_alias(data: Any) -> Any:
     if not isinstance(flag, bool):
         raise ValueError(f"{FLASH_ATTENTION_ALIAS} must be true or false, got {flag!r}")
     chosen = data.get("attn_implementation", "auto")
-    wanted = "flash_attention_2" if flag else "sdpa"
+    wanted = "flash_attention_2" if flag else "windowed_sdpa"
     if chosen != "auto" and (chosen == "flash_attention_2") != flag:
         raise ValueError(f"{FLASH_ATTENTION_ALIAS}: {str(flag).lower()} contradicts attn_implementation: {chosen}")
     data["attn_implementation"] = wanted if chosen == "auto" else chosen
@@ -484,10 +486,11 @@ class ModelSettings(StrictModel):
     dtype: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="auto: bf16 on GPU, fp32 on CPU (Gemma 3 overflows in fp16)"
     )
-    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+    attn_implementation: AttnImplementation = Field(
         default="auto",
-        description="auto: flash_attention_2 on a GPU with flash-attn (sliding windows without a seq x seq mask), "
-        "else sdpa; eager materialises seq x seq scores: short contexts only. "
+        description="auto: flash_attention_2 on a GPU with flash-attn, else windowed_sdpa (the project's sdpa on "
+        "sliding-window blocks); both have memory linear in length. sdpa and eager build a seq x seq mask (eager "
+        "also seq x seq scores): refused when it cannot fit the device at max_seq_length. "
         "`use_flash_attention_2: true` is accepted as an alias of flash_attention_2",
     )
 

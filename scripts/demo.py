@@ -105,7 +105,6 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
     if settings.real:
         training.update({
             "backend": "auto",
-            "model.attn_implementation": "sdpa",
             "lora.r": 16, "lora.alpha": 32, "lora.dropout": 0.0,  # CPU sweep: 87-91% slot accuracy at 120 steps
             "train.lr": 3.0e-4,                 # CPU sweep: ties 1e-3, fills fewer empty slots (1.8% vs 7.3%)
             "train.warmup_ratio": 0.05,         # the first steps see loss ~20: <end_of_turn> is new to the base

@@ -259,20 +259,22 @@ def load_model_config(name_or_path: str, rope: tuple[float, int] | None = None, 
 
 
 def load_base(name_or_path: str, *, dtype="auto", attn_implementation: str = "auto",
-              rope: tuple[float, int] | None = None):
+              rope: tuple[float, int] | None = None, max_seq_length: int | None = None):
     """A causal LM from a local dir or hub id: rope scaling through ``config=`` (never as a
     ``from_pretrained`` keyword), one dtype rule (``dtype`` may already be a torch dtype), one
-    attention rule. On CPU; callers move it."""
+    attention rule (``max_seq_length``: the longest sequence it will train on, which sdpa/eager's
+    seq x seq mask must fit). On CPU; callers move it."""
     from transformers import AutoModelForCausalLM
 
     from scripts.modeling import resolve_attn_implementation
 
+    dtype = torch_dtype(dtype) if isinstance(dtype, str) else dtype
+    attn_implementation = resolve_attn_implementation(attn_implementation, max_seq_length, dtype=dtype)
     kwargs = pretrained_kwargs(name_or_path)
     config = load_model_config(name_or_path, rope, kwargs)
     try:
         return AutoModelForCausalLM.from_pretrained(
-            name_or_path, config=config, dtype=torch_dtype(dtype) if isinstance(dtype, str) else dtype,
-            attn_implementation=resolve_attn_implementation(attn_implementation), **kwargs,
+            name_or_path, config=config, dtype=dtype, attn_implementation=attn_implementation, **kwargs,
         )
     except OSError as exc:
         raise load_error(name_or_path, exc, kwargs) from exc

@@ -166,22 +166,62 @@ def restore_end_of_turn_eos(model, tokenizer) -> None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
-def resolve_attn_implementation(choice: str, flash: bool | None = None) -> str:
-    """`auto` -> flash_attention_2 where it can run (GPU + flash-attn: sliding windows with no
-    seq x seq mask, which at 131072 tokens is 16 GiB), else sdpa. Explicit choices pass through.
-    ``flash``: whether flash-attn runs there (default: detected on this host; the memory plan of
-    another host passes False)."""
+# The seq x seq mask sdpa/eager (and Unsloth's Gemma 3 attention on a GPU) build may take at most this share
+# of the device: weights, optimizer state, checkpointed activations, the recomputed layer and the loss tiles
+# need the rest, and at 131072 tokens they alone are several GiB.
+SEQ_MASK_SHARE = 0.5
+QUADRATIC_ATTENTION = ("sdpa", "eager")  # transformers builds a seq x seq mask for these on Gemma 3
+
+
+def seq_mask_bytes(seq_len: int, dtype_bytes: int) -> int:
+    """One sequence's seq x seq attention mask: the bool mask transformers builds for sliding layers, plus
+    the additive float copy (of the compute dtype) that sdpa makes from it on each call, CPU or GPU, and
+    keeps for backward; eager's mask is that float too (its seq x seq scores come on top)."""
+    return seq_len * seq_len * (1 + dtype_bytes)
+
+
+def seq_mask_overflow(seq_len: int, dtype_bytes: int, device_memory: int | None = None) -> str | None:
+    """None when the seq x seq mask at ``seq_len`` tokens takes at most ``SEQ_MASK_SHARE`` of the device
+    (``device_memory`` bytes, default this device's); else what it would take, for a one-line error."""
+    from scripts.training.memory_plan import this_host
+
+    memory = this_host()[1] if device_memory is None else device_memory
+    need = seq_mask_bytes(seq_len, dtype_bytes)
+    if need <= SEQ_MASK_SHARE * memory:
+        return None
+    return (f"a seq x seq attention mask of {need / 2**30:.1f} GiB at {seq_len} tokens, more than "
+            f"{SEQ_MASK_SHARE:.0%} of the device's {memory / 2**30:.0f} GiB")
+
+
+def resolve_attn_implementation(choice: str, max_seq_length: int | None = None, *, flash: bool | None = None,
+                                dtype=None, device_memory: int | None = None) -> str:
+    """`auto` -> flash_attention_2 where it can run (GPU + flash-attn), else windowed_sdpa (CPU, ROCm,
+    CUDA without flash-attn: ``scripts.attention``, no seq x seq mask). Both have memory linear in length.
+    sdpa and eager only when asked, and refused (UserError) when their seq x seq mask at ``max_seq_length``
+    tokens in ``dtype`` (default: the dtype rule's) would not fit ``device_memory`` (default: this device's).
+    ``flash``: whether flash-attn runs there (default: detected on this host; the memory plan of another
+    host passes False). Resolving to windowed_sdpa registers it with transformers."""
     import importlib.util
 
     import torch
 
-    if flash is None:
-        flash = torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
-    if choice == "auto":
-        return "flash_attention_2" if flash else "sdpa"
-    if choice == "flash_attention_2" and not flash:
-        from scripts.config import UserError
+    from scripts.config import UserError
 
+    gpu = torch.cuda.is_available()
+    if flash is None:
+        flash = gpu and importlib.util.find_spec("flash_attn") is not None
+    if choice == "auto":
+        choice = "flash_attention_2" if flash else "windowed_sdpa"
+    if choice == "flash_attention_2" and not flash:
         raise UserError("attn_implementation flash_attention_2 needs a GPU and the flash-attn package "
-                        "(see `fab env.check`); use auto or sdpa")
+                        "(see `fab env.check`); use auto or windowed_sdpa")
+    if choice == "windowed_sdpa":
+        import scripts.attention  # noqa: F401  (registers the name)
+    if choice in QUADRATIC_ATTENTION and max_seq_length is not None:
+        from scripts.model_loading import torch_dtype
+
+        dtype = torch_dtype("auto", gpu=gpu) if dtype is None else dtype
+        if overflow := seq_mask_overflow(max_seq_length, dtype.itemsize, device_memory):
+            raise UserError(f"attn_implementation {choice} builds {overflow} (model.max_seq_length); use auto or "
+                            "windowed_sdpa (memory linear in length)")
     return choice

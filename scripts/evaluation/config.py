@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from scripts.config import StrictModel, WorkspaceSettings, flash_attention_alias
+from scripts.config import AttnImplementation, StrictModel, WorkspaceSettings, flash_attention_alias
 from scripts.paths import Workspace
 from scripts.serving.engines import EngineSettings
 
@@ -37,8 +37,9 @@ class EvalModelSettings(StrictModel):
     dtype: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="auto: bf16 on GPU, fp32 on CPU (Gemma 3 overflows in fp16)"
     )
-    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
-        default="auto", description="auto: flash_attention_2 on a GPU with flash-attn, else sdpa; "
+    attn_implementation: AttnImplementation = Field(
+        default="auto", description="auto: flash_attention_2 on a GPU with flash-attn, else windowed_sdpa "
+        "(memory linear in prompt length); sdpa and eager build a seq x seq mask per prompt; "
         "`use_flash_attention_2: true` is accepted as an alias of flash_attention_2"
     )
 

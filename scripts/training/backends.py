@@ -15,6 +15,14 @@ buffers, ``<end_of_turn>`` restored as an EOS; then LoRA on ``cfg.lora``
 trains, the embeddings stay tied to the LM head (one tensor), and the weights
 are kept in fp32 (``master_dtype``) with bf16 autocast on a GPU, on both
 backends (Unsloth: ``full_finetuning=True`` with ``float32_mixed_precision=True``).
+Attention: ``scripts.modeling.resolve_attn_implementation`` (flash_attention_2 or
+the project's linear-memory ``windowed_sdpa``). Unsloth on a GPU ignores it for
+Gemma 3: its patched ``Gemma3Attention.forward`` builds a [batch, 1, seq, seq]
+mask for the sliding layers (``scripts.attention`` says where), so ``auto``
+leaves Unsloth for hf when ``model.max_seq_length`` would need a mask the GPU
+cannot hold, and an explicit ``unsloth`` is refused, in one line, when the
+longest training sequence would (``check_unsloth_fits``). On CPU Unsloth runs
+transformers' own Gemma 3 code, which takes ``windowed_sdpa``.
 Unsloth is imported lazily (``import_unsloth``), and before transformers,
 PEFT and TRL, as it requires: nothing this module or ``scripts.training.run``
 imports at module level pulls those in, so ``run_training`` can import
@@ -53,10 +61,34 @@ def import_unsloth() -> list[str]:
     return late
 
 
+# Unsloth computes Gemma 3's attention in fp32 (it upcasts q, k, v), so sdpa's float copy of its mask is fp32
+UNSLOTH_MASK_DTYPE_BYTES = 4
+UNSLOTH_FIX = "use --backend hf (flash_attention_2 or windowed_sdpa: memory linear in length)"
+
+
+def unsloth_overflow(seq_len: int, *, gpu: bool | None = None, device_memory: int | None = None) -> str | None:
+    """What Unsloth's Gemma 3 attention would build at ``seq_len`` tokens when it cannot fit the GPU, else
+    None (see ``scripts.attention``). On CPU Unsloth runs transformers' Gemma 3 code with the project's
+    linear attention: always None."""
+    from scripts.modeling import seq_mask_overflow
+
+    gpu = torch.cuda.is_available() if gpu is None else gpu
+    return seq_mask_overflow(seq_len, UNSLOTH_MASK_DTYPE_BYTES, device_memory) if gpu else None
+
+
+def check_unsloth_fits(seq_len: int, *, gpu: bool | None = None, device_memory: int | None = None) -> None:
+    """One-line UserError when Unsloth cannot train sequences of ``seq_len`` tokens here."""
+    if overflow := unsloth_overflow(seq_len, gpu=gpu, device_memory=device_memory):
+        raise UserError(f"backend unsloth: its Gemma 3 attention on a GPU builds {overflow} (the longest training "
+                        f"sequence); {UNSLOTH_FIX}")
+
+
 def pick_backend(
-    requested: str, *, gpu: bool | None = None, unsloth: bool | None = None, nproc: int = 1
+    requested: str, *, gpu: bool | None = None, unsloth: bool | None = None, nproc: int = 1,
+    max_seq_length: int | None = None, device_memory: int | None = None,
 ) -> tuple[str, str]:
-    """``(backend, reason)``. ``auto`` is unsloth only with a GPU *and* unsloth installed, on one process."""
+    """``(backend, reason)``. ``auto`` is unsloth only with a GPU *and* unsloth installed, on one process, and
+    when Unsloth's seq x seq Gemma 3 mask at ``max_seq_length`` fits the GPU (``unsloth_overflow``)."""
     gpu = torch.cuda.is_available() if gpu is None else gpu
     unsloth = unsloth_installed() if unsloth is None else unsloth
     if requested == "hf":
@@ -72,6 +104,9 @@ def pick_backend(
     if nproc > 1:
         return "hf", f"auto: --nproc {nproc} is multi-process DDP, which Unsloth does not do"
     if gpu and unsloth:
+        if max_seq_length and (overflow := unsloth_overflow(max_seq_length, gpu=gpu, device_memory=device_memory)):
+            return "hf", (f"auto: Unsloth's Gemma 3 attention on a GPU would build {overflow} (model.max_seq_length); "
+                          "hf trains with memory linear in length")
         return "unsloth", "auto: GPU and unsloth present"
     if not gpu:
         return "hf", "auto: no GPU found"
@@ -141,7 +176,7 @@ def _load_hf(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
 
     model = load_base(cfg.model.name_or_path, dtype=master_dtype(cfg, dtype),
                       attn_implementation=cfg.model.attn_implementation,
-                      rope=(cfg.model.rope.factor, cfg.model.max_seq_length))
+                      rope=(cfg.model.rope.factor, cfg.model.max_seq_length), max_seq_length=cfg.model.max_seq_length)
     check_rope(model, cfg)
     restore_end_of_turn_eos(model, tokenizer)
     install_chunked_loss(model)
@@ -171,7 +206,8 @@ def _load_unsloth(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
         dtype=dtype,
         load_in_4bit=False,
         full_finetuning=full,
-        attn_implementation=resolve_attn_implementation(cfg.model.attn_implementation),
+        attn_implementation=resolve_attn_implementation(cfg.model.attn_implementation, cfg.model.max_seq_length,
+                                                        dtype=dtype),
         use_gradient_checkpointing="unsloth" if cfg.train.gradient_checkpointing else False,
         token=hub_token(),
         **extra,

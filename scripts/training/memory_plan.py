@@ -309,11 +309,11 @@ def planned_attention(choice: str, device: Device, here: bool) -> str:
 
 
 def available_attention(device: Device) -> list[str]:
-    """The implementations a run could pick there: flash_attention_2 only on a GPU; windowed_sdpa once
-    the project registers it with transformers' attention interface."""
+    """The implementations a run could pick there: flash_attention_2 only on a GPU; windowed_sdpa
+    (``scripts.attention``) everywhere."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    import scripts.model_loading  # noqa: F401  (registers the project's attention implementations, if any)
+    import scripts.attention  # noqa: F401  (registers windowed_sdpa with transformers)
 
     names = ["eager", "sdpa"] + (["flash_attention_2"] if device == "gpu" else [])
     return names + [name for name in ("windowed_sdpa",) if name in ALL_ATTENTION_FUNCTIONS]

@@ -51,7 +51,7 @@ from scripts.paths import (
     RUN_ADAPTER as ADAPTER, RUN_CHECKPOINTS as CHECKPOINTS, RUN_CONFIG as CONFIG_FILE, RUN_METRICS as METRICS,
     RUN_MODEL as MODEL, RUN_RESULT as RESULT,
 )
-from scripts.training.backends import import_unsloth, pick_backend
+from scripts.training.backends import check_unsloth_fits, import_unsloth, pick_backend
 from scripts.training.prepare import (
     check_splits, load_checked_tokenizer, load_train_tokens, prepare_run, read_prepare,
 )
@@ -313,7 +313,7 @@ def setup_run(cfg: TrainingConfig, *, run_id: str | None, resume: str | None, np
     """Backend, splits check, run dir and resume checkpoint: the same steps in this process, in the
     ``--nproc`` launcher and in every torchrun rank. Unsloth, when chosen, is imported here, before
     anything imports transformers/PEFT/TRL."""
-    chosen, reason = pick_backend(cfg.backend, nproc=nproc)
+    chosen, reason = pick_backend(cfg.backend, nproc=nproc, max_seq_length=cfg.model.max_seq_length)
     if say_backend:
         say(f"backend: {chosen} ({reason})")
     if chosen == "unsloth":
@@ -354,6 +354,8 @@ def run_training(
         load_split(cfg.data, "train"), tokenizer, cfg.model.max_seq_length, cfg.data.truncation)
     if len(train_dataset) == 0:
         raise UserError("no training example fits max_seq_length; see `fab train.prepare`")
+    if chosen == "unsloth":
+        check_unsloth_fits(min(stats.longest_tokens, cfg.model.max_seq_length))
     dtype = torch_dtype(cfg.model.dtype)
     from transformers import set_seed
 

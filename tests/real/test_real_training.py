@@ -46,7 +46,7 @@ def real_run(real_gemma, tmp_path_factory):
     (root / "datasets.yaml").write_text(yaml.safe_dump(datasets.model_dump(mode="json"), sort_keys=False))
     raw = yaml.safe_load((REPO_ROOT / "configs/training.yaml").read_text())
     raw.update(backend="hf")
-    raw["model"].update(name_or_path=str(real_gemma), attn_implementation="sdpa")
+    raw["model"].update(name_or_path=str(real_gemma), attn_implementation="windowed_sdpa")
     raw["data"].update(processed_dir=str(root / "data"))
     raw["output"].update(runs_dir=str(root / "runs"), run_id="real")
     raw["loss"]["chunk_size"] = 512

@@ -154,7 +154,7 @@ def test_use_flash_attention_2_is_an_alias_in_training_and_eval_configs(tmp_path
     evaluation = (REPO_ROOT / "configs/eval.yaml").read_text()
     path = write(tmp_path, evaluation.replace("  attn_implementation: auto", "  use_flash_attention_2: true"))
     assert load_config(path, EvalConfig).model.attn_implementation == "flash_attention_2"
-    assert load_config(path, EvalConfig, {"model.use_flash_attention_2": False}).model.attn_implementation == "sdpa"
+    assert load_config(path, EvalConfig, {"model.use_flash_attention_2": False}).model.attn_implementation == "windowed_sdpa"
     with pytest.raises(UserError, match="use_flash_attention_2: true contradicts attn_implementation: eager"):
         load_config(path, EvalConfig, {"model.attn_implementation": "eager"})
     assert "model.use_flash_attention_2: true (= attn_implementation: flash_attention_2)" in (

@@ -59,7 +59,7 @@ def test_hf_training_model_has_rope_on_global_layers_and_lora(tiny_root, tmp_pat
     tok = load_checked_tokenizer(cfg)
     model = load_model(cfg, "hf", tok, torch.float32)
     _check_scaled(model)
-    assert model.config._attn_implementation == "sdpa"  # auto without a GPU: never eager's seq x seq scores
+    assert model.config._attn_implementation == "windowed_sdpa"  # auto without a GPU: no seq x seq mask
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert {n.split(".")[-4] for n in trainable} == set(cfg.lora.target_modules)
@@ -73,7 +73,39 @@ def test_attention_auto_never_picks_eager_and_flash_needs_a_gpu():
     from scripts.config import UserError
     from scripts.modeling import resolve_attn_implementation
 
-    assert resolve_attn_implementation("auto") == "sdpa"  # CPU, no flash-attn
+    assert resolve_attn_implementation("auto") == "windowed_sdpa"  # CPU, no flash-attn
     assert resolve_attn_implementation("eager") == "eager"
     with pytest.raises(UserError, match="flash_attention_2 needs a GPU"):
         resolve_attn_implementation("flash_attention_2")
+
+
+def test_sdpa_and_eager_are_refused_when_their_mask_cannot_fit():
+    from scripts.modeling import resolve_attn_implementation
+
+    gib = 2**30
+    # 131072^2 x (1 B bool + 2 B bf16 copy) = 48 GiB: over half of an 80 GiB GPU, under half of 128 GiB
+    with pytest.raises(UserError) as err:
+        resolve_attn_implementation("sdpa", 131072, dtype=torch.bfloat16, device_memory=80 * gib)
+    assert str(err.value) == ("attn_implementation sdpa builds a seq x seq attention mask of 48.0 GiB at 131072 "
+                              "tokens, more than 50% of the device's 80 GiB (model.max_seq_length); use auto or "
+                              "windowed_sdpa (memory linear in length)")
+    assert resolve_attn_implementation("sdpa", 131072, dtype=torch.bfloat16, device_memory=128 * gib) == "sdpa"
+    with pytest.raises(UserError, match="eager builds a seq x seq attention mask of 80.0 GiB"):  # fp32: 1 + 4 B
+        resolve_attn_implementation("eager", 131072, dtype=torch.float32, device_memory=80 * gib)
+    assert resolve_attn_implementation("sdpa", 2048, dtype=torch.float32, device_memory=1 * gib) == "sdpa"
+    assert resolve_attn_implementation("windowed_sdpa", 131072, device_memory=1 * gib) == "windowed_sdpa"
+
+
+def test_unsloth_on_a_gpu_is_routed_or_refused_past_its_mask():
+    from scripts.training.backends import check_unsloth_fits
+
+    gib = 2**30
+    # Unsloth's mask at 131072 tokens: bool + fp32 copy = 80 GiB; at 32768 tokens 5 GiB
+    backend, reason = pick_backend("auto", gpu=True, unsloth=True, max_seq_length=131072, device_memory=80 * gib)
+    assert backend == "hf" and "80.0 GiB at 131072 tokens" in reason and "model.max_seq_length" in reason
+    assert pick_backend("auto", gpu=True, unsloth=True, max_seq_length=32768, device_memory=80 * gib)[0] == "unsloth"
+    assert pick_backend("unsloth", gpu=True, unsloth=True, max_seq_length=131072)[0] == "unsloth"  # data decide
+    with pytest.raises(UserError, match="backend unsloth: its Gemma 3 attention on a GPU builds .* use --backend hf"):
+        check_unsloth_fits(131072, gpu=True, device_memory=80 * gib)
+    check_unsloth_fits(32768, gpu=True, device_memory=80 * gib)
+    check_unsloth_fits(131072, gpu=False, device_memory=gib)  # CPU: Unsloth runs transformers' code + windowed_sdpa

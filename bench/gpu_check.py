@@ -46,7 +46,10 @@ OOM or a hang costs one row, not the run), results appended to ``<out>/gpu_check
   vLLM vs HF pages/s and answer agreement on 32 + 32 validation pages on this device.
 * ``longctx``: ONE training step (forward + backward, LoRA, gradient checkpointing, bf16) of one
   sequence per length and backend, labels on its last 1024 tokens (an answer after a long prompt):
-  peak GPU memory (``torch.cuda.max_memory_allocated``) and tokens/s of the second step.
+  peak GPU memory (``torch.cuda.max_memory_allocated``) and tokens/s of the second step, beside
+  the memory plan's projection of the same step (``plan_gib``; ``plan_allocated_gib`` without the
+  runtime term the allocator does not count; ``plan_terms_gib`` term by term), so the plan's GPU
+  factors (``memory_plan.GPU_CALIBRATION``) are checked whenever a GPU is lent.
 """
 
 from __future__ import annotations
@@ -126,8 +129,7 @@ def training_cfg(args, backend: str, steps: int, extra: dict | None = None):
     return load_config(REPO / "configs/training.yaml", TrainingConfig, {
         "backend": backend,
         "model.name_or_path": str(base_dir(args)),
-        "data.schema_version": SCHEMA,
-        "data.processed_dir": str(work / "processed"),
+        "data.datasets_config": str(work / "datasets.yaml"),  # processed_dir and schema_version (prepare())
         "output.runs_dir": str(work / "runs"),
         "output.run_id": backend,
         "train.max_steps": steps,
@@ -195,7 +197,7 @@ def stage_env(work: Path, out: Path, args) -> None:
 
     import torch
 
-    from scripts.gguf_import import base_model_label
+    from scripts.model_identity import base_model_label
 
     row = {"stage": "env", "python": platform.python_version(), "torch": torch.__version__,
            "cuda": torch.version.cuda, "hip": torch.version.hip, "device": device(), "shape": args.shape,
@@ -316,10 +318,27 @@ def stage_step(work: Path, out: Path, args) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+    attn_used = getattr(model.config, "_attn_implementation", None)
     record(out, {"stage": "step", "backend": backend, "attn": attn, "length": length,
                  "seconds": round(times[-1], 3), "first_s": round(times[0], 3),
                  "tokens_per_s": round(length / times[-1]), "peak_gib": peak_gib(), "after_load_gib": loaded,
-                 "loss": round(loss.item(), 4), "attn_used": getattr(model.config, "_attn_implementation", None)})
+                 "loss": round(loss.item(), 4), "attn_used": attn_used,
+                 **planned(cfg, model.config, length, answer, attn_used)})
+
+
+def planned(cfg, model_config, length: int, answer: int, attn: str | None) -> dict:
+    """The memory plan of this step (``scripts.training.memory_plan``), beside the measured peak:
+    ``plan_allocated_gib`` leaves out the runtime term (context, allocator slack), which
+    ``torch.cuda.max_memory_allocated`` does not see."""
+    from scripts.training.memory_plan import ATTENTION_IMPLEMENTATIONS, GIB, ModelShape, plan_step
+
+    if attn not in ATTENTION_IMPLEMENTATIONS:
+        return {"plan_gib": None}
+    step = plan_step(ModelShape.from_config(model_config), cfg, length, device="gpu" if device() == "cuda" else "cpu",
+                     attn=attn, label_tokens=answer)
+    return {"plan_gib": round(step.peak / GIB, 2),
+            "plan_allocated_gib": round((step.peak - step.terms["runtime"]) / GIB, 2),
+            "plan_terms_gib": {name: round(value / GIB, 3) for name, value in step.terms.items()}}
 
 
 def stage_evalspeed(work: Path, out: Path, args) -> None:
@@ -463,8 +482,14 @@ def main() -> None:
                 for attn in (args.attns.split(",") if backend == "hf" else ["sdpa"]):
                     child(args, "step", args.step_timeout, backend=backend, length=length, attn=attn)
     print(f"total {time.perf_counter() - began:.0f}s")
+    rows = [json.loads(line) for line in (args.out / "gpu_check.jsonl").read_text().splitlines()]
     for line in (args.out / "gpu_check.jsonl").read_text().splitlines():
         print(line[:400])
+    for row in rows:
+        if row.get("stage") == "step" and row.get("plan_allocated_gib") and row.get("peak_gib"):
+            print(f"memory plan vs measured, {row['backend']} {row['attn_used']} at {row['length']} tokens: "
+                  f"plan {row['plan_allocated_gib']} GiB allocated (+ runtime: {row['plan_gib']}), "
+                  f"measured {row['peak_gib']} GiB ({row['peak_gib'] / row['plan_allocated_gib'] - 1:+.0%})")
 
 
 if __name__ == "__main__":

@@ -124,13 +124,12 @@ def cpu_training_config(args: argparse.Namespace, datasets: Path, run_id: str, s
     """configs/training.yaml with the CPU-budget settings the benches train with (batch 1, no
     recomputation, LoRA dropout 0), the options in ``args`` and the bench's own data and run folder."""
     raw = yaml.safe_load((REPO / "configs/training.yaml").read_text())
-    data = yaml.safe_load(datasets.read_text())
     raw["model"].update(name_or_path=args.base, attn_implementation="auto")
     raw["lora"].update(r=args.lora_r, alpha=2 * args.lora_r, dropout=0.0)
     raw["train"].update(lr=args.lr, max_steps=args.steps, per_device_batch_size=1, grad_accum=1,
                         warmup_ratio=args.warmup, method=args.method, logging_steps=10, save_steps=save_steps,
                         save_total_limit=save_total_limit, gradient_checkpointing=False)
-    raw["data"].update(processed_dir=data["processed_dir"], schema_version=data["schema_version"])
+    raw["data"].update(datasets_config=str(datasets))
     raw["output"].update(runs_dir=str(args.work / "runs"), run_id=run_id)
     raw["loss"]["chunk_size"] = 1024
     return raw

@@ -308,7 +308,8 @@ def run_point(args) -> None:
     from quality_bench import cpu_training_config, sample_splits
     from scripts.config import TrainingConfig
     from scripts.contracts import RunResult
-    from scripts.training.run import RESULT, run_training
+    from scripts.paths import RUN_RESULT as RESULT
+    from scripts.training.run import run_training
 
     sample = sample_splits(args.work, args.rows)
     datasets = key_ordered(sample, args.work, args.key_order)

@@ -187,7 +187,8 @@ def training_config(overrides: dict):
 
 def real_model(model_dir: Path) -> str:
     """The imported Gemma 3 270M at ``model_dir`` (imported now when missing); returns its label."""
-    from scripts.gguf_import import base_model_label, import_gguf
+    from scripts.gguf_import import import_gguf
+    from scripts.model_identity import base_model_label
 
     if not (model_dir / "config.json").is_file():
         print(f"importing the packaged google/gemma-3-270m GGUF into {model_dir} (once)", flush=True)

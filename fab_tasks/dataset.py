@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -28,11 +29,12 @@ def _progress() -> Progress:
 @task(help={
     "rows": "number of examples to write (default 2000)",
     "seed": "random seed; the same seed gives the same table",
-    "output": "DuckDB file to write (default: DATASET_DB_PATH or data/raw/dataset.duckdb)",
+    "output": "DuckDB file to write (default: DATASET_DB_PATH or the workspace's data/raw/dataset.duckdb)",
     "dirty_rate": "share of deliberately bad rows, to exercise the rejects path (default 0.02)",
+    "config": f"dataset config naming the workspace (default {DEFAULT_CONFIG})",
 })
 @user_errors
-def sample(c, rows=2000, seed=0, output="", dirty_rate=0.02):
+def sample(c, rows=2000, seed=0, output="", dirty_rate=0.02, config=DEFAULT_CONFIG):
     """Write a realistic sample `examples` table (50 shops, 7 locales, nav + product pages)."""
     from scripts.sample_data import generate_sample
 
@@ -40,7 +42,11 @@ def sample(c, rows=2000, seed=0, output="", dirty_rate=0.02):
         raise UserError("--rows must be a positive number")
     if not 0 <= float(dirty_rate) < 1:
         raise UserError("--dirty-rate must be in [0, 1)")
-    path = Path(output) if output else dataset_db_path()
+    if output:
+        path = Path(output)
+    else:  # the config only says where the workspace is: DATASET_DB_PATH needs none
+        path = dataset_db_path(None if os.environ.get("DATASET_DB_PATH") else
+                               load_config(config, DatasetsConfig).workspace())
     with _progress() as bar:
         job = bar.add_task("generating", total=int(rows))
         summary = generate_sample(
@@ -54,7 +60,7 @@ def sample(c, rows=2000, seed=0, output="", dirty_rate=0.02):
 @task(help={
     "schema_version": "output sub-folder of data/processed (default: the config's schema_version, v2)",
     "config": f"dataset config with the task registry (default {DEFAULT_CONFIG})",
-    "db": "source DuckDB (default: DATASET_DB_PATH or data/raw/dataset.duckdb)",
+    "db": "source DuckDB (default: DATASET_DB_PATH or the workspace's data/raw/dataset.duckdb)",
 })
 @user_errors
 def clean(c, schema_version="", config=DEFAULT_CONFIG, db=""):
@@ -63,7 +69,7 @@ def clean(c, schema_version="", config=DEFAULT_CONFIG, db=""):
 
     cfg = load_config(config, DatasetsConfig)
     schema_version = schema_version or cfg.schema_version
-    db_path = Path(db) if db else dataset_db_path()
+    db_path = Path(db) if db else dataset_db_path(cfg.workspace())
     with _progress() as bar:
         job = bar.add_task("cleaning", total=None)
         manifest = clean_dataset(db_path, cfg, schema_version, on_rows=lambda n: bar.advance(job, n))

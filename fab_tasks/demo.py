@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from invoke import task
+from invoke.exceptions import Exit
 
-from fab_tasks._common import console, user_errors
+from fab_tasks._common import console, task, user_errors
 
 
-@task(help={
+@task(kinds={"steps": int, "eval_limit": int}, help={
     "rows": "sample examples to generate (default 2000)",
     "steps": "training steps (default 800 for the tiny model, 120 with --real)",
     "eval_limit": "validation examples to generate and judge, taken from each task in turn; 0 = all "
@@ -27,7 +27,7 @@ def demo(c, rows=2000, steps=None, eval_limit=None, seed=0, real=False, engine="
                             # cores, 9-16 min on a shared machine; measured 2026-12-02..06)
         fab demo --real     # the real Gemma 3 270M: fine-tuned vs zero-shot on unseen sites
     """
-    from scripts.demo import DemoSettings, run_demo
+    from scripts.demo import DemoInterrupted, DemoSettings, run_demo
 
     from scripts.serving.engines import resolve_engine
 
@@ -38,7 +38,10 @@ def demo(c, rows=2000, steps=None, eval_limit=None, seed=0, real=False, engine="
     if eval_limit is not None:
         changes["eval_limit"] = int(eval_limit)
     settings = DemoSettings.for_real(**changes) if real else DemoSettings(**changes)
-    result = run_demo(settings, say=console.print, console=console)
+    try:
+        result = run_demo(settings, say=console.print, console=console)
+    except DemoInterrupted as stopped:
+        raise Exit(f"{stopped}", code=130 if stopped.signal == "SIGINT" else 143) from None
     console.print(f"\n[bold]demo finished in {sum(result.seconds.values()):.0f}s[/]; artifacts:")
     for label, path in result.artifacts.items():
         console.print(f"  {label:20} {path}")
@@ -47,7 +50,8 @@ def demo(c, rows=2000, steps=None, eval_limit=None, seed=0, real=False, engine="
                       "validation sites never seen in training)")
     else:
         console.print("\n[bold]headline[/] (a tiny model trained from scratch: it proves the chain runs and that "
-                      "nav learns; its extraction answers are not a quality figure)")
+                      "nav learns; it does not learn to copy values from a page, so its extraction answers are not a quality "
+                      "figure: see docs/demo.md, and fab demo --real)")
     for line in result.headline:
         console.print(f"  {line}")
     console.print("  valid = the answer parses against the task's schema, which constrained decoding guarantees; "

@@ -47,7 +47,8 @@ def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id=
     cfg = load_config(config, EvalConfig, {"model.adapter": adapter or None, "model.zero_shot": True if base else None,
                                            "engine.name": engine or None})
     if run_id:
-        cfg = with_overrides(cfg, {"model.adapter": str(paths.run_dir(cfg.model.runs_dir, run_id))}, config)
+        cfg = with_overrides(cfg, {"model.adapter": str(paths.run_dir(cfg.resolved().model.runs_dir, run_id))},
+                             config)
     started = time.perf_counter()
     with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn(),
@@ -90,7 +91,7 @@ def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, jud
     from scripts.evaluation.judge import new_run_id, run_judge
     from scripts.evaluation.judge_config import JudgeConfig
 
-    cfg = load_config(config, JudgeConfig, {"judge.max_cost_usd": max_cost})
+    cfg = load_config(config, JudgeConfig, {"judge.max_cost_usd": max_cost}).resolved()
     run_id = None
     if base:
         cfg = with_overrides(cfg, {"candidates_dir": str(paths.candidates_dir(cfg.candidates_dir, zero_shot=True))},
@@ -116,12 +117,12 @@ def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, jud
 
 @task(help={
     "run_id": "judge run to report, e.g. validation_20261125T120000Z (a folder of reports/judge/)",
-    "output": "Markdown file to write; PNG charts go beside it (default reports/latest_eval.md)",
+    "output": "Markdown file to write; PNG charts go beside it (default: the workspace's reports/latest_eval.md)",
     "baseline": "another judge run id: adds delta columns and the regressed examples",
     "config": f"judge config with the report settings and output_dir (default {DEFAULT_JUDGE_CONFIG})",
 })
 @user_errors
-def report(c, run_id="", output="reports/latest_eval.md", baseline="", config=DEFAULT_JUDGE_CONFIG):
+def report(c, run_id="", output="", baseline="", config=DEFAULT_JUDGE_CONFIG):
     """Markdown report of a judge run for a PR: verdicts, metrics with CIs, slots, escalation, failures."""
     from pathlib import Path
 
@@ -131,6 +132,7 @@ def report(c, run_id="", output="reports/latest_eval.md", baseline="", config=DE
 
     if not run_id:
         raise UserError("--run-id is required (the folder name under reports/judge/, printed by eval.judge)")
-    cfg = load_config(config, JudgeConfig)
-    path = write_report(cfg.output_dir, run_id, Path(output), baseline or None, cfg.report)
+    cfg = load_config(config, JudgeConfig).resolved()
+    output = Path(output) if output else cfg.workspace().eval_report
+    path = write_report(cfg.output_dir, run_id, output, baseline or None, cfg.report)
     console.print(f"wrote {path}")

@@ -1,6 +1,6 @@
 """Operations: what the switch costs per day, and batch inference over a table of pages.
 
-    fab ops.project_tokens --config configs/ops.yaml [--fail-over-budget]
+    fab ops.project-tokens --config configs/ops.yaml [--fail-over-budget]
     fab ops.backfill --source data/pages.duckdb --table pages --model models/export/NAME [--limit N]
 """
 
@@ -28,7 +28,7 @@ def project_tokens(c, config=DEFAULT_CONFIG, fail_over_budget=False):
 
     from scripts.ops.projection import OpsConfig, project_tokens as project, write_projection
 
-    cfg = load_config(config, OpsConfig)
+    cfg = load_config(config, OpsConfig).resolved()
     projection = project(cfg)
     table = Table(title=f"paid tokens/day vs budget {projection.budget_tokens_per_day:,}")
     for column in ("task", "pages/day", "strong today", "escalated", "judge", "escalation"):

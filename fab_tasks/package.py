@@ -1,6 +1,6 @@
 """Packaging: a merged, parity-checked bundle of a trained run for vLLM.
 
-    fab package.export --config configs/package.yaml --output models/export [--force]
+    fab package.export --config configs/package.yaml [--output models/export] [--force]
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ DEFAULT_CONFIG = "configs/package.yaml"
 
 @task(help={
     "config": f"what to export and how to check it (default {DEFAULT_CONFIG})",
-    "output": "folder the bundle goes into, as <output>/<name> (default models/export)",
+    "output": "folder the bundle goes into, as <output>/<name> (default: the workspace's models/export)",
     "adapter": "run dir (LoRA or full fine-tune), adapter dir or `latest`, overriding the config",
     "name": "bundle folder name (default: the run id)",
     "force": "replace an existing bundle of the same name",
 })
 @user_errors
-def export(c, config=DEFAULT_CONFIG, output="models/export", adapter="", name="", force=False):
+def export(c, config=DEFAULT_CONFIG, output="", adapter="", name="", force=False):
     """Merge a trained run into a parity-checked bundle for vLLM (manifest, model card).
 
     A LoRA adapter is merged into its base; a full fine-tune's weights are copied. The bundle is
@@ -33,7 +33,7 @@ def export(c, config=DEFAULT_CONFIG, output="models/export", adapter="", name=""
     overrides = {k: v for k, v in {"adapter": adapter, "name": name}.items() if v}
     cfg = load_config(config, PackageConfig, overrides)
     with console.status("exporting") as status:
-        result = export_bundle(cfg, Path(output), force=force, step=lambda s: status.update(s))
+        result = export_bundle(cfg, Path(output) if output else None, force=force, step=lambda s: status.update(s))
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     p = result.parity

@@ -10,7 +10,7 @@ from __future__ import annotations
 from invoke.exceptions import Exit
 
 from fab_tasks._common import console, task, user_errors
-from scripts.config import TrainingConfig, load_config
+from scripts.config import TrainingConfig, UserError, load_config
 
 DEFAULT_CONFIG = "configs/training.yaml"
 
@@ -18,19 +18,40 @@ DEFAULT_CONFIG = "configs/training.yaml"
 @task(help={
     "config": f"training config (default {DEFAULT_CONFIG})",
     "run_id": "run folder name under output.runs_dir (default: config's run_id, else a UTC timestamp)",
+    "device_memory": "plan memory for a device of this size on another host, e.g. 80GiB or 80GB "
+                     "(GB = 10^9 bytes; default: this host's GPU memory, else its RAM)",
+    "device": "gpu | cpu: the kind of device --device-memory describes (default gpu)",
 })
 @user_errors
-def prepare(c, config=DEFAULT_CONFIG, run_id=""):
-    """Check config, splits (sha256 vs manifest), tokenizer, lengths; create models/runs/<run_id>/."""
+def prepare(c, config=DEFAULT_CONFIG, run_id="", device_memory="", device=""):
+    """Check config, splits (sha256 vs manifest), tokenizer, lengths, memory plan; create models/runs/<run_id>/.
+
+    The memory plan projects one training step's peak, term by term (weights, optimizer,
+    checkpointed activations, attention masks and kernel buffers, one layer's recompute, the loss
+    tile, runtime), at the longest training example and at model.max_seq_length, and fails in one
+    line when either exceeds 90% of the device:
+
+        fab train.prepare --config configs/training.yaml
+        fab train.prepare --config configs/training.yaml --device-memory 80GiB   # a GPU elsewhere
+    """
+    from scripts.training.memory_plan import parse_memory_size, plan_lines
     from scripts.training.prepare import prepare_run
 
-    report = prepare_run(load_config(config, TrainingConfig), run_id or None)
+    if device not in ("", "gpu", "cpu"):
+        raise UserError(f"--device {device!r}: expected gpu or cpu")
+    if device and not device_memory:
+        raise UserError("--device describes the device of --device-memory; give both")
+    memory = parse_memory_size(device_memory) if device_memory else None
+    report = prepare_run(load_config(config, TrainingConfig), run_id or None, device_memory=memory,
+                         device=device or None)
+    for line in plan_lines(report.memory_plan):
+        console.print(line)
     for split, s in report.splits.items():
         console.print(f"{split}: {s.examples_kept}/{s.examples_in} examples kept, longest {s.longest_tokens} "
                       f"tokens ({s.longest_id}), {s.dropped_too_long} dropped, {s.truncated} truncated "
                       f"(max_seq_length {report.max_seq_length}, {report.truncation})")
-    console.print(f"prepared {report.run_dir}/ (config.yaml, dataset_manifest.json, prepare.json; "
-                  f"code {report.code_version})")
+    console.print(f"prepared {report.run_dir}/ (config.yaml, dataset_manifest.json, prepare.json with the "
+                  f"memory plan and attention {report.attn_implementation}; code {report.code_version})")
 
 
 @task(default=True, kinds={"max_steps": int}, help={
@@ -41,21 +62,30 @@ def prepare(c, config=DEFAULT_CONFIG, run_id=""):
     "method": "lora (adapter/) | full (every weight, model/), overriding the config's train.method",
     "run_id": "run folder to train (default: the prepared run, or a new one)",
     "nproc": "processes (GPUs) for DDP via torchrun, hf backend; 1 (default) trains in this process",
+    "reprepare": "prepare --run-id again when its config.yaml differs from this config (default: refuse, "
+                 "naming the differences)",
 })
 @user_errors
-def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", method="", run_id="", nproc=1):
-    """SFT, LoRA or full (answer-only loss, rope-scaled 131072 context); checkpoints, metrics, adapter/|model/."""
+def run(c, config=DEFAULT_CONFIG, resume="", max_steps=None, backend="", method="", run_id="", nproc=1,
+        reprepare=False):
+    """SFT, LoRA or full (answer-only loss, rope-scaled 131072 context); checkpoints, metrics, adapter/|model/.
+
+    A prepared or checkpointed run trains only under the config it was prepared with (config.yaml); how
+    long it trains, how often it saves and the backend may change on --resume. The train split is
+    tokenized once, by train.prepare, and trained on as prepared.
+    """
     if int(nproc) > 1:
         from scripts.training.ddp import launch
 
         result = launch(config, int(nproc), run_id=run_id or None, resume=resume or None, max_steps=max_steps,
-                        backend=backend or None, method=method or None, say=console.print)
+                        backend=backend or None, method=method or None, say=console.print,
+                        reprepare=bool(reprepare))
     else:
         from scripts.training.run import run_training, training_config
 
         cfg = training_config(config, max_steps=max_steps, backend=backend or None, method=method or None)
         result = run_training(cfg, run_id=run_id or None, resume=resume or None, console=console,
-                              say=console.print)
+                              say=console.print, reprepare=bool(reprepare))
     if result.interrupted_by:
         console.print(f"{result.interrupted_by}: stopped at step {result.global_step}, checkpoint saved in "
                       f"{result.run_dir}/checkpoints; continue with `fab train.run --resume latest`")

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from scripts.paths import ProcessedData
+from scripts.paths import SCHEMA_VERSION, ProcessedData, Workspace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV_VARS = ("LITELLM_API_KEY", "HUGGINGFACE_TOKEN")
@@ -39,8 +39,6 @@ ROCM_ENV_VARS = (
     "CUDA_VISIBLE_DEVICES",
 )
 MASK = "***"
-# Processed-data version (data/processed/<v>/). v2: extraction targets in catalog key order (v1: sorted keys).
-SCHEMA_VERSION = "v2"
 
 
 class UserError(Exception):
@@ -54,8 +52,9 @@ def load_env(env_file: Path | None = None) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
-def dataset_db_path() -> Path:
-    return Path(os.environ.get("DATASET_DB_PATH", "data/raw/dataset.duckdb"))
+def dataset_db_path(workspace: Workspace | None = None) -> Path:
+    """The raw DuckDB: DATASET_DB_PATH when set, else the workspace's ``data/raw/dataset.duckdb``."""
+    return Path(os.environ.get("DATASET_DB_PATH") or (workspace or Workspace()).raw_db)
 
 
 def secret_status() -> dict[str, bool]:
@@ -286,19 +285,43 @@ class StatsSettings(StrictModel):
 
 
 class DatasetsConfig(StrictModel):
+    root: Path = Field(default=Path("."), description="the workspace: every stage derives its paths from it "
+                       "(data/, models/runs, models/export, reports/; scripts.paths.Workspace)")
     schema_version: str = SCHEMA_VERSION
-    processed_dir: Path = Path("data/processed")
+    processed_dir: Path | None = Field(default=None, description="null: <root>/data/processed")
     tasks: dict[str, TaskSpec]
     clean: CleanSettings = CleanSettings()
     split: SplitSettings = SplitSettings()
     stats: StatsSettings = StatsSettings()
 
-    def version_dir(self, schema_version: str | None = None) -> Path:
-        return self.data_paths(schema_version).root
+    def workspace(self, schema_version: str | None = None) -> Workspace:
+        """Every artifact path of this dataset's stages (``None``: the config's schema_version)."""
+        return Workspace(self.root, schema_version or self.schema_version, self.processed_dir)
 
     def data_paths(self, schema_version: str | None = None) -> ProcessedData:
         """Where this version's clean files, splits and stats live (``None``: the config's schema_version)."""
-        return ProcessedData.of(self.processed_dir, schema_version or self.schema_version)
+        return self.workspace(schema_version).data
+
+
+class WorkspaceSettings(StrictModel):
+    """What a stage config names to find its workspace: the datasets config (task registry, root, schema
+    version). Every path the stage reads or writes is derived from it unless the stage overrides one."""
+
+    datasets_config: Path = Field(default=Path("configs/datasets.yaml"),
+                                  description="task registry, workspace root and schema version")
+    schema_version: str | None = Field(default=None, description="null: the datasets config's; another "
+                                       "version is an error (every stage reads the same processed data)")
+
+    def datasets(self) -> DatasetsConfig:
+        return load_config(self.datasets_config, DatasetsConfig)
+
+    def workspace(self) -> Workspace:
+        datasets = self.datasets()
+        if self.schema_version is not None and self.schema_version != datasets.schema_version:
+            raise UserError(f"`schema_version: {self.schema_version}` contradicts {self.datasets_config} "
+                            f"(schema_version {datasets.schema_version}); remove it, every stage reads the "
+                            "datasets config's version")
+        return datasets.workspace()
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -512,23 +535,25 @@ class TrainSettings(StrictModel):
     seed: int = 42
 
 
-class TrainingDataSettings(StrictModel):
-    schema_version: str = SCHEMA_VERSION
-    processed_dir: Path = Path("data/processed")
+class TrainingDataSettings(WorkspaceSettings):
+    processed_dir: Path | None = Field(default=None, description="null: the workspace's data/processed")
     truncation: Literal["drop", "truncate_prompt_left"] = Field(
         default="drop",
         description="examples over max_seq_length: drop them (counted) or cut the prompt's oldest tokens",
     )
 
-    def data_paths(self) -> ProcessedData:
-        return ProcessedData.of(self.processed_dir, self.schema_version)
+    def workspace(self) -> Workspace:
+        workspace = super().workspace()
+        if self.processed_dir is None:
+            return workspace
+        return Workspace(workspace.root, workspace.schema_version, self.processed_dir)
 
-    def splits_dir(self) -> Path:
-        return self.data_paths().splits_dir
+    def data_paths(self) -> ProcessedData:
+        return self.workspace().data
 
 
 class OutputSettings(StrictModel):
-    runs_dir: Path = Path("models/runs")
+    runs_dir: Path | None = Field(default=None, description="null: the workspace's models/runs")
     run_id: str | None = Field(default=None, description="default: UTC timestamp at prepare time")
 
 
@@ -544,3 +569,16 @@ class TrainingConfig(StrictModel):
     data: TrainingDataSettings = TrainingDataSettings()
     output: OutputSettings = OutputSettings()
     loss: LossSettings = LossSettings()
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.output.runs_dir or self.data.workspace().runs_dir
+
+    def resolved(self) -> TrainingConfig:
+        """This config with the paths it derives from its workspace written in: what a run's config.yaml
+        records, so eval and export read where it trained whatever the datasets config says later."""
+        workspace = self.data.workspace()
+        data = self.data.model_copy(update={"schema_version": workspace.schema_version,
+                                            "processed_dir": workspace.processed_dir})
+        return self.model_copy(update={"data": data, "output": self.output.model_copy(
+            update={"runs_dir": self.output.runs_dir or workspace.runs_dir})})

@@ -1,4 +1,4 @@
-"""Data contracts every stage reads and writes (see DESIGN.md, "Data contracts").
+"""Data contracts: every artifact one stage writes and another reads, as a pydantic model.
 
 A stage reads the previous stage's files through these models, never by
 re-parsing JSON by hand:
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator, Literal, TypeVar
@@ -246,7 +246,7 @@ class ConstraintViolations(BaseModel):
 
 
 class StatsReport(BaseModel):
-    """data/processed/<schema_version>/stats.json, read by ops.project_tokens."""
+    """data/processed/<schema_version>/stats.json, read by ops.project-tokens."""
 
     schema_version: str
     tokenizer: TokenCounter
@@ -445,21 +445,14 @@ def file_entry(path: Path, rows: int | None = None) -> FileEntry:
     return FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size, rows=rows)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
 @contextmanager
 def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
-    """Write to a temp file beside `path`, fsync, then rename over it."""
+    """Write to a temp file beside `path`, fsync, then rename over it. The temp file is created as
+    `open` would create it (0666 less the process umask, applied by the kernel), not with mkstemp's
+    private 0600, so artifacts stay readable by whoever may read the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would make every artifact private to its writer
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -467,7 +460,7 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -6,12 +6,12 @@
 sample -> clean -> split -> stats -> base model -> train -> generate -> judge
 -> report -> export -> project tokens. Every stage runs through the same
 scripts/ function its `fab` task calls, with the repo's configs plus the
-overrides below; the derived configs are written to `reports/demo/configs/`
-(`reports/demo-real/configs/`) so any stage can be rerun by hand (`fab
-eval.judge --config reports/demo/configs/judge_slots.yaml`). Demo artifacts
-live in their own folders (data/raw/demo.duckdb, data/processed/demo,
-models/runs/demo, models/export/demo, reports/demo*; `-real` for --real),
-never over a user's real data, and a rerun starts them afresh.
+overrides below. The demo is a workspace of its own, `demo/tiny/` (`demo/real/`
+for --real): its datasets config sets `root: demo/tiny`, so its raw table,
+processed data, runs, bundle and reports all live under that one folder, where
+a user's `adapter: latest` never looks; a rerun removes it first. The derived
+configs are written to `demo/tiny/configs/` so any stage can be rerun by hand
+(`fab eval.judge --config demo/tiny/configs/judge_slots.yaml`).
 
 The tiny model's quality proves only that the chain learns: expect 100%
 valid outputs and nav accuracy above the validation split's majority class.
@@ -33,7 +33,7 @@ import yaml
 
 from scripts import paths
 from scripts.config import REPO_ROOT, DatasetsConfig, TrainingConfig, load_config, set_dotted
-from scripts.paths import ProcessedData
+from scripts.paths import Workspace
 
 REAL_MODEL = Path("models/gemma-3-270m")  # train.import-gguf's default output: shared, never removed
 
@@ -58,40 +58,27 @@ class DemoSettings:
 
     @property
     def name(self) -> str:
+        """The run id and the bundle's name."""
         return "demo-real" if self.real else "demo"
 
-
-@dataclass
-class DemoPaths:
-    """Where one demo flavour writes; all but the real base model are removed by a rerun."""
-
-    name: str
-    real: bool
-
     @property
-    def raw_db(self) -> Path:
-        return Path("data/raw") / f"{self.name}.duckdb"
+    def workspace(self) -> Workspace:
+        """The demo's own workspace (demo/tiny, demo/real): a rerun removes it, a user's stages never see it."""
+        return Workspace(paths.DEMO_DIR / ("real" if self.real else "tiny"))
 
     @property
     def base_model(self) -> Path:
-        return REAL_MODEL if self.real else Path("models") / f"{self.name}-tiny-gemma3"
-
-    @property
-    def config_dir(self) -> Path:
-        return Path("reports") / self.name / "configs"
-
-    @property
-    def report(self) -> Path:
-        return Path("reports") / f"{self.name.replace('-', '_')}_eval.md"
-
-    @property
-    def owned(self) -> tuple[Path, ...]:
-        mine = (ProcessedData.of(Path("data/processed"), self.name).root, paths.run_dir(RUNS_DIR, self.name),
-                paths.export_dir(EXPORT_DIR, self.name), Path("reports") / self.name)
-        return mine if self.real else (*mine, self.base_model)
+        """The real model is shared and kept (imported once); the tiny one lives in the demo's workspace."""
+        return REAL_MODEL if self.real else self.workspace.root / "models" / "tiny-gemma3"
 
 
-EXPORT_DIR, RUNS_DIR = Path("models/export"), Path("models/runs")
+class DemoInterrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM: the demo ends there, one line, no traceback."""
+
+    def __init__(self, signal: str, step: int, steps: int):
+        super().__init__(f"{signal}: the demo stopped while training, at step {step} of {steps}; "
+                         "nothing after training ran, and `fab demo` starts afresh")
+        self.signal = signal
 
 
 @dataclass
@@ -104,14 +91,14 @@ class DemoResult:
 
 
 def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
-    """Per config file: the dotted keys the demo changes."""
-    where = DemoPaths(settings.name, settings.real)
-    name, reports = settings.name, f"reports/{settings.name}"
-    datasets = str(where.config_dir / "datasets.yaml")
+    """Per config file: the dotted keys the demo changes. Its paths all follow from the datasets
+    config's ``root``: every stage config names the demo's datasets config."""
+    workspace = settings.workspace
+    datasets = str(workspace.configs_dir / "datasets.yaml")
     training = {
-        "model.name_or_path": str(where.base_model),
-        "data.schema_version": name,
-        "output.run_id": name,
+        "data.datasets_config": datasets,
+        "model.name_or_path": str(settings.base_model),
+        "output.run_id": settings.name,
         "train.max_steps": settings.steps,
         "train.save_steps": max(settings.steps // 2, 1),
     }
@@ -134,38 +121,22 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
                  "schema_bounds.max_string_tokens": 12, "schema_bounds.max_list_items": 3,
                  "model.attn_implementation": "eager"})
     return {
-        "datasets.yaml": {"schema_version": name, "stats.tokenizer": str(where.base_model)},
+        "datasets.yaml": {"root": str(workspace.root), "stats.tokenizer": str(settings.base_model)},
         ("training.yaml" if settings.real else "training_tiny.yaml"): training,
-        "eval.yaml": {
-            "model.adapter": str(paths.run_dir(RUNS_DIR, name)),
-            "data.datasets_config": datasets,
-            "output_dir": f"{reports}/model_outputs",
-            "engine.name": settings.engine,
-            **decoding,
-        },
-        "judge_slots.yaml": {
-            "datasets_config": datasets,
-            "candidates_dir": f"{reports}/model_outputs",
-            "output_dir": f"{reports}/judge",
-            "cache_path": f"{reports}/judge/cache.sqlite",
-        },
+        "eval.yaml": {"data.datasets_config": datasets, "engine.name": settings.engine, **decoding},
+        "judge_slots.yaml": {"datasets_config": datasets},
         "package.yaml": {
-            "adapter": str(paths.run_dir(RUNS_DIR, name)),
-            "name": name,
             "data.datasets_config": datasets,
-            "judge_dir": f"{reports}/judge",
+            "eval_config": str(workspace.configs_dir / "eval.yaml"),  # the demo's schema bounds go to the bundle
             **({"vllm.check_pages": 0} if settings.engine == "hf" else {}),
         },
-        "ops.yaml": {
-            "stats_file": str(ProcessedData.of(Path("data/processed"), name).stats),
-            "output_dir": f"{reports}/ops",
-        },
+        "ops.yaml": {"datasets_config": datasets},
     }
 
 
 def write_configs(settings: DemoSettings) -> dict[str, Path]:
     """Repo config + demo overrides, written out so each stage can be rerun by hand."""
-    config_dir = DemoPaths(settings.name, settings.real).config_dir
+    config_dir = settings.workspace.configs_dir
     config_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, changes in overrides(settings).items():
@@ -182,13 +153,12 @@ def write_configs(settings: DemoSettings) -> dict[str, Path]:
 
 def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console=None) -> DemoResult:
     result = DemoResult()
-    where = DemoPaths(settings.name, settings.real)
+    where = settings.workspace
 
     def stage(name: str):
         return _Stage(name, result, say)
 
-    for path in where.owned:
-        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(where.root, ignore_errors=True)
     configs = write_configs(settings)
     datasets = load_config(configs["datasets.yaml"], DatasetsConfig)
 
@@ -201,7 +171,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         from scripts.dataset.clean import clean_dataset
         from scripts.dataset.split import split_dataset
 
-        clean = clean_dataset(where.raw_db, datasets, settings.name)
+        clean = clean_dataset(where.raw_db, datasets, datasets.schema_version)
         split = split_dataset(datasets)
         say(f"  {clean.rows_clean} clean, {clean.rows_rejected} rejected; splits {split.counts_text()}")
         result.artifacts["splits"] = datasets.data_paths().splits_dir
@@ -209,17 +179,17 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         with stage("real model"):
             from scripts.gguf_import import import_gguf
 
-            imported = import_gguf(None, where.base_model, say=lambda s: say(f"  {s}"))
-            say(f"  {imported.label} at {where.base_model}" + (" (already imported)" if imported.reused else ""))
-            result.artifacts["base model"] = where.base_model
+            imported = import_gguf(None, settings.base_model, say=lambda s: say(f"  {s}"))
+            say(f"  {imported.label} at {settings.base_model}" + (" (already imported)" if imported.reused else ""))
+            result.artifacts["base model"] = settings.base_model
     else:
         with stage("tiny model"):
             from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
 
             texts, _ = texts_for_tokenizer(datasets.data_paths().splits_dir)
-            build_tiny_gemma(where.base_model, texts, hidden_size=settings.hidden_size,
+            build_tiny_gemma(settings.base_model, texts, hidden_size=settings.hidden_size,
                              num_layers=settings.layers, seed=settings.seed, embedding_scale=10.0)
-            result.artifacts["tiny base model"] = where.base_model
+            result.artifacts["tiny base model"] = settings.base_model
     with stage("stats"):
         from scripts.dataset.stats import compute_stats
 
@@ -230,6 +200,8 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
 
         training = run_training(load_config(configs["training"], TrainingConfig), console=console,
                                 say=lambda s: say(f"  {s}"))
+        if training.interrupted_by:  # its checkpoint is kept, but a demo run has no --resume: say so and stop
+            raise DemoInterrupted(training.interrupted_by, training.global_step, settings.steps)
         say(f"  {training.global_step} steps, final loss {training.final_loss:.3f}")
         result.artifacts["model" if training.method == "full" else "adapter"] = Path(training.weights_dir)
     from scripts.evaluation.config import EvalConfig
@@ -237,7 +209,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
     from scripts.evaluation.judge_config import JudgeConfig
 
     eval_cfg = load_config(configs["eval.yaml"], EvalConfig)
-    judge_cfg = load_config(configs["judge_slots.yaml"], JudgeConfig)
+    judge_cfg = load_config(configs["judge_slots.yaml"], JudgeConfig).resolved()
     with stage("generate"):
         result.artifacts["candidates"] = _generate(eval_cfg, settings, say, result)
     if settings.real:
@@ -257,22 +229,23 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
             result.zero_shot = _headline(baseline_summary)
             result.artifacts["zero-shot judge run"] = baseline_dir
         judge_dir, summary = run_judge(judge_cfg, "validation", run_id="validation_fine_tuned" if settings.real else None)
-        write_report(judge_cfg.output_dir, judge_dir.name, where.report, baseline_id=baseline, cfg=judge_cfg.report)
+        write_report(judge_cfg.output_dir, judge_dir.name, where.eval_report, baseline_id=baseline,
+                     cfg=judge_cfg.report)
         result.artifacts["judge run"] = judge_dir
-        result.artifacts["report"] = where.report
+        result.artifacts["report"] = where.eval_report
         result.headline = _headline(summary)
     with stage("export"):
         from scripts.packaging.export import PackageConfig, export_bundle
 
-        bundle = export_bundle(load_config(configs["package.yaml"], PackageConfig), EXPORT_DIR, force=True)
+        bundle = export_bundle(load_config(configs["package.yaml"], PackageConfig), force=True)
         result.artifacts["bundle"] = bundle.path
     with stage("project tokens"):
         from scripts.ops.projection import OpsConfig, project_tokens, write_projection
 
-        projection = project_tokens(load_config(configs["ops.yaml"], OpsConfig))
-        json_path, _ = write_projection(projection, Path("reports") / settings.name / "ops")
+        ops = load_config(configs["ops.yaml"], OpsConfig).resolved()
+        json_path, _ = write_projection(project_tokens(ops), ops.output_dir)
         result.artifacts["token projection"] = json_path
-    result.artifacts["configs"] = where.config_dir
+    result.artifacts["configs"] = where.configs_dir
     return result
 
 

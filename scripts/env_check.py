@@ -175,7 +175,7 @@ def run_checks(stage: str | None = None) -> list[Check]:
     return checks
 
 
-def bundle_check(export_dir: Path = paths.EXPORT_DIR) -> Check:
+def bundle_check(export_dir: Path = paths.Workspace().export_dir) -> Check:
     """Whether `fab package.export` has written a bundle (its manifest) under its default --output."""
     bundles = sorted((m.parent for m in export_dir.glob(f"*/{paths.EXPORT_MANIFEST}")),
                      key=lambda d: (d / paths.EXPORT_MANIFEST).stat().st_mtime, reverse=True)
@@ -197,7 +197,7 @@ def bundle_check(export_dir: Path = paths.EXPORT_DIR) -> Check:
 
 # --- serve: what `vllm serve` of an exported bundle needs ----------------------------------------
 
-# transformers reads Gemma 3's nested per-attention-type rope_parameters since 5.0 (DESIGN.md);
+# transformers reads Gemma 3's nested per-attention-type rope_parameters since 5.0;
 # xgrammar 0.2.8 is what eval.generate's grammar was written and measured against.
 SERVE_MINIMUMS = {"transformers": "5.0", "xgrammar": "0.2.8"}
 # vLLM features, detected in its installed source (no import: vLLM's import takes seconds and a GPU
@@ -330,7 +330,7 @@ def _configured_base_model() -> str | None:
 def _base_model_check(stage: str | None) -> Check:
     """configs/training.yaml's base model: what it is (an import names its GGUF source) and whether it loads."""
     from scripts.config import TrainingConfig, load_config
-    from scripts.gguf_import import base_model_label
+    from scripts.model_identity import base_model_label
     from scripts.model_loading import _cached, looks_local
 
     fix = "./scripts/setup_env.sh --base-model && fab train.import-gguf"

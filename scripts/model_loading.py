@@ -71,7 +71,7 @@ def resolve_weights(
     if zero_shot:
         if base is None:
             base = trained_base(*run_weights(adapter, runs_dir))
-        from scripts.gguf_import import base_model_label
+        from scripts.model_identity import base_model_label
 
         return ResolvedModel(base, None, None, base, f"{base_model_label(base)}{ZERO_SHOT_SUFFIX}")
     if merged is not None:
@@ -217,7 +217,7 @@ def pretrained_kwargs(name_or_path: str) -> dict:
 
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        from scripts.gguf_import import check_current_import
+        from scripts.model_identity import check_current_import
 
         check_current_import(path)
         return {}
@@ -297,7 +297,7 @@ def check_run_tokenizer(tokenizer, resolved: ResolvedModel) -> None:
     """A run's own tokenizer (saved beside its adapter or in its model/) must encode as the base it
     was trained from does now: a run trained on a base imported with an older tokenizer learned
     other token sequences."""
-    from scripts.gguf_import import existing_import
+    from scripts.model_identity import existing_import
 
     origin = resolved.trained_from or resolved.base
     if resolved.tokenizer_dir == origin or existing_import(Path(origin)) is None:

@@ -166,14 +166,17 @@ def restore_end_of_turn_eos(model, tokenizer) -> None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
-def resolve_attn_implementation(choice: str) -> str:
+def resolve_attn_implementation(choice: str, flash: bool | None = None) -> str:
     """`auto` -> flash_attention_2 where it can run (GPU + flash-attn: sliding windows with no
-    seq x seq mask, which at 131072 tokens is 16 GiB), else sdpa. Explicit choices pass through."""
+    seq x seq mask, which at 131072 tokens is 16 GiB), else sdpa. Explicit choices pass through.
+    ``flash``: whether flash-attn runs there (default: detected on this host; the memory plan of
+    another host passes False)."""
     import importlib.util
 
     import torch
 
-    flash = torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    if flash is None:
+        flash = torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
     if choice == "auto":
         return "flash_attention_2" if flash else "sdpa"
     if choice == "flash_attention_2" and not flash:

@@ -1,22 +1,28 @@
-"""Where every artifact lives, derived from the configs: each path is built here, once.
+"""Where every artifact lives: one workspace, built from one root and configs/datasets.yaml.
 
-    from scripts import paths
-    data = datasets_cfg.data_paths()                         # paths.ProcessedData(data/processed/v2)
-    data.split_file("validation")                            # .../v2/splits/validation.jsonl
-    paths.candidates_file(eval_cfg.output_dir, "validation", zero_shot=eval_cfg.model.zero_shot)
-    paths.judge_run_dir(judge_cfg.output_dir, run_id) / paths.JUDGE_SUMMARY
-    paths.run_dir(training_cfg.output.runs_dir, run_id)      # models/runs/<run_id>
-    paths.export_dir(Path("models/export"), name)            # models/export/<name>
+    from scripts.config import load_config, DatasetsConfig
+    ws = load_config("configs/datasets.yaml", DatasetsConfig).workspace()
+    ws.data.split_file("validation")                         # data/processed/v2/splits/validation.jsonl
+    ws.runs_dir / run_id                                     # models/runs/<run_id>
+    paths.candidates_file(ws.candidates_dir, "validation", zero_shot=True)
+    ws.judge_dir / run_id / paths.JUDGE_SUMMARY
 
-Layout (the defaults of configs/*.yaml):
+Every stage config names the datasets config (``datasets_config``) and derives
+its paths from its workspace; a stage may still override one (``output_dir``,
+``runs_dir``, ...). Layout under the workspace root (``root:`` in
+configs/datasets.yaml, ``.`` by default; the demo's is ``demo/<tiny|real>``):
 
+    data/raw/dataset.duckdb                 dataset.sample (DATASET_DB_PATH overrides it)
     data/processed/<schema_version>/        dataset.clean: <task>.jsonl, rejects.jsonl, clean_manifest.json
         splits/                             dataset.split: train|validation|test.jsonl, manifest.json
         stats.json                          dataset.stats
-    models/runs/<run_id>/                   train.run: adapter/ (train.method lora) or model/ (full)
+    models/runs/<run_id>/                   train.prepare + train.run: config.yaml, adapter/ (lora) or model/ (full)
+    models/export/<name>/                   package.export
     reports/model_outputs/[zero_shot/]<split>_candidates.jsonl    eval.generate [--base]
     reports/judge/<split>[_zero_shot]_<UTC time>/results.jsonl, summary.json    eval.judge [--base]
-    models/export/<name>/                   package.export
+    reports/judge/cache.sqlite              the LLM judge's verdicts, shared by runs
+    reports/latest_eval.md                  eval.report
+    reports/ops/                            ops.project-tokens
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# Processed-data version (data/processed/<v>/). v2: extraction targets in catalog key order (v1: sorted keys).
+SCHEMA_VERSION = "v2"
 SPLITS = ("train", "validation", "test")  # what dataset.split writes; eval.generate/judge take one of them
 SPLITS_DIR = "splits"
 SPLIT_MANIFEST = "manifest.json"
@@ -33,11 +41,89 @@ STATS = "stats.json"
 ZERO_SHOT_DIR = "zero_shot"  # the base model's candidates and judge runs sit apart: same names, other folder
 JUDGE_RESULTS = "results.jsonl"
 JUDGE_SUMMARY = "summary.json"
-EXPORT_DIR = Path("models/export")  # package.export's default --output: bundles are <EXPORT_DIR>/<name>/
+JUDGE_CACHE = "cache.sqlite"  # in the judge folder: verdicts shared by its runs, so a rerun never pays twice
 EXPORT_MANIFEST = "manifest.json"  # a finished bundle's; a bundle without it is not one
 RUN_CONFIG = "config.yaml"  # a run's training config snapshot (train.prepare)
 RUN_ADAPTER = "adapter"  # train.method lora: the PEFT adapter + tokenizer + generation_config.json
 RUN_MODEL = "model"  # train.method full: every trained weight (safetensors) + config.json + tokenizer + generation
+RUN_PREPARE = "prepare.json"  # train.prepare's report (checks, encode counts, code version)
+RUN_DATASET_MANIFEST = "dataset_manifest.json"  # the split manifest the run was prepared on (copy)
+RUN_CHECKPOINTS = "checkpoints"
+RUN_METRICS = "metrics.jsonl"
+RUN_RESULT = "result.json"  # train.run's RunResult
+RUN_TRAIN_TOKENS = "train_tokens"  # the train split as train.prepare tokenized it (datasets' save_to_disk)
+DEMO_DIR = Path("demo")  # `fab demo` workspaces: demo/tiny, demo/real, each a root of its own
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Every artifact path of one project folder, derived from its root and the dataset's schema version.
+
+    ``processed`` replaces ``<root>/data/processed`` when the datasets config (or a training config's
+    ``data.processed_dir``) sets one."""
+
+    root: Path = Path(".")
+    schema_version: str = SCHEMA_VERSION
+    processed: Path | None = None
+
+    @property
+    def processed_dir(self) -> Path:
+        return Path(self.processed) if self.processed is not None else self.root / "data" / "processed"
+
+    @property
+    def data(self) -> ProcessedData:
+        return ProcessedData.of(self.processed_dir, self.schema_version)
+
+    @property
+    def raw_db(self) -> Path:
+        return self.root / "data" / "raw" / "dataset.duckdb"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "models" / "runs"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "models" / "export"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def candidates_dir(self) -> Path:
+        return self.reports_dir / "model_outputs"
+
+    @property
+    def judge_dir(self) -> Path:
+        return self.reports_dir / "judge"
+
+    @property
+    def eval_report(self) -> Path:
+        return self.reports_dir / "latest_eval.md"
+
+    @property
+    def ops_dir(self) -> Path:
+        return self.reports_dir / "ops"
+
+    @property
+    def configs_dir(self) -> Path:
+        """Where a generated workspace (the demo's) keeps the configs its stages ran with."""
+        return self.root / "configs"
+
+    def check_version(self, path: Path, key: str) -> Path:
+        """``path`` unless it lies in another schema version's folder than this workspace's: then a
+        one-line `UserError` (a stage reading v1 files while every other stage reads v2)."""
+        try:
+            version = Path(path).relative_to(self.processed_dir).parts[0]
+        except (ValueError, IndexError):
+            return Path(path)
+        if version != self.schema_version:
+            from scripts.config import UserError
+
+            raise UserError(f"`{key}: {path}` is schema {version}'s, the datasets config reads "
+                            f"{self.schema_version}; remove `{key}` (it is derived from the datasets config)")
+        return Path(path)
 
 
 @dataclass(frozen=True)
@@ -116,6 +202,11 @@ def judge_run_dir(output_dir: Path, run_id: str) -> Path:
 
 def run_dir(runs_dir: Path, run_id: str) -> Path:
     return Path(runs_dir) / run_id
+
+
+def other_workspaces(root: Path = Path(".")) -> list[Path]:
+    """The demo's workspaces beside ``root``'s own (where a run id a user asks for may be)."""
+    return sorted(d for d in (Path(root) / DEMO_DIR).glob("*") if d.is_dir())
 
 
 def run_weights_dir(run: Path, method: str) -> Path:

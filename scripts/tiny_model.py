@@ -18,13 +18,8 @@ Like the real base checkpoint the saved model is *unscaled* (32,768
 positions, default rope); ``scripts.modeling.apply_rope_scaling`` turns it
 into the 131,072-position model, exactly as for the real one.
 
-Chat template: ``GEMMA3_CHAT_TEMPLATE_ORIGINAL`` is Google's template
-verbatim. ``GEMMA3_CHAT_TEMPLATE`` (the one installed here) renders the same
-text but wraps each model turn's answer and its ``<end_of_turn>`` in
-``{% generation %}`` markers, because transformers'
-``apply_chat_template(return_assistant_tokens_mask=True)`` (and TRL's
-``assistant_only_loss=True``) need them: without the markers transformers
-warns and returns an all-zero mask. ``completion_only_loss`` with
+Chat template: ``scripts.chat.GEMMA3_CHAT_TEMPLATE``, Google's with
+``{% generation %}`` markers (see there). ``completion_only_loss`` with
 prompt/completion data works with either template.
 """
 
@@ -44,6 +39,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from scripts.chat import GEMMA3_CHAT_TEMPLATE
+
 # Same strings (and, for the first four, the same ids 0-3) as Gemma 3; the
 # real vocabulary has more reserved tokens in between, which nothing here needs.
 GEMMA_SPECIAL_TOKENS = [
@@ -62,63 +59,6 @@ _EXTRA_SPECIAL_TOKENS = GEMMA_SPECIAL_TOKENS[5:]
 _BYTE_TOKENS = [f"<0x{i:02X}>" for i in range(256)]  # byte fallback, as in Gemma
 
 # google/gemma-3-270m's chat template, verbatim.
-GEMMA3_CHAT_TEMPLATE_ORIGINAL = r"""{{ bos_token }}
-{%- if messages[0]['role'] == 'system' -%}
-    {%- if messages[0]['content'] is string -%}
-        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
-    {%- else -%}
-        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
-    {%- endif -%}
-    {%- set loop_messages = messages[1:] -%}
-{%- else -%}
-    {%- set first_user_prefix = "" -%}
-    {%- set loop_messages = messages -%}
-{%- endif -%}
-{%- for message in loop_messages -%}
-    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
-        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
-    {%- endif -%}
-    {%- if (message['role'] == 'assistant') -%}
-        {%- set role = "model" -%}
-    {%- else -%}
-        {%- set role = message['role'] -%}
-    {%- endif -%}
-    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
-    {%- if message['content'] is string -%}
-        {{ message['content'] | trim }}
-    {%- elif message['content'] is iterable -%}
-        {%- for item in message['content'] -%}
-            {%- if item['type'] == 'image' -%}
-                {{ '<start_of_image>' }}
-            {%- elif item['type'] == 'text' -%}
-                {{ item['text'] | trim }}
-            {%- endif -%}
-        {%- endfor -%}
-    {%- else -%}
-        {{ raise_exception("Invalid content type") }}
-    {%- endif -%}
-    {{ '<end_of_turn>\n' }}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-    {{'<start_of_turn>model\n'}}
-{%- endif -%}
-"""
-
-# Same rendered text; the model's answer + <end_of_turn> sit in a generation block.
-GEMMA3_CHAT_TEMPLATE = GEMMA3_CHAT_TEMPLATE_ORIGINAL.replace(
-    r"""    {%- if message['content'] is string -%}""",
-    r"""    {%- set content -%}
-    {%- if message['content'] is string -%}""",
-).replace(
-    r"""    {{ '<end_of_turn>\n' }}""",
-    r"""    {%- endset -%}
-    {%- if role == 'model' -%}
-        {% generation %}{{ content + '<end_of_turn>' }}{% endgeneration %}{{ '\n' }}
-    {%- else -%}
-        {{ content + '<end_of_turn>\n' }}
-    {%- endif -%}""",
-)
-
 # Pre-scaling context of gemma-3-270m; apply_rope_scaling(factor=4) makes it 131072.
 BASE_MAX_POSITION_EMBEDDINGS = 32_768
 

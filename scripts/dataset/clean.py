@@ -91,7 +91,7 @@ def clean_dataset(
     *,
     on_rows: Callable[[int], None] | None = None,
 ) -> CleanManifest:
-    """Clean `db_path`'s `examples` table into `cfg.version_dir(schema_version)`."""
+    """Clean `db_path`'s `examples` table into `cfg.data_paths(schema_version).root`."""
     data = cfg.data_paths(schema_version)
     con = _open_source(db_path)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

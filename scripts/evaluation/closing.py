@@ -65,8 +65,6 @@ _QUOTE, _BACKSLASH, _U = 0x22, 0x5C, 0x75
 _LBRACKET, _RBRACKET, _COMMA = 0x5B, 0x5D, 0x2C
 _NUMBER_START = frozenset(b"-0123456789")
 _NUMBER_BYTES = frozenset(b"-+.eE0123456789")
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_SURROGATE_SECOND = frozenset(b"89abcdefABCDEF")
 _WORDS = {ord("t"): b"true", ord("f"): b"false"}
 TOP_K = 8  # model's best tokens checked against the budget inside the closing window
 

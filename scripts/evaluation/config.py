@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from scripts.config import StrictModel, flash_attention_alias
+from scripts.config import StrictModel, WorkspaceSettings, flash_attention_alias
+from scripts.paths import Workspace
 from scripts.serving.engines import EngineSettings
 
 
@@ -21,7 +22,8 @@ class EvalModelSettings(StrictModel):
         default="latest",
         description="PEFT adapter dir, a run dir models/runs/<id> (its adapter/), or `latest` = newest run",
     )
-    runs_dir: Path = Field(default=Path("models/runs"), description="where `latest` and --run-id look")
+    runs_dir: Path | None = Field(default=None, description="where `latest` and --run-id look; null: the "
+                                  "workspace's models/runs")
     base: str | None = Field(
         default=None, description="HF id or local dir overriding the adapter's base_model_name_or_path"
     )
@@ -43,9 +45,8 @@ class EvalModelSettings(StrictModel):
     _flash_attention_alias = model_validator(mode="before")(flash_attention_alias)
 
 
-class EvalDataSettings(StrictModel):
-    datasets_config: Path = Field(default=Path("configs/datasets.yaml"), description="task registry + paths")
-    schema_version: str | None = Field(default=None, description="null: the datasets config's schema_version")
+class EvalDataSettings(WorkspaceSettings):
+    pass
 
 
 class DecodingSettings(StrictModel):
@@ -103,6 +104,15 @@ class EvalConfig(StrictModel):
     engine: EngineSettings = EngineSettings()
     decoding: DecodingSettings = DecodingSettings()
     schema_bounds: SchemaBounds = SchemaBounds()
-    output_dir: Path = Field(
-        default=Path("reports/model_outputs"), description="<split>_candidates.jsonl goes here"
+    output_dir: Path | None = Field(
+        default=None, description="<split>_candidates.jsonl goes here; null: the workspace's reports/model_outputs"
     )
+
+    def workspace(self) -> Workspace:
+        return self.data.workspace()
+
+    def resolved(self) -> EvalConfig:
+        """This config with the paths it leaves to the workspace filled in (model.runs_dir, output_dir)."""
+        workspace = self.workspace()
+        model = self.model.model_copy(update={"runs_dir": self.model.runs_dir or workspace.runs_dir})
+        return self.model_copy(update={"model": model, "output_dir": self.output_dir or workspace.candidates_dir})

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from scripts.config import DatasetsConfig, TaskSpec, UserError, load_config
+from scripts.config import DatasetsConfig, TaskSpec, UserError
 from scripts.contracts import Candidate, CleanRecord, check_target_key_order, read_jsonl
 from scripts.evaluation.config import EvalConfig
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights
@@ -85,21 +85,18 @@ class GenerateSummary:
 # --- inputs ----------------------------------------------------------------
 
 
-def split_path(cfg: EvalConfig, datasets: DatasetsConfig, split: str) -> Path:
-    return datasets.data_paths(cfg.data.schema_version).split_file(split)
-
-
 def candidates_path(cfg: EvalConfig, split: str) -> Path:
     """``<output_dir>/<split>_candidates.jsonl``; the zero-shot baseline's under ``<output_dir>/zero_shot/``."""
-    return candidates_file(cfg.output_dir, split, zero_shot=cfg.model.zero_shot)
+    output_dir = cfg.output_dir or cfg.workspace().candidates_dir
+    return candidates_file(output_dir, split, zero_shot=cfg.model.zero_shot)
 
 
 # --- model resolution and loading (shared with packaging and backfill) -----
 
 
 def resolve_model(cfg: EvalConfig) -> ResolvedModel:
-    settings = cfg.model
-    return resolve_weights(settings.adapter, Path(settings.runs_dir), base=settings.base, merged=settings.merged,
+    settings = cfg.resolved().model
+    return resolve_weights(settings.adapter, settings.runs_dir, base=settings.base, merged=settings.merged,
                            zero_shot=settings.zero_shot)
 
 
@@ -156,8 +153,9 @@ def generate_candidates(
     short run still covers every task; a larger limit extends a smaller one.
     """
     check_split(split)
-    datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
-    source = split_path(cfg, datasets, split)
+    cfg = cfg.resolved()
+    datasets, data = cfg.data.datasets(), cfg.workspace().data
+    source = data.split_file(split)
     if not source.is_file():
         raise UserError(
             f"split file {source} not found; "
@@ -165,7 +163,7 @@ def generate_candidates(
         )
     if limit is not None and limit <= 0:
         raise UserError("--limit must be a positive number")
-    check_target_key_order(datasets.data_paths(cfg.data.schema_version).split_manifest, required=False)
+    check_target_key_order(data.split_manifest, required=False)
     records = _round_robin_by_task(list(read_jsonl(source, CleanRecord)), limit)
     unknown = sorted({r.task for r in records} - set(datasets.tasks))
     if unknown:

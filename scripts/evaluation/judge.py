@@ -23,7 +23,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from scripts import paths
-from scripts.config import DatasetsConfig, UserError, load_config, mask_secrets
+from scripts.config import DatasetsConfig, UserError, mask_secrets
 from scripts.contracts import (
     Candidate, CleanRecord, JudgeRow, JudgeSummary, atomic_write, check_target_key_order, read_jsonl,
     sha256_file,
@@ -34,8 +34,6 @@ from scripts.evaluation.llm_judge import JudgeCache, JudgeItem, JudgeResult, Jud
 from scripts.evaluation.scoring import (
     SlotScore, bootstrap_ci, classification_metrics, invalid_slot, is_empty, score_slot, truncated_slot,
 )
-
-RESULTS_FILE, SUMMARY_FILE = paths.JUDGE_RESULTS, paths.JUDGE_SUMMARY
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -51,7 +49,7 @@ def resolve_judge(cfg: JudgeConfig, judge_model: str | None = None) -> dict[str,
 
 
 def candidates_path(cfg: JudgeConfig, split: str) -> Path:
-    return paths.candidates_file(cfg.candidates_dir, split)
+    return paths.candidates_file(cfg.resolved().candidates_dir, split)
 
 
 def new_run_id(split: str, output_dir: Path, zero_shot: bool = False) -> str:
@@ -68,11 +66,11 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
               run_id: str | None = None, progress: Callable[[int, int], None] | None = None,
               ) -> tuple[Path, dict[str, Any]]:
     paths.check_split(split)
+    cfg = cfg.resolved()
     cand_path = candidates_path(cfg, split)
     if not cand_path.is_file():
         raise UserError(f"no candidates at {cand_path}: run fab eval.generate --split {split} first")
-    ds = load_config(cfg.datasets_config, DatasetsConfig)
-    data = ds.data_paths(cfg.schema_version)  # null: the datasets config's, as eval.yaml's data.schema_version
+    ds, data = cfg.datasets(), cfg.workspace().data  # the split eval.generate read: same datasets config
     ref_path = data.split_file(split)
     if not ref_path.is_file():
         raise UserError(f"no references at {ref_path}: run fab dataset.split first")
@@ -125,10 +123,10 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
     JudgeSummary.model_validate(summary)
     for row in rows:
         JudgeRow.model_validate(row)
-    with atomic_write(run_dir / RESULTS_FILE, "w") as fh:
+    with atomic_write(run_dir / paths.JUDGE_RESULTS, "w") as fh:
         for row in rows:
             fh.write(json.dumps(mask_secrets(row), ensure_ascii=False, default=str) + "\n")
-    with atomic_write(run_dir / SUMMARY_FILE, "w") as fh:
+    with atomic_write(run_dir / paths.JUDGE_SUMMARY, "w") as fh:
         fh.write(json.dumps(mask_secrets(summary), indent=2, ensure_ascii=False, default=str) + "\n")
     return run_dir, summary
 

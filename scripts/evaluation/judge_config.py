@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from scripts.config import StrictModel
+from scripts import paths
+from scripts.config import StrictModel, WorkspaceSettings
 
 ScorerName = Literal["exact", "numeric", "fuzzy", "set", "llm"]
 SlotType = Literal["string", "number", "integer", "boolean", "string_list"]
@@ -106,21 +107,22 @@ class ReportConfig(StrictModel):
         default=10, ge=1, description="examples (or slot values) below which no 95% interval is shown: a "
         "bootstrap of a handful collapses to a point (n = 1 gives [0%, 0%]) and claims a certainty it lacks",
     )
-    runs_dir: Path = Field(
-        default=Path("models/runs"), description="where the training run named in the candidates' model "
+    runs_dir: Path | None = Field(
+        default=None, description="null: the workspace's models/runs; where the training run named in the candidates' model "
         "label lives: its result.json and config.yaml give the header's training settings",
     )
 
 
-class JudgeConfig(StrictModel):
-    datasets_config: Path = Path("configs/datasets.yaml")
-    schema_version: str | None = Field(
-        default=None, description="null: the datasets config's; set it to eval.yaml's data.schema_version, "
-        "so the references are the split eval.generate read",
-    )
-    candidates_dir: Path = Path("reports/model_outputs")
-    output_dir: Path = Path("reports/judge")
-    cache_path: Path = Path("reports/judge/cache.sqlite")
+class JudgeConfig(WorkspaceSettings):
+    """``datasets_config`` names the workspace: references from its splits, candidates from its
+    reports/model_outputs, runs into its reports/judge; the three paths below override it."""
+
+    candidates_dir: Path | None = Field(default=None, description="eval.generate's output_dir; null: the "
+                                        "workspace's reports/model_outputs")
+    output_dir: Path | None = Field(default=None, description="one folder per run; null: the workspace's "
+                                    "reports/judge")
+    cache_path: Path | None = Field(default=None, description="judge verdicts shared by runs; null: "
+                                    "<output_dir>/cache.sqlite")
     type_defaults: dict[SlotType, SlotRule] = Field(
         default_factory=lambda: {
             "string": SlotRule(scorer="exact"),
@@ -139,6 +141,16 @@ class JudgeConfig(StrictModel):
     bootstrap_resamples: int = Field(default=1000, ge=0)
     bootstrap_seed: int = 0
     report: ReportConfig = ReportConfig()
+
+    def resolved(self) -> JudgeConfig:
+        """This config with the paths it leaves to the workspace filled in."""
+        workspace = self.workspace()
+        output_dir = self.output_dir or workspace.judge_dir
+        return self.model_copy(update={"candidates_dir": self.candidates_dir or workspace.candidates_dir,
+                                       "output_dir": output_dir,
+                                       "cache_path": self.cache_path or output_dir / paths.JUDGE_CACHE,
+                                       "report": self.report.model_copy(update={
+                                           "runs_dir": self.report.runs_dir or workspace.runs_dir})})
 
     def rule_for(self, task: str, slot: str, slot_type: str | None, example_spec: dict | None = None) -> SlotRule:
         """Type default <- config slot rule <- the example's own slot_specs keys."""

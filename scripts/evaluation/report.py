@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -59,22 +58,22 @@ def _listed(runs: list[str], shown: int = 5) -> str:
 
 
 def _no_such_run(judge_dir: Path, run_id: str) -> str:
-    """Which judge runs exist: in ``judge_dir``, and in the judge folders beside it (the demo writes
-    reports/<name>/judge/ with its configs in reports/<name>/configs/)."""
+    """Which judge runs exist: in ``judge_dir``, and in the demo's workspaces (demo/<name>/reports/judge/,
+    with the configs that reach them in demo/<name>/configs/)."""
     here = judge_runs(judge_dir)
     message = f"no judge run {run_id!r} in {judge_dir}/"
     message += f"; runs there, newest first: {_listed(here)}" if here else " (it holds no run)"
     elsewhere = []
-    for other in sorted(judge_dir.resolve().parent.glob(f"*/{judge_dir.name}")):
-        runs = judge_runs(other)
-        if other.resolve() == judge_dir.resolve() or not runs:
+    for root in paths.other_workspaces():
+        workspace = paths.Workspace(root)
+        other, runs = workspace.judge_dir, judge_runs(workspace.judge_dir)
+        if not runs or other.resolve() == judge_dir.resolve():
             continue
-        shown = Path(os.path.relpath(other)) if other.is_relative_to(Path.cwd()) else other
-        config = shown.parent / "configs" / "judge_slots.yaml"
+        config = workspace.configs_dir / "judge_slots.yaml"
         hint = f" (pass --config {config})" if config.is_file() else ""
         if run_id in runs:
-            return f"{message}; {run_id!r} is in {shown}/{hint}"
-        elsewhere.append(f"{shown}/ holds {_listed(runs)}{hint}")
+            return f"{message}; {run_id!r} is in {other}/{hint}"
+        elsewhere.append(f"{other}/ holds {_listed(runs)}{hint}")
     if elsewhere:
         message += "; " + "; ".join(elsewhere)
     return message if here or elsewhere else message + ": run fab eval.judge first"
@@ -256,7 +255,7 @@ def render_report(summary: JudgeSummary, rows: list[JudgeRow], cfg: ReportConfig
         ["model", ", ".join(f"`{m}`" for m in summary.model) or "n/a"],
         ["base model", _base_models(summary)],
         ["adapter", _adapter(summary)],
-        *([["training", text] for text in _training(summary, cfg.runs_dir)]),
+        *([["training", text] for text in _training(summary, cfg.runs_dir or paths.Workspace().runs_dir)]),
         ["dataset manifest sha256", f"`{(dataset.get('manifest_sha256') or 'n/a')[:16]}`"
                                     f" (schema {dataset.get('schema_version', 'n/a')})"],
         ["split", f"`{summary.split}`"],
@@ -432,7 +431,7 @@ def _training(summary: JudgeSummary, runs_dir: Path) -> list[str]:
 
 def _base_models(summary: JudgeSummary) -> str:
     """What each model's base is (an import says so: `google/gemma-3-270m (GGUF Q4_K_M, dequantised)`)."""
-    from scripts.gguf_import import base_model_label
+    from scripts.model_identity import base_model_label
 
     bases = dict.fromkeys(m.split("+", 1)[0].removesuffix(ZERO_SHOT_SUFFIX) for m in summary.model)
     return ", ".join(f"`{base_model_label(b)}`" for b in bases) or "n/a"

@@ -108,17 +108,6 @@ def fuzzy_score(reference: Any, candidate: Any) -> float:
     return fuzz.token_sort_ratio(normalise_text(reference), normalise_text(candidate)) / 100.0
 
 
-def token_f1(reference: Any, candidate: Any) -> float:
-    ref, cand = normalise_text(reference).split(), normalise_text(candidate).split()
-    if not ref and not cand:
-        return 1.0
-    common = sum(min(ref.count(t), cand.count(t)) for t in set(ref))
-    if common == 0:
-        return 0.0
-    p, r = common / len(cand), common / len(ref)
-    return 2 * p * r / (p + r)
-
-
 def set_f1(reference: Any, candidate: Any) -> float:
     ref = {normalise_text(v) for v in _as_list(reference)}
     cand = {normalise_text(v) for v in _as_list(candidate)}

@@ -1,6 +1,6 @@
 """Daily token and cost projection: strong model today vs fine-tuned model tomorrow.
 
-    fab ops.project_tokens --config configs/ops.yaml [--judge-run RUN] [--fail-over-budget]
+    fab ops.project-tokens --config configs/ops.yaml [--judge-run RUN] [--fail-over-budget]
 
 Per task, tokens per page are the mean prompt (system + user) and answer
 tokens from `dataset.stats`. Paid tokens after the switch are the pages
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from scripts.config import StrictModel, UserError
+from scripts.config import StrictModel, UserError, WorkspaceSettings
 from scripts.contracts import StatsReport, atomic_write
 
 PROJECTION_JSON = "token_projection.json"
@@ -40,14 +40,23 @@ class JudgeSettings(StrictModel):
     usd_per_1m_output: float = Field(default=0.4, ge=0)
 
 
-class OpsConfig(StrictModel):
-    stats_file: Path = Path("data/processed/v1/stats.json")
+class OpsConfig(WorkspaceSettings):
+    stats_file: Path | None = Field(default=None, description="dataset.stats' report; null: the workspace's "
+                                    "data/processed/<schema_version>/stats.json (another version's is an error)")
     budget_tokens_per_day: int = Field(default=10_000_000, gt=0)
-    output_dir: Path = Path("reports/ops")
+    output_dir: Path | None = Field(default=None, description="token_projection.{json,md}; null: the "
+                                    "workspace's reports/ops")
     volumes_per_day: dict[str, int]
     strong_model: PriceSettings
     small_model: SmallModelSettings = SmallModelSettings()
     judge: JudgeSettings = JudgeSettings()
+
+
+    def resolved(self) -> OpsConfig:
+        """This config with the paths it leaves to the workspace filled in (stats_file, output_dir)."""
+        workspace = self.workspace()
+        stats = workspace.check_version(self.stats_file, "stats_file") if self.stats_file else workspace.data.stats
+        return self.model_copy(update={"stats_file": stats, "output_dir": self.output_dir or workspace.ops_dir})
 
 
 class TaskProjection(BaseModel):
@@ -84,6 +93,7 @@ class Projection(BaseModel):
 
 
 def project_tokens(cfg: OpsConfig, escalation: dict[str, float] | None = None) -> Projection:
+    cfg = cfg.resolved()
     per_task = _tokens_per_page(cfg.stats_file)
     rates = escalation or cfg.small_model.escalation_rate
     missing = sorted(set(cfg.volumes_per_day) - set(per_task))

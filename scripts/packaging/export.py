@@ -33,7 +33,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from scripts import paths
-from scripts.config import DatasetsConfig, StrictModel, UserError, load_config, mask_secrets
+from scripts.config import StrictModel, UserError, WorkspaceSettings, load_config, mask_secrets
 from scripts.contracts import BundleManifest, CleanRecord, JudgeSummary, file_entry, read_jsonl, sha256_file
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights, training_rope
 from scripts.packaging.vllm_check import VllmCheck, check_bundle
@@ -53,9 +53,7 @@ class ParitySettings(StrictModel):
     max_new_tokens: int = Field(default=24, gt=0)
 
 
-class PackageDataSettings(StrictModel):
-    datasets_config: Path = Path("configs/datasets.yaml")
-    schema_version: str | None = None
+class PackageDataSettings(WorkspaceSettings):
     split: str = "validation"
 
 
@@ -73,19 +71,26 @@ class VllmSettings(StrictModel):
 
 class PackageConfig(StrictModel):
     adapter: str = "latest"
-    runs_dir: Path = Path("models/runs")
+    runs_dir: Path | None = Field(default=None, description="where `latest` looks; null: the workspace's models/runs")
     base: str | None = None
     name: str | None = None
     dtype: Literal["bf16", "fp32"] = "bf16"
     parity: ParitySettings = ParitySettings()
     data: PackageDataSettings = PackageDataSettings()
     vllm: VllmSettings = VllmSettings()
-    judge_dir: Path = Path("reports/judge")
+    judge_dir: Path | None = Field(default=None, description="its newest summary.json goes into the manifest and "
+                                   "model card; null: the workspace's reports/judge")
     max_bundle_gib: float = Field(default=2.0, gt=0)
     eval_config: Path = Field(
         default=Path("configs/eval.yaml"),
         description="its schema_bounds go into structured_outputs.json, so vLLM allows what eval.generate did",
     )
+
+    def resolved(self) -> PackageConfig:
+        """This config with the paths it leaves to the workspace filled in (runs_dir, judge_dir)."""
+        workspace = self.data.workspace()
+        return self.model_copy(update={"runs_dir": self.runs_dir or workspace.runs_dir,
+                                       "judge_dir": self.judge_dir or workspace.judge_dir})
 
 
 class ParityResult(BaseModel):
@@ -112,10 +117,14 @@ class _Probe:
 
 
 def export_bundle(
-    cfg: PackageConfig, output: Path, *, force: bool = False, step: Callable[[str], None] = lambda _: None
+    cfg: PackageConfig, output: Path | None = None, *, force: bool = False,
+    step: Callable[[str], None] = lambda _: None,
 ) -> ExportResult:
+    """Export into ``<output>/<name>`` (``None``: the workspace's models/export)."""
     import torch
 
+    cfg = cfg.resolved()
+    output = output or cfg.data.workspace().export_dir
     resolved = resolve_weights(cfg.adapter, cfg.runs_dir, base=cfg.base)
     full = resolved.method == "full"
     if resolved.adapter_dir is None and not full:
@@ -203,7 +212,7 @@ def structured_outputs(cfg: PackageConfig) -> dict[str, Any]:
 
     eval_cfg = load_config(cfg.eval_config, EvalConfig)
     bounds = eval_cfg.schema_bounds
-    tasks = load_config(cfg.data.datasets_config, DatasetsConfig).tasks
+    tasks = cfg.data.datasets().tasks
     out = {}
     for task, spec in tasks.items():
         if spec.kind == "classification":
@@ -260,8 +269,7 @@ def _load(resolved: ResolvedModel):
 
 
 def _parity_records(cfg: PackageConfig, count: int | None = None) -> list[CleanRecord]:
-    datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
-    path = datasets.data_paths(cfg.data.schema_version).split_file(cfg.data.split)
+    path = cfg.data.workspace().data.split_file(cfg.data.split)
     if not path.is_file():
         raise UserError(f"{path} not found: parity needs {cfg.data.split} prompts; run `fab dataset.split`")
     by_task: dict[str, list[CleanRecord]] = {}
@@ -371,10 +379,10 @@ def _manifest(tmp: Path, name: str, resolved: ResolvedModel, parity: ParityResul
               vllm: VllmCheck) -> BundleManifest:
     run = resolved.run_dir
     training = None
-    if run is not None and (run / "config.yaml").is_file():
+    if run is not None and (run / paths.RUN_CONFIG).is_file():
         import yaml
 
-        training = mask_secrets(yaml.safe_load((run / "config.yaml").read_text()))
+        training = mask_secrets(yaml.safe_load((run / paths.RUN_CONFIG).read_text()))
     dataset_manifest = run / "dataset_manifest.json" if run is not None else None
     full = resolved.method == "full"
     trained = Path(resolved.base) if full else resolved.adapter_dir  # the run's model/ or adapter/
@@ -511,7 +519,7 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
 
 def _base_label(base: str) -> str:
     """`google/gemma-3-270m (GGUF Q4_K_M, dequantised)` (from `models/gemma-3-270m`) for an import."""
-    from scripts.gguf_import import base_model_label
+    from scripts.model_identity import base_model_label
 
     label = base_model_label(base)
     return f"`{base}`" if label == base else f"{label} (`{base}`)"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from scripts.config import DatasetsConfig, UserError, load_config
+from scripts.config import UserError, load_config
 from scripts.contracts import CleanRecord
 
 NOT_INSTALLED = "not checked on vLLM: vLLM is not installed here (./scripts/setup_env.sh --serve)"
@@ -52,7 +52,7 @@ def check_bundle(bundle: Path, cfg, records: list[CleanRecord]) -> VllmCheck:
     from scripts.serving.vllm_engine import VllmEngine
 
     eval_cfg = load_config(cfg.eval_config, EvalConfig)
-    datasets = load_config(cfg.data.datasets_config, DatasetsConfig)
+    datasets = cfg.data.datasets()
     settings = EngineSettings(name="vllm", dtype=cfg.dtype, cpu_kv_cache_gib=cfg.vllm.cpu_kv_cache_gib,
                               gpu_memory_utilization=cfg.vllm.gpu_memory_utilization)
     try:

@@ -7,7 +7,7 @@
     from scripts.sample_data import generate_sample
     summary = generate_sample(Path("data/raw/dataset.duckdb"), rows=2000, seed=0)
 
-The file holds one table, `examples` (the raw contract in DESIGN.md):
+The file holds one table, `examples` (the raw contract, `scripts.contracts.RAW_COLUMNS`):
 `id, task, prompt_text, response_strong, metadata (JSON text), slot_specs
 (JSON text, NULL for nav rows), system_prompt (NULL except a few overrides)`.
 

@@ -22,15 +22,50 @@ module's import time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
+import sys
+import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 
 from scripts.serving.engines import EngineSettings, vllm_version
 
 LABEL_LOGPROBS = 20  # first-step candidates returned for classification (the labels' first tokens among them)
+# Lines vLLM's start prints that no logger or warnings filter reaches: the CPU worker's memory binding is a
+# C++ TORCH_WARN written straight to stderr on every start ("NUMA binding: Using MEMBIND policy ..."), a notice
+# about this process, never actionable here.
+START_NOISE = re.compile(r"Warning: NUMA binding: ")
+
+
+@contextlib.contextmanager
+def quiet_vllm_start():
+    """vLLM's import and engine start without its chatter, for this call only: its FutureWarnings (torch
+    deprecations its kernel registry trips over) are ignored, and stderr is read back at the file-descriptor
+    level (C++ writes bypass sys.stderr) with START_NOISE lines dropped; everything else, errors included, is
+    written back, also when the start fails. Its loggers are set to ERROR by VLLM_LOGGING_LEVEL and its
+    weight-loading bar is off (use_tqdm_on_load)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm(\.|$)")
+        with tempfile.TemporaryFile(mode="w+b") as sink:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                kept = [line for line in sink.read().decode(errors="replace").splitlines(keepends=True)
+                        if not START_NOISE.search(line)]
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 @dataclass
@@ -62,9 +97,10 @@ class VllmEngine:
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(settings.cpu_kv_cache_gib)))  # per engine
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its CPU warnings (LD_PRELOAD, threads) are noise here
-        from vllm import LLM
+        with quiet_vllm_start():
+            from vllm import LLM
 
-        from scripts.serving.vllm_closing import CLOSING_PROCESSOR
+            from scripts.serving.vllm_closing import CLOSING_PROCESSOR
 
         self.version = vllm_version()
         self.max_model_len = max_model_len
@@ -73,7 +109,8 @@ class VllmEngine:
 
         set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
         try:
-            self.llm = self._start(LLM, model_dir, tokenizer_dir, settings, max_model_len, CLOSING_PROCESSOR)
+            with quiet_vllm_start():
+                self.llm = self._start(LLM, model_dir, tokenizer_dir, settings, max_model_len, CLOSING_PROCESSOR)
         except (ValueError, RuntimeError) as exc:  # vLLM's own start-up errors (KV cache, memory, config)
             from scripts.config import UserError
 
@@ -103,6 +140,7 @@ class VllmEngine:
             gpu_memory_utilization=settings.gpu_memory_utilization,
             logits_processors=[processor], logprobs_mode="processed_logprobs",
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+            use_tqdm_on_load=False,  # a per-start progress bar over one weights file
         )
 
     def generate(self, prompts: list[list[int]], spec, bounds, *, max_new: int, greedy: bool = True,

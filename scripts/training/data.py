@@ -41,6 +41,7 @@ class EncodeStats(BaseModel):
     longest_id: str | None = None
     tokens: int = 0
     answer_tokens: int = 0
+    longest_answer_tokens: int = 0  # label tokens of the longest answer kept: the loss tile's rows
 
 
 def split_path(data: TrainingDataSettings, split: str) -> Path:
@@ -102,7 +103,9 @@ def build_examples(
             stats.truncated += 1
         stats.examples_kept += 1
         stats.tokens += len(input_ids)
-        stats.answer_tokens += sum(label != IGNORE_INDEX for label in labels)
+        answer = sum(label != IGNORE_INDEX for label in labels)
+        stats.answer_tokens += answer
+        stats.longest_answer_tokens = max(stats.longest_answer_tokens, answer)
         rows.append({"input_ids": input_ids, "labels": labels})
     return rows, stats
 

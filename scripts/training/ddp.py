@@ -27,7 +27,9 @@ import sys
 from pathlib import Path
 
 from scripts.config import REPO_ROOT, UserError
-from scripts.training.run import RESULT, RunResult, run_training, setup_run, training_config
+from scripts.contracts import RunResult
+from scripts.paths import RUN_RESULT as RESULT
+from scripts.training.run import run_training, setup_run, training_config
 
 
 def launch(
@@ -41,11 +43,13 @@ def launch(
     method: str | None = None,
     say=print,
     timeout: float | None = None,
+    reprepare: bool = False,
 ) -> RunResult:
     """Start ``nproc`` ranks on this host; return rank 0's ``RunResult`` (from ``<run_dir>/result.json``)."""
     config = Path(config).resolve()
     cfg = training_config(config, max_steps=max_steps, backend=backend, method=method)
-    setup = setup_run(cfg, run_id=run_id, resume=resume, nproc=nproc, say=say, say_backend=False)
+    setup = setup_run(cfg, run_id=run_id, resume=resume, nproc=nproc, say=say, say_backend=False,
+                      reprepare=reprepare)  # the ranks then find the run prepared with this config
     chosen, reason, run_dir, checkpoint = setup.backend, setup.backend_reason, setup.run_dir, setup.checkpoint
     say(f"launching {nproc} processes (torchrun, DDP) on run {run_dir.name}, backend {chosen} ({reason})")
     (run_dir / RESULT).unlink(missing_ok=True)

@@ -40,20 +40,23 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from scripts import paths
-from scripts.config import TrainingConfig, UserError, load_config
+from scripts.config import TrainingConfig, UserError, config_snapshot, load_config
 from scripts.contracts import RunResult
 from scripts.model_loading import torch_dtype
-from scripts.paths import RUN_ADAPTER as ADAPTER, RUN_MODEL as MODEL
+from scripts.paths import (
+    RUN_ADAPTER as ADAPTER, RUN_CHECKPOINTS as CHECKPOINTS, RUN_CONFIG as CONFIG_FILE, RUN_METRICS as METRICS,
+    RUN_MODEL as MODEL, RUN_RESULT as RESULT,
+)
 from scripts.training.backends import import_unsloth, pick_backend
-from scripts.training.prepare import CONFIG_FILE, check_splits, load_checked_tokenizer, prepare_run, read_prepare
+from scripts.training.prepare import (
+    check_splits, load_checked_tokenizer, load_train_tokens, prepare_run, read_prepare,
+)
 
 log = logging.getLogger(__name__)
-CHECKPOINTS = "checkpoints"
-METRICS = "metrics.jsonl"
-RESULT = "result.json"
 
 
 def world_size() -> int:
@@ -108,35 +111,77 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return Path(found) if found else None
 
 
-def resolve_run(cfg: TrainingConfig, run_id: str | None, resume: str | None) -> tuple[Path, Path | None]:
-    """``(run_dir, checkpoint to resume or None)``; prepares a new run when none is ready."""
-    runs_dir = cfg.output.runs_dir
+# Keys a run may change between its prepare (or a checkpoint) and the train.run that continues it: how long
+# it trains and how often it saves or logs (`--resume latest --max-steps 2000`), and which backend runs it.
+RESUMABLE_CHANGES = ("backend", "output.run_id", "train.max_steps", "train.epochs", "train.save_steps",
+                     "train.save_total_limit", "train.logging_steps", "loss.chunk_size")
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``: the dotted keys a diff names."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix.rstrip("."): tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flat(value, f"{prefix}{key}."))
+    return flat
+
+
+def snapshot_diff(cfg: TrainingConfig, run_dir: Path) -> list[str]:
+    """``key snapshot -> now`` for each setting in which ``cfg`` differs from the run's config.yaml (both
+    with secrets masked, the snapshot read through TrainingConfig so keys added since take their defaults)."""
+    try:
+        snapshot = load_config(run_dir / CONFIG_FILE, TrainingConfig)
+    except UserError as exc:
+        raise UserError(f"run {run_dir.name}: its {CONFIG_FILE} does not read ({exc}); use another run id") from exc
+    then, now = (_flat(config_snapshot(c)) for c in (snapshot, cfg.resolved()))
+    return [f"{key} {then.get(key)} -> {now.get(key)}" for key in dict.fromkeys([*then, *now])
+            if then.get(key) != now.get(key) and key not in RESUMABLE_CHANGES]
+
+
+def check_snapshot(cfg: TrainingConfig, run_dir: Path, what: str, fix: str) -> None:
+    """A one-line refusal naming every setting that differs from the run's snapshot."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
+    diff = snapshot_diff(cfg, run_dir)
+    if diff:
+        raise UserError(f"run {run_dir.name} was {what} with another config ({run_dir / CONFIG_FILE}): "
+                        f"{'; '.join(diff)}; {fix}")
+
+
+def resolve_run(cfg: TrainingConfig, run_id: str | None, resume: str | None,
+                reprepare: bool = False) -> tuple[Path, Path | None]:
+    """``(run_dir, checkpoint to resume or None)``; prepares a new run when none is ready. A run whose
+    config.yaml differs from ``cfg`` is refused with the differences (a prepared one is prepared again with
+    ``reprepare``); ``latest`` without a run id takes the newest prepared run made with this config."""
+    runs_dir = cfg.resolved().output.runs_dir
     run_id = run_id or cfg.output.run_id
     if resume and resume != "latest":
         path = Path(resume)
         checkpoint = last_checkpoint(path) if (path / CHECKPOINTS).is_dir() else path
         if checkpoint is None or not (checkpoint / "trainer_state.json").is_file():
             raise UserError(f"--resume {resume}: not a checkpoint (no trainer_state.json) nor a run dir with one")
+        check_snapshot(cfg, checkpoint.parent.parent, "trained", "resume it with the config it was trained with")
         return checkpoint.parent.parent, checkpoint
     if resume == "latest":
         candidates = [paths.run_dir(runs_dir, run_id)] if run_id else sorted(
             (d for d in runs_dir.glob("*") if last_checkpoint(d)), key=lambda d: last_checkpoint(d).stat().st_mtime)
         if not candidates or last_checkpoint(candidates[-1]) is None:
             raise UserError(f"--resume latest: no checkpoint under {runs_dir / (run_id or '*') / CHECKPOINTS}")
+        check_snapshot(cfg, candidates[-1], "trained", "resume it with the config it was trained with")
         return candidates[-1], last_checkpoint(candidates[-1])
     if run_id:
         run_dir = paths.run_dir(runs_dir, run_id)
         if last_checkpoint(run_dir):
             raise UserError(f"run {run_id} already has checkpoints; use --resume latest or another run id")
-        if read_prepare(run_dir) is None:
+        if read_prepare(run_dir) is not None and not reprepare:
+            check_snapshot(cfg, run_dir, "prepared", "pass --reprepare to prepare it again with this config, "
+                           "or use another --run-id")
+        if read_prepare(run_dir) is None or reprepare:
             prepare_run(cfg, run_id)
-        elif run_method(run_dir) not in (None, cfg.train.method):
-            raise UserError(f"run {run_id} was prepared with train.method {run_method(run_dir)}, the config says "
-                            f"{cfg.train.method}; use another --run-id (or the method it was prepared with)")
         return run_dir, None
     fresh = [d for d in sorted(runs_dir.glob("*")) if read_prepare(d) and not last_checkpoint(d)
-             and not (d / ADAPTER).exists() and not (d / MODEL).exists()
-             and run_method(d) in (None, cfg.train.method)]
+             and not (d / ADAPTER).exists() and not (d / MODEL).exists() and not snapshot_diff(cfg, d)]
     if fresh:
         return fresh[-1], None
     return Path(prepare_run(cfg).run_dir), None
@@ -264,7 +309,7 @@ class RunSetup:
 
 
 def setup_run(cfg: TrainingConfig, *, run_id: str | None, resume: str | None, nproc: int, say=print,
-              say_backend: bool = True) -> RunSetup:
+              say_backend: bool = True, reprepare: bool = False) -> RunSetup:
     """Backend, splits check, run dir and resume checkpoint: the same steps in this process, in the
     ``--nproc`` launcher and in every torchrun rank. Unsloth, when chosen, is imported here, before
     anything imports transformers/PEFT/TRL."""
@@ -276,7 +321,7 @@ def setup_run(cfg: TrainingConfig, *, run_id: str | None, resume: str | None, np
         if late:
             log.warning("unsloth imported after %s: its patches may be incomplete", ", ".join(late))
     check_splits(cfg)
-    run_dir, checkpoint = resolve_run(cfg, run_id, resume)
+    run_dir, checkpoint = resolve_run(cfg, run_id, resume, reprepare)
     if checkpoint is not None:
         check_same_method(cfg, run_dir, checkpoint)
         check_same_base(cfg, run_dir, checkpoint)
@@ -292,16 +337,20 @@ def run_training(
     extra_callbacks: tuple = (),
     console=None,
     say=print,
+    reprepare: bool = False,
 ) -> RunResult:
-    """Train ``cfg`` (overrides already applied: `training_config`); rank 0 writes the run's files."""
-    setup = setup_run(cfg, run_id=run_id, resume=resume, nproc=world_size(), say=say)
+    """Train ``cfg`` (overrides already applied: `training_config`); rank 0 writes the run's files.
+    ``reprepare``: a prepared run ``run_id`` whose snapshot differs from ``cfg`` is prepared again."""
+    setup = setup_run(cfg, run_id=run_id, resume=resume, nproc=world_size(), say=say, reprepare=reprepare)
     chosen, reason, run_dir, checkpoint = setup.backend, setup.backend_reason, setup.run_dir, setup.checkpoint
     from scripts.training.callbacks import MetricsCallback, RichProgressCallback, SignalCheckpoint, write_loss_plot
     from scripts.training.backends import load_model
     from scripts.training.data import build_dataset, load_split
 
     tokenizer = load_checked_tokenizer(cfg)
-    train_dataset, stats = build_dataset(
+    # train.prepare encoded the split; only a run prepared before it kept them (or with other inputs) re-encodes
+    prepared = load_train_tokens(cfg, run_dir)
+    train_dataset, stats = prepared or build_dataset(
         load_split(cfg.data, "train"), tokenizer, cfg.model.max_seq_length, cfg.data.truncation)
     if len(train_dataset) == 0:
         raise UserError("no training example fits max_seq_length; see `fab train.prepare`")

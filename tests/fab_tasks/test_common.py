@@ -70,3 +70,12 @@ def test_output_to_a_log_is_not_wrapped_at_80_columns():
     done = subprocess.run([sys.executable, "-c", f"from fab_tasks._common import console; console.print({sentence!r})"],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True)
     assert done.stdout == sentence + "\n"
+
+
+def test_both_spellings_of_a_multi_word_task_are_accepted():
+    from fabfile import ns
+
+    names = set(ns.task_names)
+    assert {"ops.project_tokens", "train.import_gguf", "eval.generate", "demo"} <= names
+    aliases = {alias for group in ns.task_names.values() for alias in group}
+    assert {"ops.project-tokens", "train.import-gguf", "train.init-tiny"} <= aliases

@@ -31,35 +31,37 @@ def test_short_demo_leaves_a_checked_chain_of_artifacts(tmp_path):
     closed = re.search(r": (\d+) of 16 answers closed early", run.stdout)
     assert closed and 0 <= int(closed.group(1)) <= 16
 
-    raw = duckdb.connect(str(tmp_path / "data/raw/demo.duckdb"), read_only=True)
+    demo = tmp_path / "demo" / "tiny"  # the demo's own workspace: everything it writes is in this folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["configs", "demo"]
+    raw = duckdb.connect(str(demo / "data/raw/dataset.duckdb"), read_only=True)
     assert raw.sql("SELECT count(*) FROM examples").fetchall()[0][0] == 500
-    clean = json.loads((tmp_path / "data/processed/demo/clean_manifest.json").read_text())
+    clean = json.loads((demo / "data/processed/v2/clean_manifest.json").read_text())
     assert clean["rows_in"] == 500 == clean["rows_clean"] + clean["rows_rejected"]
     assert clean["target_key_order"] == "catalog"
-    datasets = load_config(tmp_path / "reports/demo/configs/datasets.yaml", DatasetsConfig)
+    datasets = load_config(demo / "configs/datasets.yaml", DatasetsConfig)
     slots = datasets.tasks["productpage_extractor"].slot_order
     assert slots == list(load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)
                          .tasks["productpage_extractor"].slots)  # the written config kept the catalog order
     targets = [json.loads(json.loads(line)["target"])
-               for line in open(tmp_path / "data/processed/demo/productpage_extractor.jsonl")]
+               for line in open(demo / "data/processed/v2/productpage_extractor.jsonl")]
     assert targets and all(list(t) == slots for t in targets)  # the sample answers carry every slot
 
-    metrics = [json.loads(line) for line in open(tmp_path / "models/runs/demo/metrics.jsonl")]
+    metrics = [json.loads(line) for line in open(demo / "models/runs/demo/metrics.jsonl")]
     assert metrics[-1]["step"] == 60 and metrics[-1]["loss"] < metrics[0]["loss"]
 
-    candidates = list(read_jsonl(tmp_path / "reports/demo/model_outputs/validation_candidates.jsonl", Candidate))
+    candidates = list(read_jsonl(demo / "reports/model_outputs/validation_candidates.jsonl", Candidate))
     assert len(candidates) == 16 and all(c.valid for c in candidates)  # constrained: valid by construction
     assert all(list(c.parsed) == slots for c in candidates if c.kind == "extraction")  # as trained
 
-    report = (tmp_path / "reports/demo_eval.md").read_text()
+    report = (demo / "reports/latest_eval.md").read_text()
     assert "## Verdict" in report and "navpage_classifier" in report
-    judge_run = next((tmp_path / "reports/demo/judge").glob("validation_*/summary.json"))
+    judge_run = next((demo / "reports/judge").glob("validation_*/summary.json"))
     judge = json.loads(judge_run.read_text())["judge"]
     # no key: slots that need the LLM judge are reported as not judged, never passed
     assert judge["enabled"] is False and judge["not_judged"] == judge["needed"]
     assert ("were NOT judged" in report) == (judge["needed"] > 0)
 
-    bundle = tmp_path / "models/export/demo"
+    bundle = demo / "models/export/demo"
     manifest = BundleManifest.model_validate_json((bundle / "manifest.json").read_text())
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json"} <= set(manifest.files)
     assert all(sha256_file(bundle / name) == entry.sha256 for name, entry in manifest.files.items())
@@ -67,5 +69,5 @@ def test_short_demo_leaves_a_checked_chain_of_artifacts(tmp_path):
         "navpage_classifier", "productpage_extractor"}
     assert json.loads((bundle / "config.json").read_text())["max_position_embeddings"] == 131072
 
-    projection = json.loads((tmp_path / "reports/demo/ops/token_projection.json").read_text())
+    projection = json.loads((demo / "reports/ops/token_projection.json").read_text())
     assert projection["today_paid_tokens"] > projection["after_paid_tokens"] > 0

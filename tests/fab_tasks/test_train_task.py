@@ -121,3 +121,44 @@ def test_fab_train_run_unsloth_with_nproc_is_one_line_error(tiny_root, tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip() == ("error: --nproc 2: Unsloth trains on a single GPU; "
                                    "use --backend hf for multi-process DDP")
+
+
+@pytest.mark.integration
+def test_fab_train_prepare_prints_and_records_the_memory_plan(tiny_root, tmp_path):
+    """`memory plan: peak X GiB at N tokens (device Y GiB)` for the longest example and max_seq_length;
+    prepare.json records the resolved attention and the plan; a plan over the device is one line."""
+    from scripts.modeling import resolve_attn_implementation
+
+    runs = tmp_path / "runs"
+    config = write_config(tmp_path / "t.yaml", tiny_config(tiny_root, runs, train={"per_device_batch_size": 1,
+                                                                                 "gradient_checkpointing": True}))
+    done = fab(REPO_ROOT, "train.prepare", "--config", str(config), "--run-id", "plan", "--device-memory", "80GiB",
+               check=True)
+    saved = json.loads((runs / "plan" / "prepare.json").read_text())
+    attn = resolve_attn_implementation("auto", flash=False)
+    assert saved["attn_implementation"] == resolve_attn_implementation("auto") != "auto"
+    plan = saved["memory_plan"]
+    assert plan["device"] == "gpu" and plan["device_memory"] == 80 * 2**30 and plan["attn_implementation"] == attn
+    longest = saved["splits"]["train"]["longest_tokens"]
+    steps = plan["steps"]
+    assert steps["longest example"]["tokens"] == longest and steps["max_seq_length"]["tokens"] == 131072
+    for step in steps.values():
+        assert set(step["terms"]) == {"weights", "optimizer", "checkpoints", "attention masks", "layer recompute",
+                                      "attention kernel", "loss tile", "runtime"}
+        line = f"memory plan: peak {step['peak'] / 2**30:.1f} GiB at {step['tokens']} tokens (device 80.0 GiB)"
+        assert line in done.stdout
+    assert steps["longest example"]["terms"]["weights"] < steps["max_seq_length"]["peak"]
+
+    sdpa = write_config(tmp_path / "s.yaml", tiny_config(tiny_root, runs, model={"attn_implementation": "sdpa"}))
+    done = fab(REPO_ROOT, "train.prepare", "--config", str(sdpa), "--run-id", "too-big", "--device-memory", "8GiB")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("error: memory plan: peak ") and (
+        "at 131072 tokens (max_seq_length, sdpa) exceeds 90% of the device's 8.0 GiB; largest term: attention"
+        in done.stderr)  # batch 4: the masks of both layer types and the kernel's float copies
+    assert not (runs / "too-big").exists()
+
+    done = fab(REPO_ROOT, "train.prepare", "--config", str(config), "--device-memory", "80")
+    assert done.returncode == 1 and done.stderr.strip() == (
+        "error: --device-memory '80': expected a size with a unit, e.g. 80GB, 80GiB or 512MB (GB = 10^9 bytes, "
+        "GiB = 2^30)")

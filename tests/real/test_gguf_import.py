@@ -12,14 +12,8 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoTokenizer
 
 from scripts.config import REPO_ROOT, UserError
-from scripts.gguf_import import (
-    REFERENCE_IDS,
-    ROUNDTRIP_CORPUS,
-    SPECIAL_IDS,
-    TOKENIZER_VERSION,
-    base_model_label,
-    import_gguf,
-)
+from scripts.gguf_import import REFERENCE_IDS, ROUNDTRIP_CORPUS, SPECIAL_IDS, import_gguf
+from scripts.model_identity import TOKENIZER_VERSION, base_model_label
 from scripts.model_loading import load_tokenizer
 
 

@@ -34,7 +34,7 @@ def test_stats_count_exact_tokens_with_the_imported_tokenizer(sample_splits, rea
     report = compute_stats(datasets, tokenizer=str(real_gemma))
     assert report.tokenizer.exact and "APPROXIMATE" not in report.tokenizer.note
     tokenizer = AutoTokenizer.from_pretrained(real_gemma)
-    validation = list(read_jsonl(datasets.version_dir() / "splits" / "validation.jsonl", CleanRecord))
+    validation = list(read_jsonl(datasets.data_paths().root / "splits" / "validation.jsonl", CleanRecord))
     # stats count the system prompt and the page (the chat markers are a fixed overhead on top)
     counts = sorted(len(tokenizer(r.system_prompt + "\n" + r.prompt, add_special_tokens=False).input_ids)
                     for r in validation if r.task == "navpage_classifier")

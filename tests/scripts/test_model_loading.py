@@ -135,6 +135,7 @@ def test_merged_bundle_and_missing_weights(tiny_gemma, tmp_path):
 
 
 def test_one_definition_of_each_rule():
+    import ast
     import subprocess
 
     from scripts.config import REPO_ROOT
@@ -143,3 +144,21 @@ def test_one_definition_of_each_rule():
                             "def prompt_messages", "scripts/"], cwd=REPO_ROOT, capture_output=True, text=True)
     names = sorted(line.split("def ", 1)[1].split("(")[0] for line in found.stdout.splitlines())
     assert names == ["pretrained_kwargs", "prompt_messages", "torch_dtype"], found.stdout
+
+
+def test_loading_a_model_imports_no_sample_generator_nor_importer(tiny_gemma):
+    """The model layer stands on the core (config, paths, chat, identity, modeling): loading a model never
+    pulls in the GGUF importer, the tiny-model builder or the 2k-line sample generator."""
+    import ast
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pathlib import Path\nfrom scripts.model_loading import load_resolved, resolve_weights\n"
+            f"load_resolved(resolve_weights('', Path('.'), merged={str(tiny_gemma)!r}))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('scripts')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr[-2000:]
+    loaded = set(ast.literal_eval(run.stdout.strip().splitlines()[-1]))
+    assert "scripts.model_loading" in loaded and "scripts.model_identity" in loaded
+    assert not loaded & {"scripts.sample_data", "scripts.gguf_import", "scripts.tiny_model"}, loaded

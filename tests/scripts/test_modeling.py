@@ -14,7 +14,7 @@ from scripts.modeling import (
     restore_end_of_turn_eos,
     rope_summary,
 )
-from scripts.tiny_model import GEMMA3_CHAT_TEMPLATE_ORIGINAL
+from scripts.chat import GEMMA3_CHAT_TEMPLATE_ORIGINAL
 
 MESSAGES = [
     {"role": "system", "content": "Answer YES or NO."},
@@ -115,7 +115,7 @@ def test_flat_rope_dict_is_reported_as_not_applied(tiny_dir):
 
 
 def test_legacy_rope_scaling_argument_lands_on_global_layers():
-    """Fact check for this transformers version (DESIGN.md 'Facts checked')."""
+    """Fact check for this transformers version."""
     layer_types = ["sliding_attention", "full_attention"]
     config = Gemma3TextConfig(num_hidden_layers=2, layer_types=layer_types, rope_scaling=dict(FLAT))
     assert config.rope_parameters["full_attention"] == SCALED_GLOBAL

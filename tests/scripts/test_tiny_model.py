@@ -8,9 +8,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma3ForCausalLM, GemmaTokenizer
 
+from scripts.chat import GEMMA3_CHAT_TEMPLATE, GEMMA3_CHAT_TEMPLATE_ORIGINAL
 from scripts.tiny_model import (
-    GEMMA3_CHAT_TEMPLATE,
-    GEMMA3_CHAT_TEMPLATE_ORIGINAL,
     GEMMA_SPECIAL_TOKENS,
     build_tiny_gemma,
     build_tokenizer,

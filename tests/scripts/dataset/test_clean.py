@@ -28,7 +28,7 @@ def prod(i, answer, **extra):
 def run_clean(tmp_path, cfg, rows, **kw):
     db = write_raw_db(tmp_path / "raw.duckdb", rows, **kw)
     manifest = clean_dataset(db, cfg, SCHEMA_VERSION)
-    out = cfg.version_dir(SCHEMA_VERSION)
+    out = cfg.data_paths(SCHEMA_VERSION).root
     clean = {t: list(read_jsonl(out / f"{t}.jsonl", CleanRecord)) for t in cfg.tasks}
     rejects = list(read_jsonl(out / "rejects.jsonl", Reject))
     return manifest, clean, rejects
@@ -127,7 +127,7 @@ def test_domain_inference_and_system_prompt_defaults(tmp_path, datasets_cfg):
 def test_rerun_is_byte_identical(tmp_path, datasets_cfg):
     rows = [nav(i, "YES" if i % 2 else "no") for i in range(50)] + [prod(i, '{"b":2,"a":1}') for i in range(50)]
     db = write_raw_db(tmp_path / "raw.duckdb", rows)
-    out = datasets_cfg.version_dir(SCHEMA_VERSION)
+    out = datasets_cfg.data_paths(SCHEMA_VERSION).root
     clean_dataset(db, datasets_cfg, SCHEMA_VERSION)
     first = {p.name: p.read_bytes() for p in out.iterdir()}
     clean_dataset(db, datasets_cfg, SCHEMA_VERSION)
@@ -158,7 +158,7 @@ def test_json_typed_columns_are_accepted(tmp_path, datasets_cfg):
         '{"domain": "a.com"}'::JSON AS metadata, {'price': {'scorer': 'numeric'}} AS slot_specs""")
     con.close()
     manifest = clean_dataset(tmp_path / "typed.duckdb", datasets_cfg, SCHEMA_VERSION)
-    record = next(read_jsonl(datasets_cfg.version_dir(SCHEMA_VERSION) / f"{PROD}.jsonl", CleanRecord))
+    record = next(read_jsonl(datasets_cfg.data_paths(SCHEMA_VERSION).root / f"{PROD}.jsonl", CleanRecord))
     assert manifest.rows_clean == 1 and record.slot_specs == {"price": {"scorer": "numeric"}}
 
 
@@ -183,7 +183,7 @@ def test_rows_in_equals_clean_plus_rejected_for_any_table(tmp_path_factory, data
     tmp = tmp_path_factory.mktemp("inv")
     db = write_raw_db(tmp / "raw.duckdb", rows)
     manifest = clean_dataset(db, datasets_cfg, SCHEMA_VERSION)
-    out = datasets_cfg.version_dir(SCHEMA_VERSION)
+    out = datasets_cfg.data_paths(SCHEMA_VERSION).root
     clean_ids = [r.id for t in datasets_cfg.tasks for r in read_jsonl(out / f"{t}.jsonl", CleanRecord)]
     rejects = list(read_jsonl(out / "rejects.jsonl", Reject))
     assert len(clean_ids) + len(rejects) == len(rows) == manifest.rows_in

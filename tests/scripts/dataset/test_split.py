@@ -33,7 +33,7 @@ def cleaned(tmp_path, datasets_cfg):
 
 
 def load_splits(cfg):
-    d = cfg.version_dir(SCHEMA_VERSION) / "splits"
+    d = cfg.data_paths(SCHEMA_VERSION).root / "splits"
     return {s: list(read_jsonl(d / f"{s}.jsonl", CleanRecord)) for s in ("train", "validation", "test")}
 
 
@@ -59,7 +59,7 @@ def test_grouped_by_domain_stratified_and_complete(cleaned):
 
 
 def test_rerun_is_byte_identical_and_seed_changes_assignment(cleaned):
-    out = cleaned.version_dir(SCHEMA_VERSION) / "splits"
+    out = cleaned.data_paths(SCHEMA_VERSION).root / "splits"
     split_dataset(cleaned)
     first = {p.name: p.read_bytes() for p in out.iterdir()}
     split_dataset(cleaned)
@@ -74,20 +74,20 @@ def test_rerun_is_byte_identical_and_seed_changes_assignment(cleaned):
 def test_split_manifest_records_the_catalog_key_order(cleaned):
     manifest = split_dataset(cleaned)
     assert manifest.target_key_order == "catalog"
-    on_disk = json.loads((cleaned.version_dir(SCHEMA_VERSION) / "splits" / "manifest.json").read_text())
+    on_disk = json.loads((cleaned.data_paths(SCHEMA_VERSION).root / "splits" / "manifest.json").read_text())
     assert on_disk["target_key_order"] == "catalog"
 
 
 def test_refuses_clean_output_of_schema_v1_with_sorted_keys(cleaned):
     """A clean manifest without `target_key_order` predates v2: its targets had sorted keys."""
-    path = cleaned.version_dir(SCHEMA_VERSION) / "clean_manifest.json"
+    path = cleaned.data_paths(SCHEMA_VERSION).root / "clean_manifest.json"
     old = json.loads(path.read_text())
     old.pop("target_key_order")
     path.write_text(json.dumps(old | {"schema_version": "v1"}))
     with pytest.raises(UserError, match=r"targets in sorted key order \(schema v1\).*rerun `fab dataset.clean") as err:
         split_dataset(cleaned)
     assert "\n" not in str(err.value)
-    assert not (cleaned.version_dir(SCHEMA_VERSION) / "splits").exists()
+    assert not (cleaned.data_paths(SCHEMA_VERSION).root / "splits").exists()
 
 
 def test_too_few_domains_is_a_clear_error(tmp_path, datasets_cfg):
@@ -97,7 +97,7 @@ def test_too_few_domains_is_a_clear_error(tmp_path, datasets_cfg):
 
 
 def test_refuses_clean_files_changed_since_clean(cleaned):
-    path = cleaned.version_dir(SCHEMA_VERSION) / "navpage_classifier.jsonl"
+    path = cleaned.data_paths(SCHEMA_VERSION).root / "navpage_classifier.jsonl"
     path.write_text(path.read_text()[:-200])
     with pytest.raises(UserError, match="changed since dataset.clean"):
         split_dataset(cleaned)

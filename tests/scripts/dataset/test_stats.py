@@ -45,7 +45,7 @@ def test_counts_truncation_fill_rates_and_leakage(tmp_path, datasets_cfg):
     assert nav_labels == sum(1 for r in rows if r["response_strong"] == "NO")
     assert report.near_duplicates_across_splits == 1
     assert len(report.near_duplicate_examples[0]) >= 2
-    on_disk = json.loads((datasets_cfg.version_dir(SCHEMA_VERSION) / "stats.json").read_text())
+    on_disk = json.loads((datasets_cfg.data_paths(SCHEMA_VERSION).root / "stats.json").read_text())
     assert on_disk["near_duplicates_across_splits"] == 1
 
 

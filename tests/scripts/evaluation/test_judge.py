@@ -272,8 +272,17 @@ def test_an_unknown_split_lists_the_splits(tmp_path):
     assert str(err.value) == "unknown split 'bogus': the splits are train, validation, test"
 
 
+def _datasets_at(tmp_path: Path, version: str) -> str:
+    """A copy of the test's datasets config reading schema ``version``."""
+    ds = yaml.safe_load((tmp_path / "datasets.yaml").read_text())
+    path = tmp_path / f"datasets_{version}.yaml"
+    path.write_text(yaml.safe_dump({**ds, "schema_version": version}, sort_keys=False))
+    return str(path)
+
+
 def test_references_come_from_the_schema_version_eval_generate_read(tmp_path, judge_env):
-    """`schema_version` as in eval.yaml: null is the datasets config's (v2), `other` reads processed/other/splits."""
+    """The datasets config's version, as eval.generate reads it: `other` reads processed/other/splits; a
+    judge config whose own schema_version contradicts its datasets config is a one-line error."""
     refs, cands = default_examples()
     cfg = make_inputs(tmp_path, refs, cands)
     other = tmp_path / "processed" / "other" / "splits"
@@ -283,12 +292,15 @@ def test_references_come_from_the_schema_version_eval_generate_read(tmp_path, ju
     (other / "manifest.json").write_text(_manifest("other"))
     judge_env(None, key=None)
     _, own_summary = run_judge(cfg, "validation")
-    _, other_summary = run_judge(cfg.model_copy(update={"schema_version": "other"}), "validation")
+    _, other_summary = run_judge(cfg.model_copy(update={"datasets_config": _datasets_at(tmp_path, "other")}),
+                                 "validation")
     assert own_summary["dataset"]["schema_version"] == SCHEMA_VERSION == "v2"
     assert other_summary["dataset"]["schema_version"] == "other"
     assert other_summary["dataset"]["manifest"] == str(other / "manifest.json")
     own_nav, other_nav = (s["tasks"][CLASSIFIER]["metrics"]["accuracy"] for s in (own_summary, other_summary))
     assert own_nav > 0.5 > other_nav  # the flipped labels were the references
+    with pytest.raises(UserError, match=r"^`schema_version: other` contradicts .*datasets.yaml \(schema_version v2\)"):
+        run_judge(cfg.model_copy(update={"schema_version": "other"}), "validation")
 
 
 @pytest.mark.parametrize("key_order", [None, "sorted"], ids=["v1-manifest-without-field", "sorted"])
@@ -302,7 +314,7 @@ def test_references_with_sorted_target_keys_are_a_one_line_error(tmp_path, judge
     (old / "manifest.json").write_text(_manifest("v1", key_order))
     judge_env(None, key=None)
     with pytest.raises(UserError, match="targets in sorted key order .*catalog order; rerun `fab dataset.clean") as err:
-        run_judge(cfg.model_copy(update={"schema_version": "v1"}), "validation")
+        run_judge(cfg.model_copy(update={"datasets_config": _datasets_at(tmp_path, "v1")}), "validation")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "judge").exists() or not any((tmp_path / "judge").iterdir())
 

@@ -185,13 +185,14 @@ def _fake_run(judge_dir: Path, run_id: str, mtime: float) -> None:
     os.utime(summary, (mtime, mtime))
 
 
-def test_an_unknown_run_lists_the_runs_there_and_beside_it(tmp_path):
-    """`--run-id does-not-exist` says which runs exist, also the demo's under reports/<name>/judge/."""
-    judge_dir, demo_dir = tmp_path / "reports" / "judge", tmp_path / "reports" / "demo" / "judge"
+def test_an_unknown_run_lists_the_runs_there_and_beside_it(tmp_path, monkeypatch):
+    """`--run-id does-not-exist` says which runs exist, also the demo's in its workspace demo/<name>/."""
+    monkeypatch.chdir(tmp_path)
+    judge_dir, demo_dir = Path("reports/judge"), Path("demo/real/reports/judge")
     _fake_run(judge_dir, "validation_20260101T000000Z", 1_000)
     _fake_run(judge_dir, "validation_20260102T000000Z", 2_000)
     _fake_run(demo_dir, "validation_fine_tuned", 3_000)
-    config = tmp_path / "reports" / "demo" / "configs" / "judge_slots.yaml"
+    config = Path("demo/real/configs/judge_slots.yaml")
     config.parent.mkdir(parents=True)
     config.write_text("")
     with pytest.raises(UserError) as err:

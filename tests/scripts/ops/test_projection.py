@@ -74,3 +74,12 @@ def test_a_stats_file_off_the_contract_is_one_line(tmp_path):
     cfg.stats_file.write_text(json.dumps({"per_split": {}}))  # hand-written, not by dataset.stats
     with pytest.raises(UserError, match=r"stats.json does not match the stats contract .*rerun `fab dataset.stats`$"):
         project_tokens(cfg)
+
+
+def test_the_shipped_ops_config_reads_the_stats_the_default_chain_writes():
+    """`fab ops.project-tokens` after `dataset.clean`/`split`/`stats` with the shipped configs finds its stats."""
+    from scripts.config import DatasetsConfig
+
+    ops = load_config(REPO_ROOT / "configs/ops.yaml", OpsConfig)
+    datasets = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)
+    assert ops.resolved().stats_file == datasets.data_paths().stats

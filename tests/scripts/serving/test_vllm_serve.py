@@ -5,6 +5,7 @@ Tiny Gemma 3 (CPU): one engine start in the export, one server start."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 
 import pytest
 import yaml
@@ -25,6 +27,26 @@ from scripts.serving.engines import vllm_version
 from tests.scripts.evaluation import make_adapter, records, write_datasets_config, write_split
 
 PAGES = records(2, 2)  # their system prompts become the registry's defaults, as a clean row without its own has
+
+
+@contextlib.contextmanager
+def captured_output(path):
+    """Everything this process writes to file descriptors 1 and 2 (C++ included) goes to ``path``; warnings
+    are recorded, every one of them, as a user's terminal would show them."""
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "w+b") as sink, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        os.dup2(sink.fileno(), 1), os.dup2(sink.fileno(), 2)
+        streams = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = open(sink.fileno(), "w", buffering=1, closefd=False)
+        try:
+            yield caught
+        finally:
+            sys.stdout.flush()
+            sys.stdout, sys.stderr = streams
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            os.close(saved[0]), os.close(saved[1])
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +70,15 @@ def bundle(tmp_path_factory, tiny_gemma):
         "adapter": "latest", "runs_dir": str(tmp / "runs"), "dtype": "bf16", "eval_config": str(eval_config),
         "data": {"datasets_config": str(datasets)}, "judge_dir": str(tmp / "judge"),
         "parity": {"prompts": 2, "max_new_tokens": 8}, "vllm": {"check_pages": len(PAGES), "cpu_kv_cache_gib": 1}})
-    result = export_bundle(cfg, tmp / "export")
-    return result, BundleManifest.model_validate_json((result.path / "manifest.json").read_text())
+    with captured_output(tmp / "export.log") as caught:
+        result = export_bundle(cfg, tmp / "export")
+    printed = (tmp / "export.log").read_text(errors="replace")
+    warned = [f"{w.category.__name__}: {w.message} ({w.filename})" for w in caught]
+    return result, BundleManifest.model_validate_json((result.path / "manifest.json").read_text()), (printed, warned)
 
 
 def test_export_checks_the_bundle_on_vllm_as_the_card_serves_it(bundle):
-    result, manifest = bundle
+    result, manifest, _ = bundle
     check = manifest.vllm_check
     assert check["checked"] and check["version"] == vllm_version() and check["max_model_len"] == 131072
     assert check["pages"] == len(PAGES) == check["valid"] and set(check["answers"]) == {p.id for p in PAGES}
@@ -62,6 +87,15 @@ def test_export_checks_the_bundle_on_vllm_as_the_card_serves_it(bundle):
     assert set(manifest.serve_commands) == {"cuda", "rocm", "cpu"}
     assert "python -m vllm.entrypoints.openai.api_server" in manifest.serve_commands["cpu"]
     assert manifest.serve_commands["cpu"] in (result.path / "README.md").read_text()
+
+
+def test_the_exports_vllm_check_prints_none_of_vllms_start_up_chatter(bundle):
+    # what `fab package.export` and `fab demo` showed on every run before: a C++ NUMA notice, the
+    # weight-loading bar and FutureWarnings of torch deprecations inside vLLM
+    _, _, (printed, warned) = bundle
+    for noise in ("NUMA binding", "Loading safetensors checkpoint shards"):
+        assert noise not in printed, printed[-3000:]
+    assert [w for w in warned if w.startswith("FutureWarning") and "/vllm/" in w] == []
 
 
 def _free_port() -> int:
@@ -78,7 +112,7 @@ def _post(port: int, body: dict) -> dict:
 
 
 def test_the_cards_cpu_command_serves_each_tasks_request_as_the_offline_engine_answers(bundle):
-    result, manifest = bundle
+    result, manifest, _ = bundle
     port = _free_port()
     env_part, command = manifest.serve_commands["cpu"].split(" ", 1)
     assert env_part.startswith("VLLM_CPU_KVCACHE_SPACE=")

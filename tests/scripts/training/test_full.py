@@ -125,15 +125,15 @@ def test_a_checkpoint_or_run_of_the_other_method_is_refused_in_one_line(tiny_roo
     with pytest.raises(UserError) as err:
         run_training(full, run_id="lora", resume="latest", say=lambda *_: None)
     message = str(err.value)
-    assert "was trained with train.method lora" in message and "the config says full" in message
+    assert message.startswith("run lora was trained with another config") and "train.method lora -> full" in message
     assert "\n" not in message
 
     run_training(full, run_id="full", say=lambda *_: None)
-    with pytest.raises(UserError, match="was trained with train.method full .*the config says lora"):
+    with pytest.raises(UserError, match="run full was trained with another config .*train.method full -> lora"):
         run_training(lora, resume=str(runs / "full"), say=lambda *_: None)
 
     from scripts.training.prepare import prepare_run
 
     prepare_run(lora, "prepared-lora")
-    with pytest.raises(UserError, match="run prepared-lora was prepared with train.method lora, the config says full"):
+    with pytest.raises(UserError, match="run prepared-lora was prepared with another config .*train.method lora -> full"):
         run_training(full, run_id="prepared-lora", say=lambda *_: None)

@@ -19,7 +19,7 @@ def _sixteen_example_splits(tiny_root, tmp_path):
     from scripts.contracts import SplitManifest, file_entry, write_model_json
 
     shutil.copytree(tiny_root / "processed", tmp_path / "processed")
-    splits = TrainingDataSettings(processed_dir=tmp_path / "processed").splits_dir()
+    splits = TrainingDataSettings(processed_dir=tmp_path / "processed").data_paths().splits_dir
     lines = (splits / "train.jsonl").read_text().splitlines()[:16]
     (splits / "train.jsonl").write_text("\n".join(lines) + "\n")
     manifest = SplitManifest.model_validate_json((splits / "manifest.json").read_bytes())

@@ -34,6 +34,8 @@ def test_prepare_writes_snapshots_and_counts(own_data):
     assert report.splits["train"].longest_tokens > 20 and report.splits["train"].dropped_too_long == 0
     saved = json.loads((run_dir / "prepare.json").read_text())
     assert len(saved["code_version"].split("-")[0]) == 40  # git rev (+ -dirty)
+    assert saved["attn_implementation"] not in ("", "auto") and saved["memory_plan"]["checked"] == ["longest example"]
+    assert report.splits["train"].longest_answer_tokens > 0
     assert not list(run_dir.glob(".*.tmp"))
 
 
@@ -95,3 +97,34 @@ def test_repo_config_is_the_documented_default():
     assert cfg == TrainingConfig()
     assert (cfg.model.max_seq_length, cfg.model.rope.factor, cfg.model.name_or_path) == (
         131072, 4.0, "models/gemma-3-270m")
+
+
+def test_train_run_takes_a_prepared_run_only_under_the_config_it_was_prepared_with(own_data):
+    from datasets import Dataset
+
+    from scripts.training.prepare import load_train_tokens
+    from scripts.training.run import resolve_run
+
+    cfg = tiny_config(own_data, own_data / "runs")
+    prepare_run(cfg, "p")
+    # train.prepare kept the encoded train split: train.run trains on these rows, never encodes again
+    tokens, stats = load_train_tokens(cfg, own_data / "runs" / "p")
+    assert isinstance(tokens, Dataset) and len(tokens) == stats.examples_kept > 0
+    assert set(tokens.column_names) == {"input_ids", "labels"}
+
+    assert resolve_run(cfg.model_copy(update={"backend": "auto"}), None, None) == (own_data / "runs" / "p", None)
+    changed = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"r": 4})})
+    with pytest.raises(UserError) as err:
+        resolve_run(changed, "p", None)
+    assert str(err.value) == (f"run p was prepared with another config ({own_data / 'runs/p/config.yaml'}): lora.r "
+                              "8 -> 4; pass --reprepare to prepare it again with this config, or use another --run-id")
+    # without a run id, a prepared run of another config is not taken: a new one is prepared
+    fresh, _ = resolve_run(changed, None, None)
+    assert fresh.parent == own_data / "runs" and fresh.name != "p"
+    # --reprepare: the run's snapshot is now this config
+    assert resolve_run(changed, "p", None, reprepare=True) == (own_data / "runs" / "p", None)
+    assert yaml.safe_load((own_data / "runs/p/config.yaml").read_text())["lora"]["r"] == 4
+    # a different tokenizer or split: the kept rows are not used (train.run encodes the split itself)
+    (own_data / "tiny-gemma3" / "tokenizer.json").write_text(
+        (own_data / "tiny-gemma3" / "tokenizer.json").read_text() + " ")
+    assert load_train_tokens(changed, own_data / "runs" / "p") is None

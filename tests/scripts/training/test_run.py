@@ -96,9 +96,22 @@ def test_sigterm_checkpoint_then_resume_equals_straight_run(tiny_root, tmp_path)
     assert killed_losses == pytest.approx(straight_losses, abs=1e-4)
 
 
-def test_resume_refuses_checkpoint_of_another_base_model(tiny_root, tmp_path):
+def test_the_split_is_tokenized_once_and_resume_refuses_another_config(tiny_root, tmp_path, monkeypatch):
+    import scripts.training.data
+
+    def encode_again(*args, **kwargs):
+        raise AssertionError("train.run tokenized the train split again")
+
+    monkeypatch.setattr(scripts.training.data, "build_dataset", encode_again)  # prepare's rows must do
     cfg = tiny_config(tiny_root, tmp_path / "runs", train={"max_steps": 1, "save_steps": 1})
-    run_training(cfg, run_id="a", say=lambda *_: None)
-    other = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name_or_path": str(tmp_path / "other")})})
-    with pytest.raises(UserError, match="different base model"):
+    result = run_training(cfg, run_id="a", say=lambda *_: None)
+    assert result.global_step == 1 and result.train_examples > 0
+
+    other = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name_or_path": str(tmp_path / "other")}),
+                                   "train": cfg.train.model_copy(update={"lr": 0.5})})
+    with pytest.raises(UserError) as err:
         run_training(other, run_id="a", resume="latest", say=lambda *_: None)
+    assert str(err.value) == (
+        f"run a was trained with another config ({tmp_path / 'runs/a/config.yaml'}): model.name_or_path "
+        f"{cfg.model.name_or_path} -> {tmp_path / 'other'}; train.lr 0.02 -> 0.5; resume it with the config it "
+        "was trained with")

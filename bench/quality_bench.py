@@ -9,7 +9,9 @@ Trains (unless --adapter) a LoRA on the sample data's train split (sites never i
 test), then generates with the same constrained decoding as `fab eval.generate`, for the adapter and
 for the base model alone (zero-shot), and scores with `fab eval.judge`'s scorers: deterministic slot
 scorers, plus the LLM judge only when LITELLM_API_KEY is set (the table says which). Everything goes
-under --work; the candidates' path is printed (`candidates: PATH`) for every evaluated set.
+under --work; the candidates' path is printed (`candidates: PATH`) for every evaluated set, with an
+audit of the served answers: valid and complete, closed early by a bound (which slots), and slot
+values outside a constraint configured in configs/datasets.yaml.
 
 Budget on 2 CPU cores (2026-12): about 4-6 s per training step at batch 1 on 1-2k-token sample
 prompts, and ~11 generated tokens/s at batch 8, so the defaults (120 steps, 24 validation pages)
@@ -168,7 +170,51 @@ def evaluate(args, datasets: Path, split: str, adapter: Path, zero_shot: bool, t
         "datasets_config": str(datasets), "candidates_dir": str(generated.path.parent),
         "output_dir": str(out / "judge"), "cache_path": str(args.work / "judge_cache.sqlite")})
     _, summary = run_judge(judge_cfg, split)
-    return summary, {"generate_s": seconds, "tokens_per_s": generated.tokens_per_s, "path": generated.path}
+    return summary, {"generate_s": seconds, "tokens_per_s": generated.tokens_per_s, "path": generated.path,
+                     "audit": audit_answers(generated.path, datasets)}
+
+
+def audit_answers(candidates: Path, datasets: Path) -> dict[str, Any]:
+    """What the served answers did with the catalog: valid and complete answers, answers a bound closed
+    early (`truncated_slots`, per slot), and slot values outside a constraint configured in the task
+    registry (none by construction: the grammar, the closing and the validator enforce them)."""
+    from collections import Counter
+
+    from scripts.config import DatasetsConfig, load_config
+    from scripts.contracts import Candidate, read_jsonl
+    from scripts.evaluation.config import EvalConfig
+    from scripts.evaluation.decoding import slot_violation
+
+    tasks = load_config(datasets, DatasetsConfig).tasks
+    bounds = load_config(REPO / "configs/eval.yaml", EvalConfig).schema_bounds
+    out: dict[str, Any] = {"answers": 0, "valid": 0, "complete": 0, "hit_bound": 0, "bound_slots": Counter(),
+                           "outside": 0, "outside_examples": []}
+    for c in read_jsonl(candidates, Candidate):
+        out["answers"] += 1
+        out["valid"] += c.valid
+        out["hit_bound"] += bool(c.truncated_slots)
+        out["bound_slots"].update(c.truncated_slots)
+        if c.kind != "extraction" or not isinstance(c.parsed, dict):
+            out["complete"] += c.valid
+            continue
+        slots = tasks[c.task].slots_for(None)
+        out["complete"] += c.valid and set(c.parsed) == set(slots)
+        for name, slot in slots.items():
+            value = c.parsed.get(name)
+            problem = None if value is None else slot_violation(value, slot, bounds)
+            if problem:
+                out["outside"] += 1
+                if len(out["outside_examples"]) < 3:
+                    out["outside_examples"].append(f"{c.id} {name}: {problem}")
+    return out
+
+
+def audit_line(label: str, audit: dict[str, Any]) -> str:
+    slots = ", ".join(f"{name} {n}" for name, n in audit["bound_slots"].most_common()) or "none"
+    line = (f"{label}: {audit['valid']}/{audit['answers']} answers valid, {audit['complete']} complete; "
+            f"{audit['hit_bound']} hit a bound (slots closed early: {slots}); "
+            f"{audit['outside']} slot values outside a configured constraint")
+    return line + "".join(f"\n    {e}" for e in audit["outside_examples"])
 
 
 # --- the table ------------------------------------------------------------------------
@@ -225,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         header = ["model", "nav n", "nav acc", "nav F1", "kappa", "nav kept", "ext n", "slot acc",
                   "exact", "halluc.", "omission", "ext kept", "valid"]
         for title, datasets, split, limit in sets:
-            rows, slot_rows, details = [], {}, []
+            rows, slot_rows, details, audits = [], {}, [], []
             for zero_shot in ([False] if args.no_zero_shot else [False, True]):
                 label = "zero-shot" if zero_shot else "fine-tuned"
                 tag = f"{split}_{'zero_shot' if zero_shot else 'fine_tuned'}"
@@ -236,10 +282,12 @@ def main(argv: list[str] | None = None) -> int:
                     slot_rows.setdefault(slot, [f"`{slot}`", str(s["n"])]).append(pct(s["accuracy"]))
                 details.append(f"{label}: generated in {info['generate_s']:.0f} s "
                                f"({info['tokens_per_s'] or 0:.1f} tokens/s)")
+                audits.append(audit_line(label, info["audit"]))
             print_table(f"== {title}: scored by {judged_by}", header, rows)
             print_table("per-slot accuracy", ["slot", "n", "fine-tuned"] + ([] if args.no_zero_shot else ["zero-shot"]),
                         list(slot_rows.values()))
             print("; ".join(details))
+            print("\n".join(audits))
         if training:
             print(f"\ntraining: {training['steps']} steps in {training['wall_s'] / 60:.1f} min, "
                   f"{training['tokens_per_s']:.0f} tokens/s, loss {training['first_loss']:.2f} -> "

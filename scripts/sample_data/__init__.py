@@ -32,6 +32,15 @@ What it imitates:
   viewed" strips with their own titles, prices, images, ratings, stock badges,
   add-to-cart buttons (and microdata / JSON-LD ItemLists on those shops).
   About 12 % of snippets end inside the product, after the prices.
+- What real pages do around the main product's values (the failures of issue 21):
+  image-gallery widgets before the name ("Roll over image to zoom in"), brands
+  and shop names with numbers ("365 by Marlow Market", "Preisfuchs 360"), an
+  instalment, free-delivery threshold or saving beside the price, "frequently
+  bought together" bundles with their own prices and total, breadcrumbs with
+  link markup, the shop's separator and the product as the current item,
+  ratings out of 10 or in percent (per shop; the label is on the catalog's 0-5
+  scale), and stock lines in free text (several phrasings per state and
+  locale) mapped to the catalog's enum.
 - The label is what a careful strong model reads for the main product in the
   snippet it is shown: a value cut off or never shown is null, a value shown
   is given, strips never leak into it. Availability comes from the stock line,

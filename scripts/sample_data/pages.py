@@ -11,8 +11,11 @@ from functools import cache, lru_cache
 
 from scripts.sample_data.shops import (
     AVAILABILITY,
+    BUNDLE_SHARE,
     CORE_CUT_SHARE,
+    GALLERY_HINT_SHARE,
     IN_STOCK_BUTTON_ONLY_SHARE,
+    PRICE_NOTE_SHARE,
     PRODUCT_INSTRUCTION,
     RECENT_SHARE,
     RELATED_SHARE,
@@ -29,8 +32,11 @@ from scripts.sample_data.vocabulary import (
     COLORS,
     CURRENCY_RATE,
     DEPARTMENTS,
+    GALLERY_HINTS,
+    GALLERY_VIDEO,
     KINDS,
     SENTENCES,
+    STOCK_PHRASES,
     WORDS,
     Kind,
 )
@@ -186,25 +192,62 @@ def _description(rng: random.Random, shop: Shop) -> str:
     return " ".join(rng.sample(sentences, rng.randint(2, len(sentences))))
 
 
-def _breadcrumb_html(categories: list[str], shop: Shop) -> str:
-    links = [f'<a href="/">{_word("home", shop)}</a>']
-    links += [f'<a href="/{_slug(name)}">{name}</a>' for name in categories[:-1]]
-    links.append(f'<span class="current">{categories[-1]}</span>')
-    return '<nav class="breadcrumb" aria-label="breadcrumb">' + " &rsaquo; ".join(links) + "</nav>"
+def _crumb_link(rng: random.Random, name: str, href: str) -> str:
+    """Real breadcrumb links: classes, single or double quotes, sometimes a title attribute."""
+    quote = rng.choice(("'", '"'))
+    title = f" title={quote}{name}{quote}" if rng.random() < 0.3 else ""
+    return f"<a class={quote}crumb-link{quote} href={quote}{href}{quote}{title}>{name}</a>"
+
+
+def _breadcrumb_html(categories: list[str], shop: Shop, rng: random.Random | None = None,
+                     current: str | None = None) -> str:
+    """A breadcrumb trail: Home, the category links with the shop's separator, and for some pages the
+    product itself as the current item. The label is the categories only (the catalog says so)."""
+    if rng is None:  # the plain trail (listing pages)
+        links = [f'<a href="/">{_word("home", shop)}</a>']
+        links += [f'<a href="/{_slug(name)}">{name}</a>' for name in categories[:-1]]
+        links.append(f'<span class="current">{categories[-1]}</span>')
+        return '<nav class="breadcrumb" aria-label="breadcrumb">' + " &rsaquo; ".join(links) + "</nav>"
+    path, links = "", [_crumb_link(rng, _word("home", shop), "/")]
+    for name in categories:
+        path += f"/{_slug(name)}"
+        links.append(_crumb_link(rng, name, path))
+    if current:
+        links.append(f'<span class="current" aria-current="page">{current}</span>')
+    separator = f' <span class="sep" aria-hidden="true">{shop.crumb_separator}</span> '
+    items = "".join(f"<li>{link}</li>" if i == 0 else f"<li>{separator}{link}</li>" for i, link in enumerate(links))
+    return f'<nav class="breadcrumb" aria-label="breadcrumb"><ol>{items}</ol></nav>'
+
+
+def _rating_shown(rating: float, shop: Shop) -> tuple[str, str]:
+    """(visible text, number in structured data) on the shop's scale; the label stays on 0-5."""
+    if shop.rating_scale == 100:
+        percent = round(rating * 20)  # ratings have one decimal, so this is exact: 4.3 -> 86
+        return _word("rating_percent", shop, p=percent), str(percent)
+    if shop.rating_scale == 10:
+        value = round(rating * 2, 1)
+        return _word("out_of_10", shop, r=_fmt_number(value, shop.locale, 1)), f"{value}"
+    return _word("out_of", shop, r=_fmt_number(rating, shop.locale, 1)), f"{rating}"
+
+
+def _best_rating(shop: Shop) -> str:
+    """schema.org's bestRating, stated only when it is not the default 5."""
+    return "" if shop.rating_scale == 5 else str(shop.rating_scale)
 
 
 def _rating_html(p: Product, shop: Shop, microdata: bool = False) -> str:
     if p.rating is None:
         return ""
-    value = _fmt_number(p.rating, shop.locale, 1)
+    text, value = _rating_shown(p.rating, shop)
     if microdata:
         count = (
             f' (<span itemprop="reviewCount">{p.review_count}</span>)' if p.review_count is not None else ""
         )
+        best = f'<meta itemprop="bestRating" content="{_best_rating(shop)}">' if _best_rating(shop) else ""
         return (
             '<div class="rating" itemprop="aggregateRating" itemscope '
             'itemtype="https://schema.org/AggregateRating">'
-            f'<meta itemprop="ratingValue" content="{p.rating}">{_word("out_of", shop, r=value)}{count}</div>'
+            f'<meta itemprop="ratingValue" content="{value}">{best}{text}{count}</div>'
         )
     count = (
         f' <a href="#reviews">{_word("reviews", shop, n=p.review_count)}</a>'
@@ -212,7 +255,7 @@ def _rating_html(p: Product, shop: Shop, microdata: bool = False) -> str:
         else ""
     )
     stars = f'<span class="stars" style="width:{int(p.rating * 20)}%"></span>'
-    return f'<div class="rating">{stars}{_word("out_of", shop, r=value)}{count}</div>'
+    return f'<div class="rating">{stars}{text}{count}</div>'
 
 
 def _price_block(p: Product, shop: Shop, price_cls: str = "price", old_cls: str = "old-price") -> str:
@@ -239,15 +282,22 @@ class Look:
 
     stock_text: bool  # a visible stock line ("In stock", "Only 3 left", ...)
     button: str  # "cart" | "cart_disabled" | "notify" | "wishlist"
+    phrase: str = ""  # the stock line's words, one of the state's free-text phrasings
 
 
-def _look(rng: random.Random, p: Product) -> Look:
+def _stock_phrase(rng: random.Random, state: str, shop: Shop, n: int) -> str:
+    """One of the free-text phrasings of a stock state in the shop's language (the label is the state)."""
+    return rng.choice(STOCK_PHRASES[state][shop.locale]).format(n=n)
+
+
+def _look(rng: random.Random, p: Product, shop: Shop) -> Look:
     if p.availability is None:  # nothing said about stock, and no way to buy: null is the only answer
         return Look(stock_text=False, button="wishlist")
     shown = p.availability != "in_stock" or rng.random() >= IN_STOCK_BUTTON_ONLY_SHARE
+    phrase = _stock_phrase(rng, p.availability, shop, p.limited_left)
     if p.availability == "out_of_stock":
-        return Look(stock_text=True, button=rng.choice(("cart_disabled", "notify")))
-    return Look(stock_text=shown, button="cart")
+        return Look(stock_text=True, button=rng.choice(("cart_disabled", "notify")), phrase=phrase)
+    return Look(stock_text=shown, button="cart", phrase=phrase)
 
 
 def _ev(*slots: str, **values: object) -> Evidence:
@@ -271,7 +321,8 @@ def _button(look: Look, shop: Shop, cls: str, tag: str = "button") -> Part:
 def _core_microdata(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[Part]:
     parts: list[Part] = [('<div class="product-detail" itemscope itemtype="https://schema.org/Product">', {})]
     if p.categories:
-        parts.append((_breadcrumb_html(p.categories, shop), _ev("categories")))
+        current = p.title if rng.random() < 0.3 else None
+        parts.append((_breadcrumb_html(p.categories, shop, rng, current), _ev("categories")))
     parts.append((f'<h1 itemprop="name" class="pdp-title">{p.title}</h1>', _ev("title")))
     if p.brand:
         parts.append((
@@ -298,7 +349,7 @@ def _core_microdata(p: Product, shop: Shop, rng: random.Random, look: Look) -> l
     price = f'<span itemprop="price" content="{p.price:.2f}">{_fmt_price(p.price, shop)}</span>'
     parts.append((price, _ev("price")))
     if p.availability:
-        text = f'<span class="stock">{_availability_text(p, shop)}</span>' if look.stock_text else ""
+        text = f'<span class="stock">{look.phrase}</span>' if look.stock_text else ""
         parts.append((
             f'<link itemprop="availability" href="https://schema.org/{_SCHEMA_AVAILABILITY[p.availability]}">'
             + text,
@@ -339,7 +390,9 @@ def _core_jsonld(p: Product, shop: Shop, rng: random.Random, look: Look) -> list
         shows |= _ev(stock_struct=p.availability)
     data["offers"] = offer
     if p.rating is not None:
-        data["aggregateRating"] = {"@type": "AggregateRating", "ratingValue": str(p.rating)}
+        data["aggregateRating"] = {"@type": "AggregateRating", "ratingValue": _rating_shown(p.rating, shop)[1]}
+        if _best_rating(shop):
+            data["aggregateRating"]["bestRating"] = _best_rating(shop)
         if p.review_count is not None:
             data["aggregateRating"]["reviewCount"] = str(p.review_count)
         shows |= _rating_ev(p)
@@ -362,7 +415,7 @@ def _core_jsonld(p: Product, shop: Shop, rng: random.Random, look: Look) -> list
     visible: list[Part] = [(f'<main id="pdp"><h1 class="title">{p.title}</h1>', _ev("title"))]
     visible.append((_price_block(p, shop), _price_ev(p)))
     if look.stock_text:
-        visible.append((f'<p class="stock">{_availability_text(p, shop)}</p>', _stock(p, look)))
+        visible.append((f'<p class="stock">{look.phrase}</p>', _stock(p, look)))
     visible.append(_button(look, shop, "cta"))
     visible.append((f'<section class="desc"><p>{_description(rng, shop)}</p></section></main>', {}))
     return scripts + visible
@@ -377,7 +430,7 @@ def _core_divs(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[P
     parts: list[Part] = [('<div class="container"><div class="row">', {})]
     if p.categories:
         parts.append((
-            '<ul class="crumbs">' + "".join(f"<li><a>{name}</a></li>" for name in p.categories) + "</ul>",
+            _divs_crumbs(p, shop, rng),
             _ev("categories"),
         ))
     if p.image_url:
@@ -393,7 +446,7 @@ def _core_divs(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[P
     parts.append((_price_block(p, shop, c["price"], c["old"]), _price_ev(p)))
     if look.stock_text:
         parts.append((
-            f'<div class="{c["stock"]}"><i class="icon"></i> {_availability_text(p, shop)}</div>',
+            f'<div class="{c["stock"]}"><i class="icon"></i> {look.phrase}</div>',
             _stock(p, look),
         ))
     if p.sku:
@@ -404,11 +457,17 @@ def _core_divs(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[P
     return parts
 
 
+def _divs_crumbs(p: Product, shop: Shop, rng: random.Random) -> str:
+    if rng.random() < 0.5:
+        return '<ul class="crumbs">' + "".join(f"<li><a>{name}</a></li>" for name in p.categories) + "</ul>"
+    return _breadcrumb_html(p.categories, shop, rng, p.title if rng.random() < 0.3 else None)
+
+
 def _core_table(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[Part]:
     parts: list[Part] = [('<table width="100%" border="0" cellpadding="2" cellspacing="0">', {})]
     if p.categories:
         parts.append((
-            '<tr><td colspan="2"><small>' + " &gt; ".join(p.categories) + "</small></td></tr>",
+            '<tr><td colspan="2"><small>' + f" {shop.crumb_separator} ".join(p.categories) + "</small></td></tr>",
             _ev("categories"),
         ))
     parts.append((f'<tr><td colspan="2"><font size="4"><b>{p.title}</b></font></td></tr>', _ev("title")))
@@ -428,13 +487,12 @@ def _core_table(p: Product, shop: Shop, rng: random.Random, look: Look) -> list[
         price = f"<s>{_fmt_price(p.original_price, shop)}</s><br>{price}"
     parts.append(row(_word("price", shop), price, _price_ev(p)))
     if look.stock_text:
-        parts.append(row("", _availability_text(p, shop), _stock(p, look)))
+        parts.append(row("", look.phrase, _stock(p, look)))
     if p.sku:
         parts.append(row(_word("sku", shop), p.sku, _ev("sku")))
     if p.rating is not None:
         count = f" ({_word('reviews', shop, n=p.review_count)})" if p.review_count is not None else ""
-        stars = _word("out_of", shop, r=_fmt_number(p.rating, shop.locale, 1))
-        parts.append(row("", stars + count, _rating_ev(p)))
+        parts.append(row("", _rating_shown(p.rating, shop)[0] + count, _rating_ev(p)))
     parts.append(("</table>", {}))
     if look.button == "cart":  # a legacy form button: its label is the value
         parts.append((f'<input type="submit" name="buy" value="{_word("add_to_cart", shop)}"></td></tr>',
@@ -466,12 +524,13 @@ def _core_opengraph(p: Product, shop: Shop, rng: random.Random, look: Look) -> l
     if p.categories:
         metas.append(("product:category", " > ".join(p.categories), _ev("categories")))
     parts: list[Part] = [(f'<meta property="{prop}" content="{value}">', ev) for prop, value, ev in metas]
-    parts.append((f'</head><body class="pdp"><h1>{p.title}</h1>', _ev("title")))
+    parts.append(('</head><body class="pdp">', {}))
+    parts.append((f"<h1>{p.title}</h1>", _ev("title")))
     parts.append((_price_block(p, shop), _price_ev(p)))
     if p.rating is not None:
         parts.append((_rating_html(p, shop), _rating_ev(p)))
     if look.stock_text:
-        parts.append((f'<span class="availability">{_availability_text(p, shop)}</span>', _stock(p, look)))
+        parts.append((f'<span class="availability">{look.phrase}</span>', _stock(p, look)))
     parts.append(_button(look, shop, "cta"))
     parts.append((f"<p>{_description(rng, shop)}</p>", {}))
     return parts
@@ -488,9 +547,10 @@ _CORE_BUILDERS = {
 # --- page boilerplate and mutilation ----------------------------------------
 
 
-def _head_junk(rng: random.Random, shop: Shop) -> str:
+def _head_junk(rng: random.Random, shop: Shop, page_title: str) -> str:
     return (
         f'<!DOCTYPE html><html lang="{shop.locale}"><head><meta charset="utf-8">'
+        f"<title>{page_title} | {shop.name}</title>"
         f'<link rel="stylesheet" href="/assets/app.{rng.randrange(16**6):06x}.css">'
         "<style>.hdr{display:flex;gap:12px}.btn-primary{background:#e30613;color:#fff}"
         ".cookie{position:fixed;bottom:0}</style>"
@@ -513,7 +573,7 @@ def _nav_menu(shop: Shop) -> str:
     ]
     items.append(f'<li class="sale"><a href="/{_slug(_word("deals", shop))}">{_word("deals", shop)}</a></li>')
     return (
-        f'<header class="hdr"><a class="logo" href="/"><img src="/logo.svg" alt="{shop.domain}"></a>'
+        f'<header class="hdr"><a class="logo" href="/"><img src="/logo.svg" alt="{shop.domain}">{shop.name}</a>'
         f'<form action="/search"><input name="q" placeholder="{_word("search", shop)}..."></form>'
         f'<a href="/account">{_word("account", shop)}</a> <a href="/cart" class="cart-link">0</a></header>'
         f'<nav class="main-menu"><ul>{"".join(items)}</ul></nav>'
@@ -582,12 +642,12 @@ def _core_cut(rng: random.Random, parts: list[Part]) -> tuple[list[Part], str] |
     return parts[:k], head[: rng.randrange(1, max(2, stop))]
 
 
-def _mutilate(rng: random.Random, shop: Shop, parts: list[Part]) -> tuple[str, Evidence]:
+def _mutilate(rng: random.Random, shop: Shop, parts: list[Part], page_title: str) -> tuple[str, Evidence]:
     """Boilerplate around the core, cut mid-tag at both ends, and what the snippet still shows.
 
     The start is always cut inside the page head; the end inside the footer or tracking
     scripts, or for `CORE_CUT_SHARE` of pages inside the product itself."""
-    before = [_head_junk(rng, shop)] + [b(shop) for b in (_cookie_banner, _nav_menu) if rng.random() < 0.8]
+    before = [_head_junk(rng, shop, page_title)] + [b(shop) for b in (_cookie_banner, _nav_menu) if rng.random() < 0.8]
     after = [b(shop) for b in (_newsletter, _footer) if rng.random() < 0.7] + [_tracking(rng, shop)]
     rng.shuffle(after)
     before[0] = before[0][rng.randrange(1, len(before[0]) - 1) :]
@@ -654,16 +714,73 @@ def _shown_answer(p: Product, shown: Evidence) -> dict:
 
 def _product_row(rng: random.Random, shop: Shop) -> tuple[str, str, str]:
     product = _make_product(rng, shop)
-    look = _look(rng, product)
+    look = _look(rng, product, shop)
     parts = _CORE_BUILDERS[shop.layout](product, shop, rng, look)
+    if rng.random() < GALLERY_HINT_SHARE:
+        parts.insert(_visible_index(parts, "title"), _gallery_widget(rng, shop))
+    if rng.random() < PRICE_NOTE_SHARE:
+        parts.insert(_visible_index(parts, "price") + 1, _price_note(rng, shop, product))
+    if look.button == "cart" and rng.random() < BUNDLE_SHARE:
+        parts.insert(len(parts) - 1, _bundle(rng, shop, product))  # before the description
     if rng.random() < RELATED_SHARE:  # other titles, prices, badges and buy buttons: distractors
         strip = _strip(rng, shop, product.kind, "related", rng.randint(2, 4))
         parts.insert(len(parts) - (rng.random() < 0.3), strip)  # after the page, or before the description
     if rng.random() < RECENT_SHARE:
         parts.append(_strip(rng, shop, rng.choice(KINDS), "recently_viewed", rng.randint(2, 5)))
-    html, shown = _mutilate(rng, shop, parts)
+    html, shown = _mutilate(rng, shop, parts, product.title)
     answer = _shown_answer(product, shown)
     return product.url, _product_prompt(product.url, html), _product_response(answer, rng)
+
+
+# --- what real pages put around the main product's values -----------------
+
+
+def _visible_index(parts: list[Part], slot: str) -> int:
+    """The first part that shows ``slot`` on the rendered page (not in a meta tag or a script)."""
+    return next(i for i, (html, ev) in enumerate(parts)
+                if ev.get(slot) and not html.startswith(("<meta", "<script")))
+
+
+def _gallery_widget(rng: random.Random, shop: Shop) -> Part:
+    """An image-gallery widget before the product name: a zoom hint, a counter, a video button."""
+    hint = rng.choice(GALLERY_HINTS[shop.locale])
+    count = rng.randint(3, 9)
+    video = f'<button class="gallery-video">{GALLERY_VIDEO[shop.locale]}</button>' if rng.random() < 0.4 else ""
+    return (
+        f'<div class="gallery-widget"><span class="zoom-hint">{hint}</span>'
+        f'<span class="counter">1 / {count}</span>{video}</div>',
+        {},
+    )
+
+
+def _price_note(rng: random.Random, shop: Shop, p: Product) -> Part:
+    """A second amount beside the price: an instalment, a free-delivery threshold or the saving."""
+    notes = ["installments", "free_shipping"] + (["you_save"] if p.original_price else [])
+    note = rng.choice(notes)
+    if note == "installments":
+        n = rng.choice((3, 4, 6, 10, 12))
+        text = _word(note, shop, n=n, x=_fmt_price(round(p.price / n, 2), shop))
+    elif note == "free_shipping":
+        text = _word(note, shop, x=_fmt_price(rng.choice((29, 49, 50, 59, 99)) * CURRENCY_RATE[p.currency], shop))
+    else:
+        text = _word(note, shop, x=_fmt_price(round(p.original_price - p.price, 2), shop))
+    return f'<p class="price-note">{text}</p>', {}
+
+
+def _bundle(rng: random.Random, shop: Shop, p: Product) -> Part:
+    """"Frequently bought together": the product again, one or two accessories and the bundle's total.
+    Its prices are not the product's price (a strong model answers the product's own offer)."""
+    others = [(f"{rng.choice(BRANDS)} {k.names[shop.locale][0]} {_model_code(rng)}", _price_value(rng, k, shop))
+              for k in rng.sample(KINDS, rng.randint(1, 2))]
+    total = round(p.price + sum(price for _, price in others), 2)
+    items = [f"<li><b>{_word('this_item', shop)}:</b> {p.title} <span>{_fmt_price(p.price, shop)}</span></li>"]
+    items += [f'<li><a href="/p/{_slug(t)}">{t}</a> <span>{_fmt_price(v, shop)}</span></li>' for t, v in others]
+    return (
+        f'<section class="bundle"><h3>{_word("bundle", shop)}</h3><ul>{"".join(items)}</ul>'
+        f'<p class="bundle-total">{_word("bundle_total", shop)}: {_fmt_price(total, shop)}</p>'
+        f'<button class="bundle-add">{_word("bundle_add", shop, n=len(others) + 1)}</button></section>',
+        {},
+    )
 
 
 # --- other products on a product page ---------------------------------------
@@ -684,11 +801,11 @@ def _strip_card(rng: random.Random, shop: Shop, kind: Kind) -> tuple[str, dict]:
     old = f"<s>{_fmt_price(price * rng.uniform(1.1, 1.4), shop)}</s> " if rng.random() < 0.3 else ""
     extras = ""
     if rng.random() < 0.4:
-        rating = _fmt_number(rng.uniform(3.0, 5.0), shop.locale, 1)
-        extras += f'<span class="stars">{_word("out_of", shop, r=rating)}</span>'
+        rating = round(rng.uniform(3.0, 5.0), 1)
+        extras += f'<span class="stars">{_rating_shown(rating, shop)[0]}</span>'
     if rng.random() < 0.5:
         state = rng.choices(AVAILABILITY, weights=(60, 15, 5, 20))[0]
-        extras += f'<span class="badge">{_word(state, shop, n=rng.randint(1, 5))}</span>'
+        extras += f'<span class="badge">{_stock_phrase(rng, state, shop, rng.randint(1, 5))}</span>'
     html = (
         f'<div class="{shop.classes["card"]}"{scope}>'
         f'<a href="{href}"><img src="{shop.cdn}/{slug}.jpg" alt=""></a>'

@@ -7,6 +7,8 @@ import random
 from dataclasses import dataclass
 from datetime import date
 
+from scripts.sample_data.vocabulary import BREADCRUMB_SEPARATORS, SHOP_NAME_NUMBERS
+
 NAV_TASK = "navpage_classifier"
 PRODUCT_TASK = "productpage_extractor"
 NAV_SHARE = 0.5  # share of rows for the classifier; the rest are extraction rows
@@ -22,6 +24,14 @@ RELATED_SHARE = 0.35  # product pages that also show a "customers also bought" s
 RECENT_SHARE = 0.15  # product pages that end with a "recently viewed" strip (another kind of product)
 IN_STOCK_BUTTON_ONLY_SHARE = 0.35  # in-stock pages that show no stock line, only a live add-to-cart button
 CORE_CUT_SHARE = 0.12  # pages whose crawl ends inside the product (after the prices): later values are gone
+# What real pages do that a model must not copy (issue 21: the fine-tuned model answered a gallery
+# hint as the title, 365 from a brand as the price, a percentage as the rating):
+GALLERY_HINT_SHARE = 0.4  # product pages with an image-gallery widget ("Roll over image to zoom in") before the name
+PRICE_NOTE_SHARE = 0.4  # a second money amount beside the price: instalment, free-delivery threshold, saving
+BUNDLE_SHARE = 0.2  # buyable pages with a "frequently bought together" bundle (its own prices and total)
+SHOP_NAME_NUMBER_SHARE = 0.4  # shops whose name carries a number ("Bergsport 24")
+RATING_SCALES = (5, 10, 100)  # a shop shows ratings out of 5, out of 10 or as a percentage
+RATING_SCALE_WEIGHTS = (6, 2, 2)
 
 LAYOUTS = ("microdata", "jsonld", "divs", "table", "opengraph")
 AVAILABILITY = ("in_stock", "out_of_stock", "preorder", "limited")
@@ -161,6 +171,17 @@ class Shop:
     currency: str
     cdn: str  # image host and path prefix
     classes: dict[str, str]
+    name: str  # shown in the header and the page title, never the product's
+    rating_scale: int  # 5, 10 or 100 (percent); the label is always on the catalog's 0-5 scale
+    crumb_separator: str  # between breadcrumb links
+
+
+def _shop_name(pick: random.Random, domain: str) -> str:
+    words = domain.split(".")[0].replace("-", " ").split()
+    name = " ".join(w.capitalize() for w in words)
+    if pick.random() < SHOP_NAME_NUMBER_SHARE and not any(c.isdigit() for c in name):
+        name = f"{name} {pick.choice(SHOP_NAME_NUMBERS)}"
+    return name
 
 
 def _make_shop(index: int, domain: str, locale: str, layout: str) -> Shop:
@@ -179,6 +200,9 @@ def _make_shop(index: int, domain: str, locale: str, layout: str) -> Shop:
         currency=currency,
         cdn=f"https://{cdn_host}.{domain}/{cdn_path}",
         classes={role: pick.choice(names) for role, names in DIV_CLASSES.items()},
+        name=_shop_name(pick, domain),
+        rating_scale=pick.choices(RATING_SCALES, weights=RATING_SCALE_WEIGHTS)[0],
+        crumb_separator=pick.choice(BREADCRUMB_SEPARATORS),
     )
 
 

@@ -161,7 +161,106 @@ WORDS: dict[str, _W] = {
     "account": _words(
         "My account", "Mein Konto", "Mon compte", "Mi cuenta", "Mijn account", "Il mio account", "Moje konto",
     ),
+    # Ratings on another scale than the catalog's 0-5: the label is normalised (8.6/10 and 86% -> 4.3).
+    "out_of_10": _words(
+        "{r}/10", "{r} von 10", "{r}/10", "{r} de 10", "{r} van 10", "{r} su 10", "{r}/10",
+    ),
+    "rating_percent": _words(
+        "Rated {p}%", "Bewertung: {p} %", "Note : {p} %", "Valoración: {p} %", "Beoordeling: {p}%",
+        "Valutazione: {p}%", "Ocena: {p}%",
+    ),
+    # Prices beside the main one: bundles, instalments, thresholds and savings are not the price.
+    "bundle": _words(
+        "Frequently bought together", "Wird oft zusammen gekauft", "Souvent achetés ensemble",
+        "Comprados juntos habitualmente", "Vaak samen gekocht", "Spesso comprati insieme",
+        "Często kupowane razem",
+    ),
+    "this_item": _words(
+        "This item", "Dieser Artikel", "Cet article", "Este artículo", "Dit artikel", "Questo articolo",
+        "Ten produkt",
+    ),
+    "bundle_total": _words(
+        "Total price", "Gesamtpreis", "Prix total", "Precio total", "Totaalprijs", "Prezzo totale",
+        "Cena łączna",
+    ),
+    "bundle_add": _words(
+        "Add all {n} to basket", "Alle {n} kaufen", "Acheter les {n}", "Comprar los {n}", "Alle {n} kopen",
+        "Acquista tutti e {n}", "Kup wszystkie {n}",
+    ),
+    "installments": _words(
+        "or {n} payments of {x}", "oder {n} Raten à {x}", "ou {n} fois {x}", "o {n} cuotas de {x}",
+        "of {n} termijnen van {x}", "o {n} rate da {x}", "lub {n} rat po {x}",
+    ),
+    "free_shipping": _words(
+        "Free delivery on orders over {x}", "Versandkostenfrei ab {x}", "Livraison offerte dès {x}",
+        "Envío gratis a partir de {x}", "Gratis verzending vanaf {x}", "Spedizione gratuita da {x}",
+        "Darmowa dostawa od {x}",
+    ),
+    "you_save": _words(
+        "You save {x}", "Sie sparen {x}", "Vous économisez {x}", "Ahorras {x}", "Je bespaart {x}",
+        "Risparmi {x}", "Oszczędzasz {x}",
+    ),
 }
+
+# Text of image-gallery widgets that real pages put before the product name; never the title.
+GALLERY_HINTS: dict[str, tuple[str, ...]] = {
+    "en": ("Roll over image to zoom in", "Click image to open expanded view", "Tap image to enlarge"),
+    "de": ("Zum Vergrößern über das Bild fahren", "Zum Vergrößern auf das Bild klicken", "Bild vergrößern"),
+    "fr": ("Passez la souris sur l'image pour zoomer", "Cliquez sur l'image pour l'agrandir", "Agrandir l'image"),
+    "es": ("Pasa el ratón por encima de la imagen para ampliarla", "Haz clic para ampliar", "Ampliar imagen"),
+    "nl": ("Beweeg over de afbeelding om in te zoomen", "Klik om te vergroten", "Afbeelding vergroten"),
+    "it": ("Passa il mouse sull'immagine per ingrandirla", "Clicca per ingrandire", "Ingrandisci immagine"),
+    "pl": ("Najedź na zdjęcie, aby powiększyć", "Kliknij, aby powiększyć", "Powiększ zdjęcie"),
+}
+GALLERY_VIDEO = _words("Video", "Video", "Vidéo", "Vídeo", "Video", "Video", "Wideo")
+
+# Free-text stock lines, several per state and locale; the label is the state (the catalog's enum).
+# No phrase of one state may read as another (tests/scripts/test_sample_labels.py checks with its
+# own reader); `limited` phrases may contain an in-stock phrase: a reader takes `limited` first.
+STOCK_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "in_stock": {
+        "en": ("In stock", "Ready to ship", "Ships in 1-2 business days", "Available for delivery in 3-5 days"),
+        "de": ("Auf Lager", "Sofort lieferbar", "Lieferzeit 1-3 Werktage", "Versandfertig in 24 Stunden"),
+        "fr": ("En stock", "Expédié sous 24h", "Livraison en 3 à 5 jours", "Disponible immédiatement"),
+        "es": ("En stock", "Envío en 24/48 horas", "Entrega en 3-5 días laborables", "Disponible en almacén"),
+        "nl": ("Op voorraad", "Voor 23:00 besteld, morgen in huis", "Levertijd 1-2 werkdagen", "Direct leverbaar"),
+        "it": ("Disponibile", "Spedizione in 24 ore", "Consegna in 3-5 giorni lavorativi", "Pronta consegna"),
+        "pl": ("Dostępny", "Wysyłka w 24 godziny", "Dostawa w 3-5 dni roboczych", "Produkt dostępny od ręki"),
+    },
+    "out_of_stock": {
+        "en": ("Out of stock", "Currently unavailable", "Sold out", "Temporarily out of stock"),
+        "de": ("Nicht vorrätig", "Derzeit nicht verfügbar", "Ausverkauft", "Leider vergriffen"),
+        "fr": ("Rupture de stock", "Actuellement indisponible", "Épuisé", "Momentanément épuisé"),
+        "es": ("Agotado", "No disponible temporalmente", "Sin existencias", "Fuera de stock"),
+        "nl": ("Uitverkocht", "Tijdelijk niet leverbaar", "Niet op voorraad", "Niet meer leverbaar"),
+        "it": ("Esaurito", "Non disponibile", "Temporaneamente esaurito", "Prodotto esaurito"),
+        "pl": ("Niedostępny", "Chwilowo niedostępny", "Wyprzedany", "Brak w magazynie"),
+    },
+    "preorder": {
+        "en": ("Pre-order now", "Pre-order: ships on release", "Coming soon - reserve yours", "Available for pre-order"),
+        "de": ("Jetzt vorbestellen", "Vorbestellung möglich", "Erscheint in Kürze - jetzt reservieren",
+               "Vorbestellbar"),
+        "fr": ("Précommande", "Précommander maintenant", "Bientôt disponible - réservez", "En précommande"),
+        "es": ("Reserva ya", "Preventa", "Próximamente - resérvalo", "Disponible en preventa"),
+        "nl": ("Nu pre-orderen", "Reserveer nu", "Binnenkort verwacht - reserveer", "Pre-order"),
+        "it": ("Preordina ora", "In preordine", "Prossimamente - prenotalo", "Prenotabile"),
+        "pl": ("Przedsprzedaż", "Zamów przedpremierowo", "Wkrótce - zarezerwuj", "W przedsprzedaży"),
+    },
+    "limited": {
+        "en": ("Only {n} left", "Only {n} left in stock - order soon", "Low stock: {n} items", "Hurry, just {n} left"),
+        "de": ("Nur noch {n} Stück", "Nur noch {n} auf Lager", "Geringer Bestand: {n} Stück", "Fast weg: {n} übrig"),
+        "fr": ("Plus que {n} en stock", "Stock limité : {n} articles", "Dépêchez-vous, plus que {n}",
+               "Il ne reste que {n} exemplaires"),
+        "es": ("Últimas {n} unidades", "Solo quedan {n}", "Stock limitado: {n} unidades", "¡Date prisa, quedan {n}!"),
+        "nl": ("Nog maar {n} op voorraad", "Laatste {n} stuks", "Beperkte voorraad: {n} stuks", "Op = op, nog {n}"),
+        "it": ("Solo {n} rimasti", "Ultimi {n} pezzi", "Scorte limitate: {n} pezzi", "Affrettati, ne restano {n}"),
+        "pl": ("Zostało tylko {n} szt.", "Ostatnie {n} sztuki", "Ograniczona ilość: {n} szt.", "Pospiesz się, zostało {n}"),
+    },
+}
+
+BREADCRUMB_SEPARATORS = ("&rsaquo;", "/", "&raquo;", "&gt;", "|", "›", "→")
+# a number in some shops' names ("Bergsport 24"): a number that is neither a price nor a rating
+SHOP_NAME_NUMBERS = ("24", "365", "1998", "360", "4U", "2000")
 
 SENTENCES: dict[str, tuple[str, ...]] = {
     "en": (
@@ -330,6 +429,8 @@ COLORS: dict[str, tuple[str, ...]] = {
 BRANDS = (
     "Voltara", "Nordvik", "Kessler", "Aurelio", "Brightline", "Solvo", "Tervo", "Mavra",
     "Lumio", "Bergstahl", "Quintro", "Zentrix", "Halden", "Corvina", "Pikora", "Ostermann",
+    # brand words with numbers, as on real pages ("365 by Whole Foods Market"): never a price
+    "365 by Marlow Market", "Atelier 1907", "Nordic 360", "Studio 54", "Linea 8",
 )
 CURRENCY_RATE = {"EUR": 1.0, "USD": 1.1, "GBP": 0.86, "PLN": 4.3}
 _NUMBER_SEPARATORS = {  # locale -> (thousands, decimal)

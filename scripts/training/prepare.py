@@ -9,7 +9,9 @@ Checks: split files exist and match ``splits/manifest.json`` sha256, whose
 ``target_key_order`` is ``catalog`` (the order decoding generates); the
 tokenizer loads and has a chat template with ``<end_of_turn>``; the model
 config takes the rope scaling; every example encodes, and the longest one vs
-``max_seq_length`` under the truncation policy (counts); the runs dir is
+``max_seq_length`` under the truncation policy (counts), and with
+``packing.enabled`` how the training examples pack (rows, examples per row,
+fill, examples alone over the budget); the runs dir is
 writable. Writes (atomically) ``config.yaml`` (secrets masked),
 ``dataset_manifest.json`` (copy) and ``prepare.json`` (this report, with the
 code version).
@@ -31,7 +33,7 @@ from scripts.contracts import (
 )
 from scripts.gguf_import import base_model_label
 from scripts.paths import run_dir as run_dir_of, split_file_name
-from scripts.training.data import EncodeStats, build_examples, load_split
+from scripts.training.data import EncodeStats, build_examples, load_split, pack_rows
 
 TRAIN_SPLITS = ("train", "validation")
 PREPARE_FILE = "prepare.json"
@@ -50,6 +52,7 @@ class PrepareReport(BaseModel):
     method: str = "lora"  # train.method: lora (adapter/) or full (model/)
     max_seq_length: int
     truncation: str
+    packing_max_tokens: int | None = None  # packing.max_tokens when packing.enabled (splits.train.packing: how)
     dataset_manifest_sha256: str
     splits: dict[str, EncodeStats]
 
@@ -105,9 +108,11 @@ def encode_stats(cfg: TrainingConfig, tokenizer) -> dict[str, EncodeStats]:
     stats = {}
     for split in TRAIN_SPLITS:
         try:
-            _, stats[split] = build_examples(
+            rows, stats[split] = build_examples(
                 load_split(cfg.data, split), tokenizer, cfg.model.max_seq_length, cfg.data.truncation
             )
+            if split == "train" and cfg.packing.enabled:
+                _, stats[split].packing = pack_rows(rows, cfg.packing.max_tokens)
         except ValueError as exc:
             raise UserError(f"{split}: {exc}") from exc
     if stats["train"].examples_kept == 0:
@@ -157,6 +162,7 @@ def prepare_run(cfg: TrainingConfig, run_id: str | None = None) -> PrepareReport
         code_version=code_version(), base_model=cfg.model.name_or_path, base_model_label=label,
         tokenizer=cfg.model.tokenizer_path, method=cfg.train.method,
         max_seq_length=cfg.model.max_seq_length, truncation=cfg.data.truncation,
+        packing_max_tokens=cfg.packing.max_tokens if cfg.packing.enabled else None,
         dataset_manifest_sha256=sha256_file(run_dir / MANIFEST_COPY), splits=stats,
     )
     write_model_json(run_dir / PREPARE_FILE, report)

@@ -166,7 +166,7 @@ def sft_args(cfg: TrainingConfig, run_dir: Path, dtype, backend: str):
     import torch
     from trl import SFTConfig
 
-    return SFTConfig(
+    args = SFTConfig(
         output_dir=str(run_dir / CHECKPOINTS),
         max_steps=cfg.train.max_steps or -1,
         num_train_epochs=cfg.train.epochs,
@@ -202,6 +202,12 @@ def sft_args(cfg: TrainingConfig, run_dir: Path, dtype, backend: str):
         eval_strategy="no",
         dataloader_num_workers=0,
     )
+    # Unsloth 2026.10's CPU backend turns padding_free off in every SFTConfig (its reason: sdpa on CPU
+    # attends across examples). Not so with transformers 5.17 given restarting position ids, no mask and
+    # no cache (TRL's compute_loss drops the cache): tests/scripts/training/test_packing.py checks it on
+    # both backends. Packed rows without it would be worse: one row whose examples see each other.
+    args.padding_free = cfg.packing.enabled
+    return args
 
 
 # TRL 1.15 warns on padding-free rows unless the attention is flash (transformers 5.17 masks packed rows
@@ -212,7 +218,8 @@ PACKED_ROWS_WARNINGS = ("Padding-free training is enabled, but the attention imp
 
 
 def _packed_rows_warnings(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith(PACKED_ROWS_WARNINGS)
+    message = record.getMessage()  # accelerate's logger prefixes "[RANK n] " on some setups
+    return not any(text in message for text in PACKED_ROWS_WARNINGS)
 
 
 def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, callbacks):

@@ -8,6 +8,8 @@ backward, with and without gradient checkpointing.
 """
 
 import copy
+import json
+import shutil
 
 import pytest
 import torch
@@ -132,3 +134,78 @@ def test_an_examples_logits_do_not_depend_on_its_neighbours(models, attn):
         cached = model(input_ids=ids, position_ids=positions).logits[0, -len(a[0]):]
     assert torch.allclose(first, alone, atol=FP32_TOL) and torch.allclose(last, alone, atol=FP32_TOL)
     assert (mixed - alone).abs().max() > 1e-2 and (cached - alone).abs().max() > 1e-2
+
+
+def test_train_run_packs_rows_as_prepared_and_loss_falls(tiny_root, tmp_path):
+    from scripts.training.callbacks import read_metrics
+    from scripts.training.prepare import read_prepare
+    from scripts.training.run import run_training
+    from tests.scripts.training.conftest import tiny_config
+    from tests.scripts.training.train_probe import make_probe
+
+    cfg = tiny_config(tiny_root, tmp_path / "runs", packing={"enabled": True, "max_tokens": 256},
+                      train={"per_device_batch_size": 1, "max_steps": 6})
+    probe, said = make_probe(), []
+    result = run_training(cfg, run_id="packed", extra_callbacks=(probe,), say=said.append)
+    run_dir = tmp_path / "runs" / "packed"
+    packing = read_prepare(run_dir).splits["train"].packing
+    assert read_prepare(run_dir).packing_max_tokens == 256 and packing.examples == result.train_examples
+    assert packing.examples_per_row > 2 and packing.alone == 0
+    assert any(line.startswith(f"packing: {packing.examples} examples in {packing.rows} rows") for line in said)
+
+    # what the model received: one row per micro-batch, no mask, positions restarting per example
+    assert len(probe.batches) == 6
+    for batch in probe.batches:
+        ids, labels, positions = batch["input_ids"], batch["labels"], batch["position_ids"]
+        assert "attention_mask" not in batch and ids.shape[0] == 1 and ids.shape == positions.shape
+        assert 0 < ids.shape[1] <= 256
+        starts = (positions[0] == 0).nonzero().flatten().tolist()
+        assert len(starts) > 1 and starts[0] == 0
+        ends = starts[1:] + [ids.shape[1]]
+        for start, end in zip(starts, ends):
+            assert positions[0, start:end].tolist() == list(range(end - start))
+            assert ids[0, start] == 2 and labels[0, start] == IGNORE_INDEX  # <bos>, never a target
+            assert (labels[0, start:end] != IGNORE_INDEX).any()  # each example has its answer
+
+    losses = [m.loss for m in read_metrics(run_dir / "metrics.jsonl")]
+    assert len(losses) == 6 and max(losses[-2:]) < 0.6 * losses[0]
+    assert all(m.tokens_per_s > 0 for m in read_metrics(run_dir / "metrics.jsonl")[1:])
+
+
+def test_unsloth_backend_packs_the_same_rows_and_computes_the_same_loss(tiny_root, tmp_path):
+    """Unsloth (CPU fallback, fresh interpreter) gets the rows the hf backend gets, in the same order,
+    and its own model and loss give a packed row the loss and LoRA gradients of its examples alone."""
+    from scripts.training.callbacks import read_metrics
+    from scripts.training.run import run_training
+    from tests.scripts.training.conftest import tiny_config
+    from tests.scripts.training.test_unsloth_train import run_unsloth_probe
+    from tests.scripts.training.train_probe import make_probe
+
+    # the tiny model with a 16-token window, so the examples (54-61 tokens) span several windows
+    model_dir = tmp_path / "tiny-w16"
+    shutil.copytree(tiny_root / "tiny-gemma3", model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "sliding_window": 16}))
+    train = {"per_device_batch_size": 1, "max_steps": 3}
+    packing = {"enabled": True, "max_tokens": 256}
+    facts = run_unsloth_probe(tiny_root, tmp_path, train, timeout=240, packing=packing,
+                              model={"name_or_path": str(model_dir)})
+    check = facts["packed_vs_alone"]
+    assert len(check["seq_lengths"]) == 3 and not check["has_attention_mask"]
+    assert min(check["seq_lengths"]) > 3 * check["window"]  # each example spans several sliding windows
+    assert check["packed_n"] == check["alone_n"] > 3
+    assert abs(check["packed_sum"] - check["alone_sum"]) < FP32_TOL * check["alone_n"]
+    assert check["grad_max"] > 1 and check["grad_max_diff"] < FP32_TOL * check["grad_max"]
+    assert facts["result"]["global_step"] == 3 and facts["result"]["backend"] == "unsloth"
+    losses = [m.loss for m in read_metrics(tmp_path / "runs" / "u" / "metrics.jsonl")]
+    assert losses[-1] < losses[0]
+
+    probe = make_probe()
+    hf = tiny_config(tiny_root, tmp_path / "runs", backend="hf", train=train, packing=packing,
+                     model={"name_or_path": str(model_dir)})
+    run_training(hf, run_id="hf", extra_callbacks=(probe,), say=lambda *_: None)
+    unsloth_batches = torch.load(tmp_path / "probe" / "batches.pt")
+    assert len(unsloth_batches) == len(probe.batches) == 3
+    for ours, theirs in zip(probe.batches, unsloth_batches):
+        assert ours.keys() == theirs.keys() == {"input_ids", "labels", "position_ids"}
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)

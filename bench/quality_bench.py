@@ -119,7 +119,7 @@ def held_out(work: Path, eval_db: Path) -> Path:
 
 def cpu_training_config(args: argparse.Namespace, datasets: Path, run_id: str, save_steps: int,
                         save_total_limit: int | None = 3) -> dict:
-    """configs/training.yaml with the CPU-budget settings the benches train with (batch 1, no
+    """configs/training.yaml with the CPU-budget settings the benches train with (batch 1 unpacked, no
     recomputation, LoRA dropout 0), the options in ``args`` and the bench's own data and run folder."""
     raw = yaml.safe_load((REPO / "configs/training.yaml").read_text())
     data = yaml.safe_load(datasets.read_text())
@@ -131,6 +131,7 @@ def cpu_training_config(args: argparse.Namespace, datasets: Path, run_id: str, s
     raw["data"].update(processed_dir=data["processed_dir"], schema_version=data["schema_version"])
     raw["output"].update(runs_dir=str(args.work / "runs"), run_id=run_id)
     raw["loss"]["chunk_size"] = 1024
+    raw["packing"]["enabled"] = False  # one page per step, as the recorded CPU sweep points trained
     return raw
 
 

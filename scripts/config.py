@@ -504,7 +504,7 @@ class TrainSettings(StrictModel):
     weight_decay: float = Field(default=0.0, ge=0.0)
     max_grad_norm: float = Field(default=1.0, gt=0)
     per_device_batch_size: int = Field(default=1, gt=0, description="sequences per device per micro-step")
-    grad_accum: int = Field(default=8, gt=0, description="micro-steps per optimiser step")
+    grad_accum: int = Field(default=2, gt=0, description="micro-steps per optimiser step")
     epochs: float = Field(default=3.0, gt=0)
     max_steps: int | None = Field(default=None, gt=0, description="optimiser steps; overrides epochs when set")
     save_steps: int = Field(default=200, gt=0, description="optimiser steps between checkpoints")

@@ -1,8 +1,9 @@
 """The GPU path in one run: train.run on both backends, eval.generate, package.export, 128k steps.
 
-    .venv/bin/python bench/gpu_check.py --work /tmp/gpu-check [--stages env,chain,evalspeed,longctx]
+    .venv/bin/python bench/gpu_check.py --work /tmp/gpu-check [--stages env,chain,packing,evalspeed,longctx]
         [--lengths 8192,32768,131072] [--backends hf,unsloth] [--attns windowed_sdpa]  (stages also: engines)
         [--shape real|270m|tiny] [--real-dir models/gemma-3-270m] [--steps 40] [--out DIR]
+        [--pack-budgets 4096,16384]
         [--deadline SECONDS]
     .venv/bin/python bench/gpu_check.py --prepare DIR   # only the data (needs DuckDB), e.g. for another host
 
@@ -40,6 +41,9 @@ OOM or a hang costs one row, not the run), results appended to ``<out>/gpu_check
   131072 context) for backend hf and unsloth on the prepared splits: tokens/s at steady state,
   peak GPU memory, first/last loss; then, on the hf run, ``generate_candidates`` (constrained,
   bf16 on the GPU) and ``export_bundle`` (fp32 merge, parity and reload gates, bf16 bundle).
+* ``packing``: ``run_training`` per backend, ``--steps`` steps with one example per micro-batch, then
+  with packed rows of each ``--pack-budgets`` size (``packing.max_tokens``): steady-state tokens/s,
+  peak GPU memory, and packed / batch-1 tokens/s (bench/packing_bench.py is the CPU counterpart).
 * ``evalspeed``: bench/eval_bench.py's constrained-vs-unconstrained and batch-16-vs-one-by-one
   measurements with this model on this device.
 * ``engines`` (``--shape real``, vLLM installed: ``setup_env.sh --serve``): bench/engine_bench.py,
@@ -239,6 +243,41 @@ def stage_train(work: Path, out: Path, args) -> None:
                  "peak_gib": peak_gib(), "adapter": result.adapter_dir, "metrics_keys": sorted(metrics[-1])})
 
 
+def stage_packing(work: Path, out: Path, args) -> None:
+    """run_training for one backend, one example per micro-batch, then packed rows of each budget in
+    ``--pack-budgets``: steady-state tokens/s (median of the logged steps) and peak memory, as ratios."""
+    import io
+
+    import torch
+    from rich.console import Console
+
+    if args.backend == "unsloth":
+        from scripts.training.backends import import_unsloth
+
+        import_unsloth()
+    from scripts.training.run import run_training
+
+    row = {"stage": "packing", "backend": args.backend}
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for budget in [0, *map(int, args.pack_budgets.split(","))]:
+        packed = {"packing.enabled": True, "packing.max_tokens": budget} if budget else {"packing.enabled": False}
+        cfg = training_cfg(args, args.backend, args.steps, packed)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        result = run_training(cfg, run_id=f"packing-{args.backend}-{budget}-{stamp}",
+                              console=Console(file=io.StringIO()), say=lambda s: print(" ", s, flush=True))
+        metrics = [json.loads(line) for line in (Path(result.run_dir) / "metrics.jsonl").read_text().splitlines()]
+        speeds = sorted(m["tokens_per_s"] for m in metrics if m.get("tokens_per_s"))
+        name = f"packed_{budget}" if budget else "batch_1"
+        row[name] = {"tokens_per_s_median": speeds[len(speeds) // 2] if speeds else None,
+                     "steps": result.global_step, "peak_gib": peak_gib(),
+                     "loss_first": metrics[0].get("loss"), "loss_last": metrics[-1].get("loss")}
+    base = row["batch_1"]["tokens_per_s_median"]
+    row["ratio_tokens_per_s"] = {name: round(v["tokens_per_s_median"] / base, 2) for name, v in row.items()
+                                 if name.startswith("packed_") and base and v["tokens_per_s_median"]}
+    record(out, row)
+
+
 def random_bounds(args) -> dict:
     """Random weights loop inside strings: tight schema bounds keep answers short (none for the real model)."""
     if args.shape == "real":
@@ -379,7 +418,7 @@ def stage_engines(work: Path, out: Path, args) -> None:
 
 STARTED = time.perf_counter()
 STAGES = {"env": stage_env, "train": stage_train, "generate_export": stage_generate_export,
-          "step": stage_step, "evalspeed": stage_evalspeed, "engines": stage_engines}
+          "step": stage_step, "evalspeed": stage_evalspeed, "engines": stage_engines, "packing": stage_packing}
 
 
 # --- parent -------------------------------------------------------------------------------------------
@@ -423,7 +462,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=600)
     parser.add_argument("--work", type=Path)
     parser.add_argument("--out", type=Path, default=Path("gpu-check-out"))
-    parser.add_argument("--stages", default="env,chain,evalspeed,engines,longctx")
+    parser.add_argument("--stages", default="env,chain,packing,evalspeed,engines,longctx")
     parser.add_argument("--shape", choices=["real", "270m", "tiny"], default=None,
                         help="real: the imported google/gemma-3-270m (default when --real-dir holds it or its "
                              "GGUF package is installed); 270m: its shape, random weights (default otherwise); "
@@ -437,6 +476,8 @@ def main() -> None:
     parser.add_argument("--attns", default="windowed_sdpa",
                         help="attention implementations for longctx (hf backend); sdpa/eager are refused at "
                              "max_seq_length 131072 when their seq x seq mask cannot fit the GPU")
+    parser.add_argument("--pack-budgets", default="4096,16384",
+                        help="packing stage: packing.max_tokens values run after one example per micro-batch")
     parser.add_argument("--step-timeout", type=int, default=150)
     parser.add_argument("--deadline", type=int, default=3600, help="seconds; later stages are skipped past it")
     parser.add_argument("--child")
@@ -474,6 +515,9 @@ def main() -> None:
         for backend in backends:
             child(args, "train", 300, backend=backend)
         child(args, "generate_export", 300)
+    if "packing" in stages:
+        for backend in backends:
+            child(args, "packing", 600, backend=backend, **{"pack-budgets": args.pack_budgets})
     if "evalspeed" in stages:
         child(args, "evalspeed", 300)
     if "engines" in stages and args.shape == "real":  # vLLM vs HF on the real model (needs --serve)

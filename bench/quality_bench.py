@@ -121,7 +121,7 @@ def held_out(work: Path, eval_db: Path) -> Path:
 
 def cpu_training_config(args: argparse.Namespace, datasets: Path, run_id: str, save_steps: int,
                         save_total_limit: int | None = 3) -> dict:
-    """configs/training.yaml with the CPU-budget settings the benches train with (batch 1, no
+    """configs/training.yaml with the CPU-budget settings the benches train with (batch 1 unpacked, no
     recomputation, LoRA dropout 0), the options in ``args`` and the bench's own data and run folder."""
     raw = yaml.safe_load((REPO / "configs/training.yaml").read_text())
     raw["model"].update(name_or_path=args.base, attn_implementation="auto")
@@ -132,6 +132,7 @@ def cpu_training_config(args: argparse.Namespace, datasets: Path, run_id: str, s
     raw["data"].update(datasets_config=str(datasets))
     raw["output"].update(runs_dir=str(args.work / "runs"), run_id=run_id)
     raw["loss"]["chunk_size"] = 1024
+    raw["packing"]["enabled"] = False  # one page per step, as the recorded CPU sweep points trained
     return raw
 
 

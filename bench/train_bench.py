@@ -164,7 +164,6 @@ def training_overrides(tmp: Path, model_dir: Path, steps: int, seed: int, extra:
     from scripts.config import SCHEMA_VERSION
 
     return {
-        **(extra or {}),
         "backend": "hf",
         "model.name_or_path": str(model_dir),
         "model.dtype": "fp32",
@@ -175,6 +174,9 @@ def training_overrides(tmp: Path, model_dir: Path, steps: int, seed: int, extra:
         "train.logging_steps": 1,  # every step: worst case for our callbacks, and exact token counts
         "train.save_steps": 100_000,  # no checkpoint inside the measured window
         "train.seed": seed,
+        # one example per micro-batch, as the bare loop's SFTTrainer batches them (packing: packing_bench.py)
+        "packing.enabled": False,
+        **(extra or {}),
     }
 
 
@@ -211,9 +213,8 @@ def real_overrides() -> dict:
 def keep_short(datasets, model_dir: Path, examples: int, max_tokens: int) -> dict[str, list[int]]:
     """Rewrite the train split as its ``examples`` shortest examples (at most ``max_tokens`` with the
     real chat template), and its manifest entry to match; returns the token counts kept per task."""
-    from scripts.contracts import CleanRecord, SplitManifest, file_entry, read_jsonl, write_model_json
+    from scripts.contracts import CleanRecord, read_jsonl
     from scripts.model_loading import load_tokenizer
-    from scripts.paths import split_file_name
     from scripts.training.data import encode_example
 
     data = datasets.data_paths()
@@ -226,6 +227,17 @@ def keep_short(datasets, model_dir: Path, examples: int, max_tokens: int) -> dic
         raise SystemExit(f"only {len(kept)} training examples within {max_tokens} tokens (shortest "
                          f"{sized[0][0] if sized else None}); raise --real-max-tokens or --rows")
     kept.sort(key=lambda row: row[1].id)  # not by length: the trainer shuffles anyway
+    return rewrite_train_split(datasets, kept)
+
+
+def rewrite_train_split(datasets, kept: list) -> dict[str, list[int]]:
+    """Write ``kept`` (``(tokens, CleanRecord)`` pairs) as the train split and its manifest entry to match;
+    returns the token counts per task."""
+    from scripts.contracts import SplitManifest, file_entry, write_model_json
+    from scripts.paths import split_file_name
+
+    data = datasets.data_paths()
+    path = data.split_file("train")
     path.write_text("".join(record.model_dump_json() + "\n" for _, record in kept))
     by_task: dict[str, list[int]] = {}
     for n, record in kept:

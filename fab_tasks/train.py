@@ -24,7 +24,7 @@ DEFAULT_CONFIG = "configs/training.yaml"
 })
 @user_errors
 def prepare(c, config=DEFAULT_CONFIG, run_id="", device_memory="", device=""):
-    """Check config, splits (sha256 vs manifest), tokenizer, lengths, memory plan; create models/runs/<run_id>/.
+    """Check config, splits (sha256 vs manifest), tokenizer, lengths, packing, memory plan; create models/runs/<run_id>/.
 
     The memory plan projects one training step's peak, term by term (weights, optimizer,
     checkpointed activations, attention masks and kernel buffers, one layer's recompute, the loss
@@ -50,6 +50,11 @@ def prepare(c, config=DEFAULT_CONFIG, run_id="", device_memory="", device=""):
         console.print(f"{split}: {s.examples_kept}/{s.examples_in} examples kept, longest {s.longest_tokens} "
                       f"tokens ({s.longest_id}), {s.dropped_too_long} dropped, {s.truncated} truncated "
                       f"(max_seq_length {report.max_seq_length}, {report.truncation})")
+    packed = report.splits["train"].packing
+    if packed is not None:
+        console.print(f"packing: {packed.examples} training examples in {packed.rows} rows of <= "
+                      f"{packed.max_tokens} tokens ({packed.examples_per_row} per row, {packed.fill:.0%} full, "
+                      f"{packed.alone} longer ones alone)")
     console.print(f"prepared {report.run_dir}/ (config.yaml, dataset_manifest.json, prepare.json with the "
                   f"memory plan and attention {report.attn_implementation}; code {report.code_version})")
 

@@ -379,6 +379,8 @@ def _first_error(exc: ValidationError, overrides: dict[str, Any] | None = None,
     if err["type"] == "extra_forbidden":
         return f"unknown key `{where}`{_did_you_mean(model, err['loc'])}"
     more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    if not err["loc"] and err["type"] == "value_error":  # a cross-section check: its message names the keys
+        return err["msg"].removeprefix("Value error, ") + more
     for dotted, value in (overrides or {}).items():
         if where == dotted or where.startswith(dotted + "."):
             # a command-line value: say which one, the file itself may be fine
@@ -528,7 +530,7 @@ class TrainSettings(StrictModel):
     weight_decay: float = Field(default=0.0, ge=0.0)
     max_grad_norm: float = Field(default=1.0, gt=0)
     per_device_batch_size: int = Field(default=1, gt=0, description="sequences per device per micro-step")
-    grad_accum: int = Field(default=8, gt=0, description="micro-steps per optimiser step")
+    grad_accum: int = Field(default=2, gt=0, description="micro-steps per optimiser step")
     epochs: float = Field(default=3.0, gt=0)
     max_steps: int | None = Field(default=None, gt=0, description="optimiser steps; overrides epochs when set")
     save_steps: int = Field(default=200, gt=0, description="optimiser steps between checkpoints")
@@ -564,6 +566,15 @@ class LossSettings(StrictModel):
     chunk_size: int = Field(default=4096, gt=0, description="tokens per LM-head tile of the chunked cross-entropy")
 
 
+class PackingSettings(StrictModel):
+    enabled: bool = Field(default=False, description="several examples per micro-batch, concatenated into one "
+                          "row without padding: positions restart per example and no example attends to another. "
+                          "configs/training.yaml turns it on; false here reads a run snapshot written before "
+                          "the key existed as what it was, unpacked")
+    max_tokens: int = Field(default=4096, gt=0, description="tokens per packed micro-batch row; an example "
+                            "longer than this trains alone, whole (packing never truncates)")
+
+
 class TrainingConfig(StrictModel):
     backend: Literal["auto", "unsloth", "hf"] = "auto"
     model: ModelSettings = ModelSettings()
@@ -572,6 +583,7 @@ class TrainingConfig(StrictModel):
     data: TrainingDataSettings = TrainingDataSettings()
     output: OutputSettings = OutputSettings()
     loss: LossSettings = LossSettings()
+    packing: PackingSettings = PackingSettings()
 
     @property
     def runs_dir(self) -> Path:
@@ -585,3 +597,16 @@ class TrainingConfig(StrictModel):
                                             "processed_dir": workspace.processed_dir})
         return self.model_copy(update={"data": data, "output": self.output.model_copy(
             update={"runs_dir": self.output.runs_dir or workspace.runs_dir})})
+
+    @model_validator(mode="after")
+    def _packing_fits(self) -> TrainingConfig:
+        if not self.packing.enabled:
+            return self
+        if self.train.per_device_batch_size != 1:
+            raise ValueError(f"packing.enabled: a micro-batch is one packed row of up to packing.max_tokens "
+                             f"tokens, so train.per_device_batch_size must be 1, not "
+                             f"{self.train.per_device_batch_size} (raise packing.max_tokens instead)")
+        if self.packing.max_tokens > self.model.max_seq_length:
+            raise ValueError(f"packing.max_tokens {self.packing.max_tokens} exceeds model.max_seq_length "
+                             f"{self.model.max_seq_length}: a packed row must be no longer than the longest example")
+        return self

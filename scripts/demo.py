@@ -109,6 +109,7 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
             "train.lr": 3.0e-4,                 # CPU sweep: ties 1e-3, fills fewer empty slots (1.8% vs 7.3%)
             "train.warmup_ratio": 0.05,         # the first steps see loss ~20: <end_of_turn> is new to the base
             "train.per_device_batch_size": 1, "train.grad_accum": 1,  # many cheap steps on 2 cores
+            "packing.enabled": False,  # one page per step: the CPU sweep's recipe (lr, steps) was tuned so
             "train.logging_steps": 10,
             "train.gradient_checkpointing": False,  # 1-2k-token prompts: recomputation only costs time
             "loss.chunk_size": 1024,

@@ -415,14 +415,17 @@ def _training(summary: JudgeSummary, runs_dir: Path) -> list[str]:
             continue
         try:
             result = RunResult.model_validate_json(result_path.read_bytes())
-            train = load_config(config_path, TrainingConfig).train if config_path.is_file() else None
+            run_cfg = load_config(config_path, TrainingConfig) if config_path.is_file() else None
         except (ValidationError, UserError) as exc:
             texts.append(f"`{run_id}`: unreadable run folder {run}/ ({str(exc).splitlines()[0][:80]})")
             continue
         loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
         settings = [result.method, f"{result.global_step} steps"]
-        if train is not None:
-            settings += [f"lr {train.lr:g}", f"batch {train.per_device_batch_size} x {train.grad_accum} accum"
+        if run_cfg is not None:
+            train = run_cfg.train
+            batch = (f"packed rows of <= {run_cfg.packing.max_tokens} tokens" if run_cfg.packing.enabled
+                     else f"batch {train.per_device_batch_size}")
+            settings += [f"lr {train.lr:g}", f"{batch} x {train.grad_accum} accum"
                          + (f" x {result.world_size} ranks" if result.world_size > 1 else "")]
         settings += [f"{result.train_examples} examples", f"final loss {loss}", f"backend {result.backend}"]
         texts.append(f"`{run_id}`: " + ", ".join(settings))

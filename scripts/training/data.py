@@ -3,6 +3,7 @@
     from scripts.training.data import build_dataset, load_split
     records = load_split(cfg.data, "train")
     dataset, stats = build_dataset(records, tokenizer, cfg.model.max_seq_length, cfg.data.truncation)
+    dataset, stats = build_dataset(..., pack_tokens=cfg.packing.max_tokens)  # packed rows; stats.packing
 
 Each example is rendered once by the chat template (``scripts.chat.encode_chat``:
 exactly one ``<bos>``) as system + user prompt -> assistant target. Labels are
@@ -16,10 +17,22 @@ trailing ``"\n"``. SFTTrainer uses a ``labels`` column as is, so both backends
 Examples longer than ``max_seq_length``: ``drop`` skips them (counted);
 ``truncate_prompt_left`` cuts the oldest tokens of the *user prompt*, keeping
 ``<bos>``, the system prompt, the turn markers and the whole answer.
+
+Packing (``pack_rows``, ``packing.enabled``): the encoded examples are packed
+best-fit decreasing into rows of at most ``packing.max_tokens`` tokens, each
+row carrying ``seq_lengths`` (its examples' lengths, in order). TRL's
+padding-free collator turns them into ``position_ids`` restarting at 0 per
+example and sends no ``attention_mask``; transformers 5.17 reads the restarts
+(``masking_utils.find_packed_sequence_indices``) and masks every example from
+the others under sdpa and eager, and flash_attention_2 cuts the row into
+``cu_seqlens`` from the same position ids. Each example's first label is -100
+(its ``<bos>``), so no loss term predicts one example from another. An
+example longer than the budget is a row of its own, never cut.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,6 +45,18 @@ from scripts.contracts import CleanRecord, read_jsonl
 IGNORE_INDEX = -100
 
 
+class PackStats(BaseModel):
+    max_tokens: int  # packing.max_tokens, the budget per row
+    rows: int = 0  # packed rows = micro-batches per epoch
+    examples: int = 0
+    tokens: int = 0
+    alone: int = 0  # examples longer than max_tokens, each a row of its own
+    examples_per_row: float = 0.0
+    fill: float = 0.0  # tokens / (rows x max_tokens), over the rows within the budget
+    longest_row: int = 0  # tokens of the longest packed row: one micro-batch's length for the memory plan
+    most_answer_tokens: int = 0  # label tokens of the row with the most: the loss tile's rows
+
+
 class EncodeStats(BaseModel):
     examples_in: int = 0
     examples_kept: int = 0
@@ -42,6 +67,7 @@ class EncodeStats(BaseModel):
     tokens: int = 0
     answer_tokens: int = 0
     longest_answer_tokens: int = 0  # label tokens of the longest answer kept: the loss tile's rows
+    packing: PackStats | None = None  # with packing.enabled: how the kept examples were packed
 
 
 def split_path(data: TrainingDataSettings, split: str) -> Path:
@@ -110,11 +136,56 @@ def build_examples(
     return rows, stats
 
 
-def build_dataset(records: Iterable[CleanRecord], tokenizer, max_seq_length: int, truncation: str):
-    """A ``datasets.Dataset`` SFTTrainer takes as is (it keeps a ``labels`` column untouched)."""
+def pack_rows(rows: list[dict], max_tokens: int) -> tuple[list[dict], PackStats]:
+    """Best-fit decreasing: longest example first, each into the row with the least room that still
+    holds it (ties: the earliest row), else a new row; an example over ``max_tokens`` is a row of its
+    own. Deterministic (equal lengths keep the input order). Each row: ``input_ids``, ``labels``
+    (every example's first label -100, so no loss term crosses a boundary) and ``seq_lengths``."""
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]["input_ids"]))
+    bins: list[list[int]] = []  # indices into rows, per packed row
+    open_rows: list[tuple[int, int]] = []  # (room left, bin index), sorted: best fit by bisection
+    for i in order:
+        n = len(rows[i]["input_ids"])
+        at = bisect.bisect_left(open_rows, (n, -1))
+        if n > max_tokens or at == len(open_rows):
+            bins.append([i])
+            if n < max_tokens:
+                bisect.insort(open_rows, (max_tokens - n, len(bins) - 1))
+            continue
+        room, b = open_rows.pop(at)
+        bins[b].append(i)
+        if room > n:
+            bisect.insort(open_rows, (room - n, b))
+    packed, stats = [], PackStats(max_tokens=max_tokens)
+    for members in bins:
+        input_ids, labels, lengths = [], [], []
+        for i in members:
+            ids, lab = rows[i]["input_ids"], rows[i]["labels"]
+            input_ids += ids
+            labels += [IGNORE_INDEX] + lab[1:]
+            lengths.append(len(ids))
+        packed.append({"input_ids": input_ids, "labels": labels, "seq_lengths": lengths})
+        stats.alone += lengths[0] > max_tokens
+        stats.tokens += len(input_ids)
+        stats.longest_row = max(stats.longest_row, len(input_ids))
+        stats.most_answer_tokens = max(stats.most_answer_tokens, sum(x != IGNORE_INDEX for x in labels))
+    stats.rows, stats.examples = len(packed), len(rows)
+    within = [len(p["input_ids"]) for p in packed if len(p["input_ids"]) <= max_tokens]
+    stats.examples_per_row = round(len(rows) / max(len(packed), 1), 2)
+    stats.fill = round(sum(within) / (len(within) * max_tokens), 3) if within else 0.0
+    return packed, stats
+
+
+def build_dataset(records: Iterable[CleanRecord], tokenizer, max_seq_length: int, truncation: str,
+                  pack_tokens: int | None = None):
+    """A ``datasets.Dataset`` SFTTrainer takes as is (it keeps a ``labels`` column untouched) and the
+    stats; with ``pack_tokens`` its rows are the examples packed into rows of at most that many tokens
+    (``pack_rows``; ``stats.packing`` says how)."""
     from datasets import Dataset
 
     rows, stats = build_examples(records, tokenizer, max_seq_length, truncation)
+    if pack_tokens is not None:
+        rows, stats.packing = pack_rows(rows, pack_tokens)
     return Dataset.from_list(rows), stats
 
 

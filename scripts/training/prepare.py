@@ -9,7 +9,9 @@ Checks: split files exist and match ``splits/manifest.json`` sha256, whose
 ``target_key_order`` is ``catalog`` (the order decoding generates); the
 tokenizer loads and has a chat template with ``<end_of_turn>``; the model
 config takes the rope scaling; every example encodes, and the longest one vs
-``max_seq_length`` under the truncation policy (counts); the memory plan
+``max_seq_length`` under the truncation policy (counts); with
+``packing.enabled`` how the training examples pack (rows, examples per row,
+fill, examples alone over the budget); the memory plan
 (``scripts.training.memory_plan``) of one step at the longest kept example fits
 this host's device, or, with ``device_memory`` (planning another host), the step
 at ``max_seq_length`` fits there too; the runs dir is writable. Writes (atomically) ``config.yaml`` (secrets masked),
@@ -36,7 +38,7 @@ from scripts.paths import (
     RUN_CHECKPOINTS, RUN_CONFIG, RUN_DATASET_MANIFEST, RUN_PREPARE, RUN_TRAIN_TOKENS, run_dir as run_dir_of,
     split_file_name,
 )
-from scripts.training.data import EncodeStats, build_examples, load_split
+from scripts.training.data import EncodeStats, build_examples, load_split, pack_rows
 from scripts.training.memory_plan import MemoryPlan, check_fits, make_plan
 
 TRAIN_SPLITS = ("train", "validation")
@@ -53,6 +55,7 @@ class PrepareReport(BaseModel):
     method: str = "lora"  # train.method: lora (adapter/) or full (model/)
     max_seq_length: int
     truncation: str
+    packing_max_tokens: int | None = None  # packing.max_tokens when packing.enabled (splits.train.packing: how)
     dataset_manifest_sha256: str
     splits: dict[str, EncodeStats]
     train_tokens_key: str | None = Field(default=None, description="what train_tokens/ was encoded from (split, "
@@ -109,7 +112,8 @@ def load_checked_tokenizer(cfg: TrainingConfig):
 
 
 def encode_splits(cfg: TrainingConfig, tokenizer) -> tuple[list[dict], dict[str, EncodeStats]]:
-    """The train split's encoded rows (train.run trains on them as they are) and both splits' counts."""
+    """The train split's rows as train.run trains on them (encoded; with packing.enabled, packed) and both
+    splits' counts."""
     stats, rows = {}, []
     for split in TRAIN_SPLITS:
         try:
@@ -118,7 +122,10 @@ def encode_splits(cfg: TrainingConfig, tokenizer) -> tuple[list[dict], dict[str,
             )
         except ValueError as exc:
             raise UserError(f"{split}: {exc}") from exc
-        rows = encoded if split == "train" else rows
+        if split == "train":
+            rows = encoded
+            if cfg.packing.enabled:
+                rows, stats[split].packing = pack_rows(encoded, cfg.packing.max_tokens)
     if stats["train"].examples_kept == 0:
         raise UserError(f"no training example fits max_seq_length {cfg.model.max_seq_length} "
                         f"({stats['train'].dropped_too_long} too long); raise it or use truncate_prompt_left")
@@ -139,6 +146,8 @@ def train_tokens_key(cfg: TrainingConfig) -> str:
     if not files:
         digest.update(cfg.model.tokenizer_path.encode())  # a hub id: its revision is what the cache holds
     digest.update(f"{cfg.model.max_seq_length}/{cfg.data.truncation}".encode())
+    if cfg.packing.enabled:  # train_tokens/ holds the packed rows
+        digest.update(f"/packed {cfg.packing.max_tokens}".encode())
     return digest.hexdigest()
 
 
@@ -161,6 +170,9 @@ def plan_memory(cfg: TrainingConfig, model_config, stats: dict[str, EncodeStats]
     kept = [s for s in stats.values() if s.examples_kept]
     longest = max(min(s.longest_tokens, cfg.model.max_seq_length) for s in kept)
     answer = max(s.longest_answer_tokens for s in kept)
+    packed = stats["train"].packing
+    if packed is not None:  # a micro-batch is a packed row: its length and its label tokens
+        longest, answer = max(longest, packed.longest_row), max(answer, packed.most_answer_tokens)
     return make_plan(cfg, model_config, longest_tokens=longest, longest_answer=answer,
                      device_memory=device_memory, device=device)
 
@@ -200,6 +212,7 @@ def prepare_run(cfg: TrainingConfig, run_id: str | None = None, *, device_memory
         code_version=code_version(), base_model=cfg.model.name_or_path, base_model_label=label,
         tokenizer=cfg.model.tokenizer_path, method=cfg.train.method,
         max_seq_length=cfg.model.max_seq_length, truncation=cfg.data.truncation,
+        packing_max_tokens=cfg.packing.max_tokens if cfg.packing.enabled else None,
         dataset_manifest_sha256=sha256_file(run_dir / RUN_DATASET_MANIFEST), splits=stats,
         train_tokens_key=train_tokens_key(cfg), attn_implementation=attn, memory_plan=plan,
     )

@@ -211,7 +211,7 @@ def sft_args(cfg: TrainingConfig, run_dir: Path, dtype, backend: str):
     import torch
     from trl import SFTConfig
 
-    return SFTConfig(
+    args = SFTConfig(
         output_dir=str(run_dir / CHECKPOINTS),
         max_steps=cfg.train.max_steps or -1,
         num_train_epochs=cfg.train.epochs,
@@ -238,12 +238,33 @@ def sft_args(cfg: TrainingConfig, run_dir: Path, dtype, backend: str):
         gradient_checkpointing=cfg.train.gradient_checkpointing and backend == "hf",
         gradient_checkpointing_kwargs={"use_reentrant": False},
         max_length=None,  # data.py already applied max_seq_length and the truncation policy
-        packing=False,
+        packing=False,  # data.py packs (packing.enabled): budget per row, long examples alone and whole
+        # packed rows: TRL's collator flattens them, position ids restarting per example from seq_lengths, no
+        # attention mask. Set either way: Unsloth, left to decide (None), may turn padding-free on by itself.
+        padding_free=cfg.packing.enabled,
         report_to=[],
         disable_tqdm=True,
         eval_strategy="no",
         dataloader_num_workers=0,
     )
+    # Unsloth 2026.10's CPU backend turns padding_free off in every SFTConfig (its reason: sdpa on CPU
+    # attends across examples). Not so with transformers 5.17 given restarting position ids, no mask and
+    # no cache (TRL's compute_loss drops the cache): tests/scripts/training/test_packing.py checks it on
+    # both backends. Packed rows without it would be worse: one row whose examples see each other.
+    args.padding_free = cfg.packing.enabled
+    return args
+
+
+# TRL 1.15 warns on padding-free rows unless the attention is flash (transformers 5.17 masks packed rows
+# under sdpa and eager too, from the restarting position ids: tests/scripts/training/test_packing.py) and
+# at batch 1 without TRL's own packing (our rows arrive packed by data.py). Both would mislead here.
+PACKED_ROWS_WARNINGS = ("Padding-free training is enabled, but the attention implementation",
+                        "You are using a per_device_train_batch_size of 1 with padding-free")
+
+
+def _packed_rows_warnings(record: logging.LogRecord) -> bool:
+    message = record.getMessage()  # accelerate's logger prefixes "[RANK n] " on some setups
+    return not any(text in message for text in PACKED_ROWS_WARNINGS)
 
 
 def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, callbacks):
@@ -277,16 +298,36 @@ def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, 
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
             if self.model.training:
-                n = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                # padded rows count their mask; packed rows (no mask, no padding) every position
+                mask = inputs.get("attention_mask")
+                ids = inputs["input_ids"]
+                tokens = mask.sum() if mask is not None else ids.new_tensor(ids.numel())
+                n = self.accelerator.gather_for_metrics(tokens).sum().item()
                 self._total_train_tokens += n
                 self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
             return (loss, outputs) if return_outputs else loss
 
     cls = ChunkedLossSFTTrainer if chunk_size else ResumableSFTTrainer
-    trainer = cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-                  callbacks=list(callbacks))
+    trl_log = logging.getLogger("trl.trainer.sft_trainer")
+    trl_log.addFilter(_packed_rows_warnings)
+    try:
+        trainer = cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+                      callbacks=list(callbacks))
+    finally:
+        trl_log.removeFilter(_packed_rows_warnings)
     trainer.remove_callback(PrinterCallback)  # the rich bar and metrics.jsonl report instead
+    check_packed_collator(trainer, packed="seq_lengths" in train_dataset.column_names)
     return trainer
+
+
+def check_packed_collator(trainer, packed: bool) -> None:
+    """Packed rows need the padding-free collator (position ids from ``seq_lengths``, no attention mask).
+    Unsloth turns ``padding_free`` off silently for models it cannot pack; the plain collator would then
+    let the examples of a row attend to each other: refuse instead."""
+    if packed and not getattr(trainer.data_collator, "padding_free", False):
+        raise UserError(f"packing.enabled: the trainer's collator ({type(trainer.data_collator).__name__}) is not "
+                        "padding-free on this backend, so packed examples would attend to each other; "
+                        "set packing.enabled: false")
 
 
 def training_config(
@@ -348,10 +389,16 @@ def run_training(
     from scripts.training.data import build_dataset, load_split
 
     tokenizer = load_checked_tokenizer(cfg)
-    # train.prepare encoded the split; only a run prepared before it kept them (or with other inputs) re-encodes
+    # train.prepare encoded (and packed) the split; only a run prepared before it kept them (or with other
+    # inputs) re-encodes
     prepared = load_train_tokens(cfg, run_dir)
     train_dataset, stats = prepared or build_dataset(
-        load_split(cfg.data, "train"), tokenizer, cfg.model.max_seq_length, cfg.data.truncation)
+        load_split(cfg.data, "train"), tokenizer, cfg.model.max_seq_length, cfg.data.truncation,
+        pack_tokens=cfg.packing.max_tokens if cfg.packing.enabled else None)
+    if stats.packing is not None:
+        say(f"packing: {stats.packing.examples} examples in {stats.packing.rows} rows of <= "
+            f"{stats.packing.max_tokens} tokens ({stats.packing.examples_per_row} per row, "
+            f"{stats.packing.alone} longer ones alone)")
     if len(train_dataset) == 0:
         raise UserError("no training example fits max_seq_length; see `fab train.prepare`")
     if chosen == "unsloth":
@@ -376,7 +423,7 @@ def run_training(
     result = RunResult(
         run_id=run_dir.name, run_dir=str(run_dir), backend=chosen, backend_reason=reason, method=method,
         resumed_from=str(checkpoint) if checkpoint else None, global_step=trainer.state.global_step,
-        final_loss=losses[-1] if losses else None, train_examples=len(train_dataset),
+        final_loss=losses[-1] if losses else None, train_examples=stats.examples_kept,
         dropped_too_long=stats.dropped_too_long, truncated=stats.truncated,
         world_size=trainer.accelerator.num_processes,
     )

@@ -164,7 +164,7 @@ def test_header_shows_the_training_settings_of_the_run(two_runs, tmp_path):
     report_cfg = cfg.report.model_copy(update={"runs_dir": tmp_path / "runs"})
     md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "r.md", cfg=report_cfg).read_text()
     header = dict((r[0], r[1]) for r in _table(md, "run"))
-    assert header["training"] == ("`run-1`: lora, 120 steps, lr 0.0003, batch 1 x 8 accum, 960 examples, "
+    assert header["training"] == ("`run-1`: lora, 120 steps, lr 0.0003, packed rows of <= 4096 tokens x 2 accum, 960 examples, "
                                   "final loss 0.4123, backend hf")
     md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "s.md", cfg=cfg.report).read_text()
     header = dict((r[0], r[1]) for r in _table(md, "run"))

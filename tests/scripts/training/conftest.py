@@ -80,7 +80,8 @@ def build_trainable_tiny_gemma(path: Path, texts: list[str]) -> Path:
 
 
 def tiny_config(root: Path, runs_dir: Path, **sections) -> TrainingConfig:
-    """A CPU config on the tiny model; ``sections`` update whole sub-dicts, e.g. train={...}."""
+    """A CPU config on the tiny model; ``sections`` update whole sub-dicts, e.g. train={...}. Packing is
+    off (batches of 4); a packed config needs ``train={"per_device_batch_size": 1}`` too."""
     raw = yaml.safe_load((REPO_ROOT / "configs/training.yaml").read_text())
     raw["backend"] = "hf"
     raw["model"]["name_or_path"] = str(root / "tiny-gemma3")
@@ -90,6 +91,7 @@ def tiny_config(root: Path, runs_dir: Path, **sections) -> TrainingConfig:
     raw["lora"].update(r=8, alpha=16, dropout=0.0)
     raw["train"].update(lr=2e-2, per_device_batch_size=4, grad_accum=1, max_steps=4, save_steps=100,
                         logging_steps=1, gradient_checkpointing=False, warmup_ratio=0.0, seed=0)
+    raw["packing"]["enabled"] = False  # padded batches of 4 unless a test packs (packing={"enabled": True, ...})
     for key, value in sections.items():
         if isinstance(value, dict):
             raw[key].update(value)

@@ -23,6 +23,7 @@ def config(**train) -> TrainingConfig:
     raw["lora"].update(r=8, dropout=0.0)
     raw["train"].update(train)
     raw["loss"]["chunk_size"] = 16
+    raw["packing"]["enabled"] = train.get("per_device_batch_size", 1) == 1  # a packed row is batch 1
     return TrainingConfig.model_validate(raw)
 
 

@@ -35,12 +35,13 @@ def _rows(batches):
     return rows
 
 
-def run_unsloth_probe(tiny_root, tmp_path, train: dict, timeout: int):
-    """Train ``train`` on the unsloth backend in a fresh interpreter; the probe's facts, after the checks
-    every Unsloth run must pass (imported first, by our run path, and did the loading)."""
+def run_unsloth_probe(tiny_root, tmp_path, train: dict, timeout: int, **sections):
+    """Train ``train`` (and other config ``sections``) on the unsloth backend in a fresh interpreter; the
+    probe's facts, after the checks every Unsloth run must pass (imported first, by our run path, and did
+    the loading)."""
     assert importlib.util.find_spec("unsloth") is not None, NO_UNSLOTH
     config = write_config(tmp_path / "unsloth.yaml",
-                          tiny_config(tiny_root, tmp_path / "runs", backend="unsloth", train=train))
+                          tiny_config(tiny_root, tmp_path / "runs", backend="unsloth", train=train, **sections))
     out = tmp_path / "probe"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     probe_cmd = [sys.executable, "-m", "tests.scripts.training.train_probe", str(config), str(out), "u"]

@@ -9,8 +9,10 @@ checks that this did not load transformers/PEFT/TRL, imports Unsloth the way
 ``run_training`` does (``import_unsloth``) and records Unsloth's own
 "import me first" warning, if any. Then it trains with ``Probe`` and writes
 ``OUT_DIR/probe.json`` (result, parameter changes, rope of the trained
-model, generation EOS, Unsloth patches) and ``OUT_DIR/batches.pt`` (the
-``input_ids``/``labels``/``attention_mask`` the model was called with).
+model, generation EOS, Unsloth patches; with packing, ``packed_vs_alone``: the
+backend's loss and gradients on a packed row vs its examples alone) and
+``OUT_DIR/batches.pt`` (the ``input_ids``/``labels``/``attention_mask``/
+``position_ids`` the model was called with).
 ``make_probe()`` is also used in-process for the hf backend.
 """
 
@@ -63,6 +65,48 @@ def model_facts(model) -> dict:
             "weight_dtypes": sorted({str(p.dtype) for p in model.parameters()})}
 
 
+def packed_vs_alone(cfg, backend: str) -> dict:
+    """The backend's own model and loss on one packed row of the longest, the median and the shortest
+    training example (as TRL's padding-free collator sends it) against each example alone:
+    answer-token-weighted loss and LoRA gradients, as the trainer sums them over a batch."""
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from scripts.training.backends import load_model
+    from scripts.training.data import build_examples, load_split, pack_rows
+    from scripts.training.prepare import load_checked_tokenizer
+
+    tokenizer = load_checked_tokenizer(cfg)
+    rows, _ = build_examples(load_split(cfg.data, "train"), tokenizer, cfg.model.max_seq_length,
+                             cfg.data.truncation)
+    rows = sorted(rows, key=lambda r: len(r["input_ids"]))
+    rows = [rows[-1], rows[len(rows) // 2], rows[0]]
+    (packed,), _ = pack_rows(rows, sum(len(r["input_ids"]) for r in rows))
+    collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
+    model = load_model(cfg, backend, tokenizer).train()
+    lora = {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def summed(batch):  # loss x answer tokens: what num_items_in_batch makes of a mean
+        model.zero_grad()
+        n = int((batch["labels"][:, 1:] != -100).sum())
+        loss = model(**batch, use_cache=False).loss * n
+        loss.backward()
+        return loss.item(), n, {k: p.grad.clone() for k, p in lora.items()}
+
+    batch = collate([packed])
+    packed_sum, packed_n, packed_grads = summed(batch)
+    alone_sum, alone_n, alone_grads = 0.0, 0, None
+    for row in rows:
+        loss, n, grads = summed(collate([{**row, "seq_lengths": [len(row["input_ids"])]}]))
+        alone_sum, alone_n = alone_sum + loss, alone_n + n
+        alone_grads = grads if alone_grads is None else {k: alone_grads[k] + g for k, g in grads.items()}
+    return {"seq_lengths": packed["seq_lengths"], "has_attention_mask": "attention_mask" in batch,
+            "window": model.config.get_text_config().sliding_window,
+            "packed_sum": packed_sum, "alone_sum": alone_sum, "packed_n": packed_n, "alone_n": alone_n,
+            "grad_max_diff": max((packed_grads[k] - alone_grads[k]).abs().max().item() for k in lora),
+            "grad_max": max(g.abs().max().item() for g in alone_grads.values())}
+
+
 def main(config: str, out: str, run_id: str, backend: str = "unsloth") -> None:
     import scripts.training.run as run  # what `fab train.run` imports before training
 
@@ -83,8 +127,10 @@ def main(config: str, out: str, run_id: str, backend: str = "unsloth") -> None:
     import trl
 
     probe = make_probe()
-    result = run.run_training(run.training_config(config, backend=backend), run_id=run_id,
-                              extra_callbacks=(probe,), say=print)
+    cfg = run.training_config(config, backend=backend)
+    if cfg.packing.enabled:
+        facts["packed_vs_alone"] = packed_vs_alone(cfg, "unsloth" if backend == "unsloth" else "hf")
+    result = run.run_training(cfg, run_id=run_id, extra_callbacks=(probe,), say=print)
     facts.update(
         result=result.model_dump(), trainable=probe.trainable, changed=probe.changed,
         sft_trainer=f"{trl.SFTTrainer.__module__}.{trl.SFTTrainer.__name__}",

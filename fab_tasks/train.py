@@ -24,7 +24,7 @@ DEFAULT_CONFIG = "configs/training.yaml"
 })
 @user_errors
 def prepare(c, config=DEFAULT_CONFIG, run_id="", device_memory="", device=""):
-    """Check config, splits (sha256 vs manifest), tokenizer, lengths, packing, memory plan; create models/runs/<run_id>/.
+    """Check config, splits (sha256), tokenizer, lengths, packing, memory plan; create models/runs/<run_id>/.
 
     The memory plan projects one training step's peak, term by term (weights, optimizer,
     checkpointed activations, attention masks and kernel buffers, one layer's recompute, the loss

@@ -54,32 +54,32 @@ def test_report_matches_summary_and_shows_baseline_deltas(two_runs, tmp_path):
     assert md.startswith(f"# Evaluation report: `{new_dir.name}`")
     # verdict lines, one per task, agreeing with summary.json
     for task in (CLASSIFIER, EXTRACTOR):
-        verdict = summary["tasks"][task]["acceptance"]["verdict"]
+        verdict = summary.tasks[task].acceptance.verdict
         assert re.search(rf"^- \S+ \*\*{task}: {verdict}\*\* \(", md, re.M), task
     # header
     header = dict((r[0], r[1]) for r in _table(md, "run"))
-    assert header["n"] == str(summary["n"]) and header["adapter"] == "`run-1`"
+    assert header["n"] == str(summary.n) and header["adapter"] == "`run-1`"
     assert header["split"] == "`validation`" and header["baseline"] == f"`{base_dir.name}`"
     # classifier metrics with CI and delta: accuracy went from 4/6 to 5/6
     nav_rows = {r[0]: r for r in _table(md, "metric")}  # first metric table = classifier
-    acc = summary["tasks"][CLASSIFIER]["metrics"]["accuracy"]
+    acc = summary.tasks[CLASSIFIER].metrics["accuracy"]
     assert nav_rows["accuracy"][1] == f"{100 * acc:.1f}%" == "83.3%"
     # Newcombe interval of 5/6 - 4/6 (Wilson bounds of each side): wide at n=6, and it straddles 0
     assert nav_rows["accuracy"][2].startswith("[") and nav_rows["accuracy"][4] == "+16.7 pp [-29.5, +55.8]"
     confusion = {r[0]: r[1:] for r in _table(md, "reference \\ predicted")}
-    cm = summary["tasks"][CLASSIFIER]["classification"]["confusion"]
+    cm = summary.tasks[CLASSIFIER].classification["confusion"]
     assert confusion["YES"][:2] == [str(cm["YES"]["YES"]), str(cm["YES"]["NO"])]
     # per-slot table with delta: title regressed by one of eight
     slots = {r[0]: r for r in _table(md, "slot")}
-    title = summary["tasks"][EXTRACTOR]["slots"]["title"]
-    assert slots["`title`"][2] == f"{100 * title['accuracy']:.1f}%" and slots["`title`"][-1].startswith("-12.5 pp [")
+    title = summary.tasks[EXTRACTOR].slots["title"]
+    assert slots["`title`"][2] == f"{100 * title.accuracy:.1f}%" and slots["`title`"][-1].startswith("-12.5 pp [")
     assert slots["`original_price`"][3] != "0.0%"  # the hallucination shows
     assert "### Per domain" in md and "| shop-0.example |" in md
     assert "### Regressions vs baseline: 1" in md and "Garden Hose" in md
     assert "Recommendation:" in md and "| threshold | kept |" in md
     assert "### Worst failures" in md and "JSON validity **" in md
     judge_rows = dict((r[0], r[1]) for r in _table(md, "judge"))
-    assert judge_rows["calls (paid)"] == str(summary["judge"]["calls"])
+    assert judge_rows["calls (paid)"] == str(summary.judge.calls)
     # charts beside the markdown, linked relatively
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) >= 3 and all("/" not in link and (out.parent / link).is_file() for link in links)
@@ -92,9 +92,9 @@ def test_report_without_judge_says_slots_were_not_judged(tmp_path, judge_env):
     run_dir, summary = run_judge(cfg, "validation")
     md = write_report(Path(cfg.output_dir), run_dir.name, tmp_path / "r.md", cfg=cfg.report).read_text()
     assert "**LLM-judged slots were NOT judged:**" in md
-    assert f"**Warning:** {summary['judge']['not_judged']} LLM-judged slot value(s) were NOT judged" in md
+    assert f"**Warning:** {summary.judge.not_judged} LLM-judged slot value(s) were NOT judged" in md
     # no call was made: the configured judge is not named as if it had judged
-    assert summary["judge"]["calls"] == 0 and summary["judge"]["model"] not in md
+    assert summary.judge.calls == 0 and summary.judge.model not in md
     assert "No LLM judge took part (0 calls, 0 cached judgements: " in md and "| calls (paid) |" not in md
 
 
@@ -131,7 +131,7 @@ def test_escalation_tables_and_charts_only_when_they_carry_information(two_runs,
     md = out.read_text()
     assert "| threshold | kept |" not in md and "## Escalation curve" not in md
     assert not (tmp_path / "eval_escalation.png").exists()
-    low = min(r["threshold"] for r in summary["tasks"][CLASSIFIER]["escalation"]["curve"])
+    low = min(r.threshold for r in summary.tasks[CLASSIFIER].escalation.curve)
     assert f"No escalation table: no page reaches even the lowest confidence threshold ({low:.3f})" in md
     assert "keeps the same 3 of " in md and "the confidences do not separate pages" in md
     assert md.count("**Recommendation:** escalate every page to the strong model.") == 2

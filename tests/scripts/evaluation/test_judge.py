@@ -44,7 +44,13 @@ def _candidate(rid: str, task: str, parsed, valid: bool = True, conf: float = 0.
              else {"slot_logprob": {"title": -0.01, "price": __import__("math").log(conf)}})
     return {"id": rid, "task": task, "kind": kind, "prompt_sha256": "0" * 64, "model": "tiny+run-1",
             "constrained": True, "raw": json.dumps(parsed) if valid else "{broken", "parsed": parsed if valid else None,
-            "valid": valid, "latency_s": 0.5, "prompt_tokens": 1000, "output_tokens": 50, **extra}
+            "valid": valid, "latency_s": 0.5, "prompt_tokens": 1000, "output_tokens": 50, **extra,
+            "provenance": PROVENANCE}
+
+
+# what eval.generate records of a LoRA run on an imported base (the report's header reads it)
+PROVENANCE = {"base": "models/tiny", "base_label": "tiny (GGUF Q8_0, dequantised)", "method": "lora",
+              "run_id": "run-1", "adapter": "models/runs/run-1/adapter", "training": None}
 
 
 def default_examples(titles: list[str] | None = None) -> tuple[list[dict], list[dict]]:
@@ -151,6 +157,19 @@ def test_run_scores_judges_caches_and_writes_the_run(tmp_path, judge_env, capsys
     typed = JudgeSummary.model_validate_json((run_dir / "summary.json").read_bytes())
     assert typed.judge.calls == 5 and typed.tasks[EXTRACTOR].acceptance.verdict == ext.acceptance.verdict
     assert typed.tasks[CLASSIFIER].metrics["accuracy"] == pytest.approx(4 / 6, abs=1e-3)
+    # the typed tables, as returned and as written
+    title = typed.tasks[EXTRACTOR].slots["title"]
+    assert title == summary.tasks[EXTRACTOR].slots["title"]
+    assert (title.n, title.llm_judged, title.not_judged, title.methods) == (8, 5, 0, {"llm": 5, "fuzzy": 2, "invalid": 1})
+    assert typed.tasks[CLASSIFIER].latency.mean_s == 0.5 and typed.tasks[CLASSIFIER].latency.p95_s == 0.5
+    assert typed.tasks[CLASSIFIER].latency.prompt_tokens_mean == 1000.0
+    curve = typed.tasks[CLASSIFIER].escalation.curve
+    assert [r.threshold for r in curve] == sorted(r.threshold for r in curve) and curve[0].kept <= 6
+    assert typed.tasks[EXTRACTOR].per_domain["shop-0.example"].slot_accuracy is not None
+    assert typed.tasks[CLASSIFIER].per_domain["shop-0.example"].slot_accuracy is None
+    raw = json.loads((run_dir / "summary.json").read_text())
+    assert "slots" not in raw["tasks"][CLASSIFIER] and "slot_accuracy" not in raw["tasks"][CLASSIFIER]["per_domain"]["shop-0.example"]
+    assert typed.provenance == summary.provenance and [p.run_id for p in typed.provenance] == ["run-1"]
     typed_rows = list(read_jsonl(run_dir / "results.jsonl", JudgeRow))
     assert len(typed_rows) == len(rows) and {r.method for r in typed_rows} >= {"fuzzy", "llm", "numeric", "invalid"}
     assert next(r for r in typed_rows if r.id == "prod-hall" and r.slot == "original_price").outcome == "hallucination"

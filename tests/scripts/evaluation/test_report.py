@@ -13,7 +13,7 @@ from scripts.evaluation.judge import run_judge
 from scripts.evaluation.report import write_report
 from tests.scripts.evaluation.judge_server import JudgeServer
 from tests.scripts.evaluation.test_judge import (  # noqa: F401 - fixture
-    EXTRACTOR, CLASSIFIER, KEY, _candidate, _record, _target, default_examples, judge_env, make_inputs,
+    EXTRACTOR, CLASSIFIER, KEY, PROVENANCE, _candidate, _record, _target, default_examples, judge_env, make_inputs,
 )
 
 
@@ -149,26 +149,67 @@ def test_truncated_slots_get_a_legend(two_runs, tmp_path):
     assert (tmp_path / f"b_{EXTRACTOR}_slots.png").is_file()
 
 
-def test_header_shows_the_training_settings_of_the_run(two_runs, tmp_path):
-    """The candidates' model label names run-1: its result.json and config.yaml give steps, lr, loss."""
-    from scripts.config import REPO_ROOT
+def _judged_with(tmp_path, judge_env, provenance: dict | None) -> tuple[Path, str]:
+    """A run judged from candidates carrying ``provenance`` (None: a file written before it existed)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    refs, cands = default_examples()
+    for c in cands:
+        c.pop("provenance")
+        if provenance is not None:
+            c["provenance"] = provenance
+    cfg = make_inputs(tmp_path, refs, cands)
+    judge_env(None, key=None)
+    run_dir, _ = run_judge(cfg, "validation")
+    return Path(cfg.output_dir), run_dir.name
 
-    cfg, _, new_dir, _ = two_runs
-    run = tmp_path / "runs" / "run-1"
-    run.mkdir(parents=True)
-    (run / "result.json").write_text(json.dumps({
-        "run_id": "run-1", "run_dir": str(run), "backend": "hf", "backend_reason": "requested", "method": "lora",
-        "resumed_from": None, "global_step": 120, "final_loss": 0.41234, "train_examples": 960,
-        "dropped_too_long": 0, "truncated": 0}))
-    (run / "config.yaml").write_text((REPO_ROOT / "configs/training.yaml").read_text())
-    report_cfg = cfg.report.model_copy(update={"runs_dir": tmp_path / "runs"})
-    md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "r.md", cfg=report_cfg).read_text()
-    header = dict((r[0], r[1]) for r in _table(md, "run"))
-    assert header["training"] == ("`run-1`: lora, 120 steps, lr 0.0003, packed rows of <= 4096 tokens x 2 accum, 960 examples, "
-                                  "final loss 0.4123, backend hf")
-    md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "s.md", cfg=cfg.report).read_text()
-    header = dict((r[0], r[1]) for r in _table(md, "run"))
-    assert header["training"] == "`run-1`: no result.json in models/runs/run-1/ (set `report.runs_dir`)"
+
+def _header(md: str) -> dict[str, list[str]]:
+    rows: dict[str, list[str]] = {}
+    for name, value in _table(md, "run"):
+        rows.setdefault(name, []).append(value)
+    return rows
+
+
+def test_header_is_built_from_the_provenance_without_any_models_folder(tmp_path, judge_env, monkeypatch):
+    """Base label, adapter and the run's training settings come from what eval.generate recorded: the run
+    folder and the import record are gone (no models/ anywhere), and the header is the same."""
+    monkeypatch.chdir(tmp_path)
+    training = {"method": "lora", "global_step": 120, "train_examples": 960, "final_loss": 0.41234, "backend": "hf",
+                "lr": 0.0003, "packed_max_tokens": 4096, "grad_accum": 2}
+    judge_dir, run_id = _judged_with(tmp_path, judge_env, {**PROVENANCE, "training": training})
+    assert not any(tmp_path.rglob("models"))
+    header = _header(write_report(judge_dir, run_id, tmp_path / "r.md").read_text())
+    assert header["base model"] == ["`tiny (GGUF Q8_0, dequantised)`"] and header["adapter"] == ["`run-1`"]
+    assert header["training"] == ["`run-1`: lora, 120 steps, lr 0.0003, packed rows of <= 4096 tokens x 2 accum, "
+                                  "960 examples, final loss 0.4123, backend hf"]
+
+
+def test_header_of_a_full_fine_tune_a_zero_shot_and_a_run_without_result(tmp_path, judge_env):
+    full = {**PROVENANCE, "method": "full", "adapter": "models/runs/run-1/model",
+            "training": {"method": "full", "global_step": 8, "train_examples": 16, "final_loss": None,
+                         "backend": "hf", "world_size": 2, "lr": 1e-05, "batch_size": 4, "grad_accum": 1}}
+    header = _header(write_report(*_judged_with(tmp_path / "a", judge_env, full), tmp_path / "a.md").read_text())
+    assert header["adapter"] == ["`run-1 (full)`"]
+    assert header["training"] == ["`run-1`: full, 8 steps, lr 1e-05, batch 4 x 1 accum x 2 ranks, 16 examples, "
+                                  "final loss n/a, backend hf"]
+    zero_shot = {"base": "models/tiny", "base_label": "tiny (GGUF Q8_0, dequantised)", "zero_shot": True}
+    header = _header(write_report(*_judged_with(tmp_path / "b", judge_env, zero_shot), tmp_path / "b.md").read_text())
+    assert header["adapter"] == ["none (zero-shot: the base model alone)"] and "training" not in header
+    header = _header(write_report(*_judged_with(tmp_path / "c", judge_env, PROVENANCE), tmp_path / "c.md").read_text())
+    assert header["training"] == ["`run-1`: no readable result.json in the run folder when the candidates were "
+                                  "generated"]
+
+
+def test_candidates_written_before_provenance_still_report(tmp_path, judge_env):
+    """An old candidates file (a model label, no provenance) is judged and reported; the header says what it
+    cannot know instead of taking the label apart."""
+    judge_dir, run_id = _judged_with(tmp_path, judge_env, None)
+    md = write_report(judge_dir, run_id, tmp_path / "r.md").read_text()
+    header = _header(md)
+    assert header["model"] == ["`tiny+run-1`"] and "training" not in header
+    assert header["base model"] == header["adapter"] == [
+        "not recorded (candidates generated before provenance was; rerun `fab eval.generate` and `fab eval.judge`)"]
+    assert "## Verdict" in md and "### Per slot" in md
 
 
 def test_unknown_run_is_a_user_error(tmp_path):

@@ -415,7 +415,7 @@ def write_model_json(path: Path, model: BaseModel) -> None:
 CleanManifest.model_rebuild()
 
 # eval.judge's files, kept in their own module (they are many); read them from here like every other contract
-from scripts.contracts.judge import (  # noqa: E402 (they subclass Record, defined above)
+from scripts.contracts.judge import (  # noqa: E402,F401 (re-exported; they subclass Record, defined above)
     Acceptance, AcceptanceCheck, DomainStats, Escalation, EscalationRow, JudgeRow, JudgeRunStats, JudgeSummary,
     Latency, SlotStats, TaskSummary,
 )

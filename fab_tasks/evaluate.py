@@ -87,7 +87,6 @@ def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, jud
     With --base it scores the zero-shot candidates of `eval.generate --base` into
     reports/judge/<split>_zero_shot_<UTC time>/, the run to pass as `eval.report --baseline`.
     """
-    from scripts.contracts import JudgeSummary
     from scripts.evaluation.judge import new_run_id, run_judge
     from scripts.evaluation.judge_config import JudgeConfig
 
@@ -100,9 +99,8 @@ def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, jud
     with Progress(TextColumn("LLM judge"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         job = bar.add_task("judge", total=None)
-        run_dir, s = run_judge(cfg, split, cfg.judge.max_cost_usd, judge_model or None, run_id=run_id,
-                               progress=lambda done, total: bar.update(job, completed=done, total=total))
-    summary = JudgeSummary.model_validate(s)
+        run_dir, summary = run_judge(cfg, split, cfg.judge.max_cost_usd, judge_model or None, run_id=run_id,
+                                     progress=lambda done, total: bar.update(job, completed=done, total=total))
     for task_name, t in summary.tasks.items():
         headline = t.metrics.get("accuracy", t.metrics.get("slot_accuracy"))
         console.print(f"{task_name}: n {t.n}, {t.acceptance.verdict}, accuracy "

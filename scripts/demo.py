@@ -33,6 +33,7 @@ import yaml
 
 from scripts import paths
 from scripts.config import REPO_ROOT, DatasetsConfig, TrainingConfig, load_config, set_dotted
+from scripts.contracts import JudgeSummary
 from scripts.paths import Workspace
 
 REAL_MODEL = Path("models/gemma-3-270m")  # train.import-gguf's default output: shared, never removed
@@ -263,21 +264,21 @@ def _generate(cfg, settings: DemoSettings, say: Callable[[str], None], result: D
     return generated.path
 
 
-def _headline(summary) -> list[str]:
+def _headline(summary: JudgeSummary) -> list[str]:
     """Validity and nav accuracy next to the majority-class baseline of the judged examples."""
     lines = []
-    for task, t in summary["tasks"].items():
-        validity = t["json_validity"]
-        if t["kind"] == "classification":
-            m = t["classification"]
+    for task, t in summary.tasks.items():
+        validity = t.json_validity
+        if t.kind == "classification":
+            m = t.classification
             majority = _majority_share(m)
             lines.append(f"{task}: accuracy {m['accuracy']:.1%} (majority-class baseline {majority:.1%}), "
-                         f"valid {validity:.0%}, n={t['n']}")
+                         f"valid {validity:.0%}, n={t.n}")
         else:
-            m = t["metrics"]
+            m = t.metrics
             extra = "".join(f", {label} {m[key]:.1%}" for key, label in (
                 ("example_accuracy", "exact match"), ("hallucination_rate", "hallucination")) if m.get(key) is not None)
-            lines.append(f"{task}: slot accuracy {m['slot_accuracy']:.1%}{extra}, valid {validity:.0%}, n={t['n']}")
+            lines.append(f"{task}: slot accuracy {m['slot_accuracy']:.1%}{extra}, valid {validity:.0%}, n={t.n}")
     return lines
 
 

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.config import UserError, load_config
+from scripts.contracts import Provenance, RunSettings
 from scripts.paths import RUN_ADAPTER, RUN_CONFIG, RUN_MODEL
 
-ZERO_SHOT_SUFFIX = ", zero-shot"  # ends Candidate.model of a base-model-alone run; the report reads it back
+ZERO_SHOT_SUFFIX = ", zero-shot"  # ends the label (Candidate.model) of a base-model-alone run
 IMPORT_HINT = ("import it from a GGUF file with `fab train.import-gguf`, or set HUGGINGFACE_TOKEN "
                "(licence accepted on the hub)")
 LOCAL_HINT = "fix the path, or build it with `fab train.init-tiny` or `fab train.import-gguf`"
@@ -56,6 +57,23 @@ class ResolvedModel:
     label: str  # Candidate.model
     method: str | None = None  # a training run's train.method: lora | full; None: a merged bundle or a base
     trained_from: str | None = None  # the base model the run started from (full: its config.yaml's)
+    zero_shot: bool = False  # the base model alone, as released
+
+    def provenance(self) -> Provenance:
+        """What these weights are, for each candidate they generate: read now from the base's import record
+        and the run folder, so a report never has to (they may have changed or gone by then)."""
+        from scripts.model_identity import base_model_label
+
+        base = self.trained_from or self.base
+        run_id = None
+        if self.run_dir is not None:
+            run_id = self.run_dir.name
+        elif self.adapter_dir is not None:  # an adapter outside a run: named by its folder, as in the label
+            run_id = self.adapter_dir.name
+        adapter = self.base if self.method == "full" else self.adapter_dir
+        return Provenance(base=base, base_label=base_model_label(base), zero_shot=self.zero_shot,
+                          method=self.method, run_id=run_id, adapter=str(adapter) if adapter else None,
+                          training=run_settings(self.run_dir))
 
 
 def resolve_weights(
@@ -73,7 +91,7 @@ def resolve_weights(
             base = trained_base(*run_weights(adapter, runs_dir))
         from scripts.model_identity import base_model_label
 
-        return ResolvedModel(base, None, None, base, f"{base_model_label(base)}{ZERO_SHOT_SUFFIX}")
+        return ResolvedModel(base, None, None, base, f"{base_model_label(base)}{ZERO_SHOT_SUFFIX}", zero_shot=True)
     if merged is not None:
         merged = Path(merged)
         if not (merged / "config.json").is_file():
@@ -175,6 +193,32 @@ def training_rope(run_dir: Path | None) -> tuple[float, int] | None:
 
     training = load_config(run_dir / RUN_CONFIG, TrainingConfig)
     return training.model.rope.factor, training.model.max_seq_length
+
+
+def run_settings(run_dir: Path | None) -> RunSettings | None:
+    """A run's settings from its result.json (RunResult) and config.yaml (TrainingConfig); None without a
+    readable result.json (an adapter outside a run, a run still training or broken)."""
+    from pydantic import ValidationError
+
+    from scripts.config import TrainingConfig
+    from scripts.contracts import RunResult
+
+    result_path = run_dir / "result.json" if run_dir is not None else None
+    if result_path is None or not result_path.is_file():
+        return None
+    try:
+        result = RunResult.model_validate_json(result_path.read_bytes())
+        config = load_config(run_dir / RUN_CONFIG, TrainingConfig) if (run_dir / RUN_CONFIG).is_file() else None
+    except (ValidationError, UserError):
+        return None
+    batch = {}
+    if config is not None:
+        packing, train = config.packing, config.train
+        batch = {"lr": train.lr, "grad_accum": train.grad_accum,
+                 "packed_max_tokens": packing.max_tokens if packing.enabled else None,
+                 "batch_size": None if packing.enabled else train.per_device_batch_size}
+    return RunSettings(method=result.method, global_step=result.global_step, train_examples=result.train_examples,
+                       final_loss=result.final_loss, backend=result.backend, world_size=result.world_size, **batch)
 
 
 def torch_dtype(choice: str, gpu: bool | None = None):

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
-from scripts.contracts import Candidate
+from scripts.contracts import Candidate, Escalation, EscalationRow
 
 
 @dataclass
@@ -46,7 +46,7 @@ def confidence(candidate: Candidate) -> float | None:
 
 def escalation_curve(
     points: Sequence[EscalationPoint], thresholds: Sequence[float], target_accuracy: float, min_kept: int = 1
-) -> dict[str, Any]:
+) -> Escalation:
     n = len(points)
     total_tokens = sum(p.prompt_tokens for p in points)
     rows = []
@@ -54,24 +54,19 @@ def escalation_curve(
         kept = [p for p in points if p.confidence is not None and p.confidence >= t]
         correct = sum(p.correct for p in kept)
         tokens = sum(p.prompt_tokens for p in kept)
-        rows.append({
-            "threshold": t,
-            "kept": len(kept),
-            "coverage": round(len(kept) / n, 4) if n else 0.0,
-            "accuracy_kept": round(correct / len(kept), 4) if kept else None,
+        rows.append(EscalationRow(
+            threshold=t,
+            kept=len(kept),
+            coverage=round(len(kept) / n, 4) if n else 0.0,
+            accuracy_kept=round(correct / len(kept), 4) if kept else None,
             # escalated pages get the strong model's (= the reference) answer
-            "accuracy_overall": round((correct + n - len(kept)) / n, 4) if n else None,
-            "strong_calls_saved": round(len(kept) / n, 4) if n else 0.0,
-            "prompt_tokens_saved": tokens,
-            "prompt_tokens_saved_share": round(tokens / total_tokens, 4) if total_tokens else 0.0,
-        })
-    meeting = [r for r in rows if r["kept"] >= min_kept and r["accuracy_kept"] is not None
-               and r["accuracy_kept"] >= target_accuracy]
-    best = min(meeting, key=lambda r: r["threshold"]) if meeting else None
-    return {
-        "n": n,
-        "target_accuracy": target_accuracy,
-        "with_confidence": sum(p.confidence is not None for p in points),
-        "curve": rows,
-        "recommended": best,
-    }
+            accuracy_overall=round((correct + n - len(kept)) / n, 4) if n else None,
+            strong_calls_saved=round(len(kept) / n, 4) if n else 0.0,
+            prompt_tokens_saved=tokens,
+            prompt_tokens_saved_share=round(tokens / total_tokens, 4) if total_tokens else 0.0,
+        ))
+    meeting = [r for r in rows if r.kept >= min_kept and r.accuracy_kept is not None
+               and r.accuracy_kept >= target_accuracy]
+    best = min(meeting, key=lambda r: r.threshold) if meeting else None
+    return Escalation(n=n, target_accuracy=target_accuracy,
+                      with_confidence=sum(p.confidence is not None for p in points), curve=rows, recommended=best)

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from scripts.config import DatasetsConfig, TaskSpec, UserError
-from scripts.contracts import Candidate, CleanRecord, check_target_key_order, read_jsonl
+from scripts.contracts import Candidate, CleanRecord, Provenance, check_target_key_order, read_jsonl
 from scripts.evaluation.config import EvalConfig
 from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights
 from scripts.paths import ZERO_SHOT_DIR, candidates_file, check_split  # noqa: F401 (ZERO_SHOT_DIR: re-exported)
@@ -72,6 +72,7 @@ class GenerateSummary:
     warnings: list[str] = field(default_factory=list)
     engine: str = "hf"
     engine_version: str | None = None
+    provenance: Provenance | None = None  # what the model is, written into each candidate
 
     @property
     def valid_rate(self) -> float | None:
@@ -174,7 +175,7 @@ def generate_candidates(
     out = candidates_path(cfg, split)
     done, repaired = load_done(out)
     summary = GenerateSummary(out, resolved.label, cfg.decoding.constrained, repaired_partial_line=repaired,
-                              engine=engine)
+                              engine=engine, provenance=resolved.provenance())
     if repaired:
         summary.warnings.append(f"dropped a half-written last line of {out}")
     wanted = (resolved.label, cfg.decoding.constrained, engine)
@@ -247,7 +248,7 @@ def _generate_pending(cfg, datasets, runner, tokenizer, pending, out, summary, t
             decoder, max_new = build_task_decoder(cfg, runner.vocab, tokenizer, spec, task, compiler)
             summary.warnings += decoder.warnings
             for candidates in generate_outputs(cfg, runner, tokenizer, decoder, spec, task, records, max_new,
-                                               summary.model, summary.engine_version):
+                                               summary.model, summary.engine_version, summary.provenance):
                 fh.write(b"".join(c.model_dump_json().encode() + b"\n" for c, _ in candidates))
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -315,14 +316,14 @@ def build_task_decoder(cfg: EvalConfig, model, tokenizer, spec: TaskSpec, task: 
 
 def generate_outputs(
     cfg: EvalConfig, runner, tokenizer, decoder, spec: TaskSpec, task: str, items, max_new: int, model_label: str,
-    version: str | None = None,
+    version: str | None = None, provenance: Provenance | None = None,
 ) -> Iterator[list[tuple[Candidate, float]]]:
     """Answers for ``items`` of one task (anything with ``id``, ``system_prompt``, ``prompt``).
 
     Prompts are length-sorted (longest first: OOM shows early) and handed to the runner
     (``scripts.serving.runners``: hf or vllm) ``cfg.decoding.batch_size`` per call (vLLM:
     ``engine.requests_per_call``); yields each call's [(Candidate, seconds)]. Used by eval.generate
-    and ops.backfill.
+    and ops.backfill; ``provenance`` goes into each Candidate as is.
     """
     from scripts.chat import encode_chat, prompt_messages
 
@@ -334,12 +335,12 @@ def generate_outputs(
         rows, elapsed = runner.run(decoder, spec, [ids for _, ids in batch], max_new=max_new,
                                    greedy=cfg.decoding.greedy)
         yield [(_candidate(cfg, tokenizer, decoder, spec, task, record, ids, row, elapsed / len(batch), model_label,
-                           runner.name, version), elapsed / len(batch))
+                           runner.name, version, provenance), elapsed / len(batch))
                for (record, ids), row in zip(batch, rows)]
 
 
 def _candidate(cfg, tokenizer, decoder, spec: TaskSpec, task, record, ids, row, seconds, model_label, engine,
-               version) -> Candidate:
+               version, provenance) -> Candidate:
     from scripts.evaluation.decoding import slot_logprobs
 
     stops = set(decoder.stop_token_ids)
@@ -362,5 +363,5 @@ def _candidate(cfg, tokenizer, decoder, spec: TaskSpec, task, record, ids, row, 
         model=model_label, constrained=cfg.decoding.constrained, raw=raw, parsed=parsed, valid=valid,
         latency_s=round(seconds, 6), prompt_tokens=len(ids), output_tokens=n_out,
         label_probs=row.label_probs, slot_logprob=slot_conf, truncated_slots=truncated,
-        engine=engine, engine_version=version,
+        engine=engine, engine_version=version, provenance=provenance,
     )

@@ -1,7 +1,8 @@
 """`eval.judge`: score candidates against the split's references, then the LLM judge for what is left.
 
     from scripts.evaluation.judge import run_judge
-    run_dir, summary = run_judge(cfg, split="validation", max_cost=0.50)
+    run_dir, summary = run_judge(cfg, split="validation", max_cost=0.50)  # summary: a JudgeSummary
+    summary.tasks["navpage_classifier"].metrics["accuracy"]
 
 Deterministic scorers settle most slots (scoring.py). Slots configured `llm`
 or left undecided go to the LLM judge through LiteLLM (llm_judge.py: async,
@@ -25,8 +26,8 @@ from pydantic import ValidationError
 from scripts import paths
 from scripts.config import DatasetsConfig, UserError, mask_secrets
 from scripts.contracts import (
-    Candidate, CleanRecord, JudgeRow, JudgeSummary, atomic_write, check_target_key_order, read_jsonl,
-    sha256_file,
+    Acceptance, AcceptanceCheck, Candidate, CleanRecord, DomainStats, JudgeRow, JudgeRunStats, JudgeSummary, Latency,
+    SlotStats, TaskSummary, atomic_write, check_target_key_order, read_jsonl, sha256_file,
 )
 from scripts.evaluation import escalation as esc
 from scripts.evaluation.judge_config import JudgeConfig
@@ -64,7 +65,8 @@ def new_run_id(split: str, output_dir: Path, zero_shot: bool = False) -> str:
 
 def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge_model: str | None = None,
               run_id: str | None = None, progress: Callable[[int, int], None] | None = None,
-              ) -> tuple[Path, dict[str, Any]]:
+              ) -> tuple[Path, JudgeSummary]:
+    """Score and judge ``split``'s candidates into a new run folder; returns (the folder, its summary)."""
     paths.check_split(split)
     cfg = cfg.resolved()
     cand_path = candidates_path(cfg, split)
@@ -96,48 +98,48 @@ def run_judge(cfg: JudgeConfig, split: str, max_cost: float | None = None, judge
         raise UserError(f"no candidate in {cand_path} matches an id in {ref_path}")
 
     judge_info = resolve_judge(cfg, judge_model)
-    rows, needs = _score_all(cfg, ds, matched)
-    judge_summary = _run_llm(cfg, rows, needs, judge_info, max_cost, progress)
+    rows, judge_stats = _run_llm(cfg, _score_all(cfg, ds, matched), judge_info, max_cost, progress)
 
     run_id = run_id or new_run_id(split, cfg.output_dir)
     run_dir = paths.judge_run_dir(cfg.output_dir, run_id)
     run_dir.mkdir(parents=True, exist_ok=False)
     manifest = data.split_manifest
-    summary = _summarise(cfg, ds, matched, rows, judge_summary)
-    summary.update({
-        "run_id": run_id,
-        "split": split,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": sorted({c.model for c, _ in matched}),
-        "constrained": sorted({c.constrained for c, _ in matched}),
-        "dataset": {"schema_version": data.schema_version, "manifest": str(manifest),
-                    "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None},
-        "candidates_file": str(cand_path),
-        "candidates_sha256": sha256_file(cand_path),
-        "n": len(matched),
-        "references_without_candidate": len(references) - len(matched),
-        "candidates_without_reference": unmatched,
-        "config": mask_secrets(cfg.model_dump(mode="json")),
-    })
-    # the files other stages read must match their contracts (validated here, written as they are)
-    JudgeSummary.model_validate(summary)
-    for row in rows:
-        JudgeRow.model_validate(row)
+    summary = JudgeSummary(
+        tasks=_summarise(cfg, ds, matched, rows),
+        judge=judge_stats,
+        run_id=run_id,
+        split=split,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model=sorted({c.model for c, _ in matched}),
+        provenance=list(dict.fromkeys(c.provenance for c, _ in matched if c.provenance is not None)),
+        constrained=sorted({c.constrained for c, _ in matched}),
+        dataset={"schema_version": data.schema_version, "manifest": str(manifest),
+                 "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None},
+        candidates_file=str(cand_path),
+        candidates_sha256=sha256_file(cand_path),
+        n=len(matched),
+        references_without_candidate=len(references) - len(matched),
+        candidates_without_reference=unmatched,
+        config=mask_secrets(cfg.model_dump(mode="json")),
+    )
     with atomic_write(run_dir / paths.JUDGE_RESULTS, "w") as fh:
         for row in rows:
-            fh.write(json.dumps(mask_secrets(row), ensure_ascii=False, default=str) + "\n")
+            fh.write(json.dumps(mask_secrets(row.model_dump(mode="json")), ensure_ascii=False, default=str) + "\n")
     with atomic_write(run_dir / paths.JUDGE_SUMMARY, "w") as fh:
-        fh.write(json.dumps(mask_secrets(summary), indent=2, ensure_ascii=False, default=str) + "\n")
+        # exclude_unset: a field a task kind never sets (a classifier's slots) stays out of the file, as before
+        fh.write(json.dumps(mask_secrets(summary.model_dump(mode="json", exclude_unset=True)), indent=2,
+                            ensure_ascii=False, default=str) + "\n")
     return run_dir, summary
 
 
-def _score_all(cfg: JudgeConfig, ds: DatasetsConfig, matched) -> tuple[list[dict], list[int]]:
-    rows: list[dict] = []
-    needs: list[int] = []  # indexes of rows that need the LLM judge
+def _score_all(cfg: JudgeConfig, ds: DatasetsConfig, matched) -> list[JudgeRow]:
+    """Every slot of every matched candidate, scored by the deterministic scorers; a row they cannot
+    settle is ``undecided`` (the LLM judge's)."""
+    rows: list[JudgeRow] = []
     for cand, ref in matched:
         spec = ds.tasks.get(ref.task)
         base = {"id": ref.id, "task": ref.task, "domain": ref.domain, "valid": cand.valid,
-                "confidence": esc.confidence(cand)}
+                "confidence": esc.confidence(cand), "judge": None, "cached": False}
         cut = set(cand.truncated_slots)
         if ref.kind == "classification":
             reference = ref.target.strip().upper()
@@ -149,10 +151,10 @@ def _score_all(cfg: JudgeConfig, ds: DatasetsConfig, matched) -> tuple[list[dict
                 predicted = None
             ok = predicted == reference
             method = "invalid" if not cand.valid else "truncated" if truncated else "exact"
-            rows.append({**base, "slot": "label", "reference": reference, "candidate": predicted,
-                         "score": 1.0 if ok else 0.0, "method": method, "truncated": truncated,
-                         "outcome": "correct" if ok else "wrong", "passed": ok, "undecided": False,
-                         "rationale": rationale, "judge": None, "cached": False})
+            rows.append(JudgeRow(**base, slot="label", reference=reference, candidate=predicted,
+                                 score=1.0 if ok else 0.0, method=method, truncated=truncated,
+                                 outcome="correct" if ok else "wrong", passed=ok, undecided=False,
+                                 rationale=rationale))
             continue
         try:
             target = json.loads(ref.target)
@@ -172,60 +174,62 @@ def _score_all(cfg: JudgeConfig, ds: DatasetsConfig, matched) -> tuple[list[dict
                 s = truncated_slot()
             else:
                 s = score_slot(reference, candidate, rule)
-            rows.append({**base, "slot": slot, "reference": reference,
-                         "truncated": parsed is not None and slot in cut,
-                         "candidate": candidate if parsed is not None else cand.raw[:500],
-                         **{k: v for k, v in s.as_dict().items() if k != "detail"},
-                         "rationale": s.detail, "judge": None, "cached": False})
-            if s.undecided:
-                needs.append(len(rows) - 1)
-    return rows, needs
+            rows.append(JudgeRow(**base, slot=slot, reference=reference,
+                                 truncated=parsed is not None and slot in cut,
+                                 candidate=candidate if parsed is not None else cand.raw[:500],
+                                 score=s.score, passed=s.passed, method=s.method, outcome=s.outcome,
+                                 undecided=s.undecided, rationale=s.detail))
+    return rows
 
 
-def _run_llm(cfg: JudgeConfig, rows: list[dict], needs: list[int], info: dict, max_cost: float | None,
-             progress: Callable[[int, int], None] | None = None) -> dict:
-    summary: dict[str, Any] = {"model": info["model"], "api_base_set": bool(info["api_base"]),
-                               "needed": len(needs), "enabled": bool(info["api_key"]),
-                               "max_cost_usd": max_cost if max_cost is not None else cfg.judge.max_cost_usd}
+def _run_llm(cfg: JudgeConfig, rows: list[JudgeRow], info: dict, max_cost: float | None,
+             progress: Callable[[int, int], None] | None = None) -> tuple[list[JudgeRow], JudgeRunStats]:
+    """The rows with the LLM judge's verdict on each undecided one (``method`` llm), and the judge's stats."""
+    needs = [row for row in rows if row.undecided]
+    disabled_reason = None
     stats = JudgeStats()
-    results: dict[str, JudgeResult] = {}
-    keys: dict[int, str] = {}
+    not_judged = JudgeResult("not_judged", reason="not judged")
+    verdicts = [not_judged] * len(needs)  # one per undecided row, in row order
     if needs and info["api_key"]:
         cache = JudgeCache(cfg.cache_path)
         try:
             judge = LLMJudge(cfg.judge, cache, info["model"], info["api_base"], info["api_key"], max_cost,
                              progress=progress)
-            items = {i: JudgeItem(rows[i]["slot"], rows[i]["reference"], rows[i]["candidate"]) for i in needs}
-            keys = {i: judge.key(it) for i, it in items.items()}
-            results = judge.run(list(items.values()))
+            items = [JudgeItem(row.slot, row.reference, row.candidate) for row in needs]
+            results = judge.run(items)
+            verdicts = [results.get(judge.key(item), not_judged) for item in items]
             stats = judge.stats
         finally:
             cache.close()
     elif needs:
-        summary["disabled_reason"] = "no LITELLM_API_KEY configured: LLM-judged slots were NOT judged"
-    judged_rows = not_judged_rows = 0
-    for i in needs:
-        row = rows[i]
-        result = results.get(keys.get(i, ""), JudgeResult("not_judged", reason=summary.get(
-            "disabled_reason", "not judged")))
-        row["method"] = "llm"
-        if result.status == "not_judged":
-            not_judged_rows += 1
-            row.update(outcome="not_judged", passed=False, judge="not_judged", cached=False,
-                       rationale=result.reason or "not judged")
-        else:
-            judged_rows += 1
-            ok = result.verdict.verdict == "PASS"
-            row.update(passed=ok, outcome="correct" if ok else "wrong", judge=result.status,
-                       cached=result.cached, rationale=result.verdict.rationale)
-    summary.update({
-        "judged": judged_rows, "not_judged": not_judged_rows, "calls": stats.calls, "requests": stats.requests,
-        "retries": stats.retries, "cache_hits": stats.cache_hits, "prompt_tokens": stats.prompt_tokens,
-        "completion_tokens": stats.completion_tokens, "cost_usd": round(stats.cost_usd, 6),
-        "errors": stats.errors, "error_examples": stats.error_examples, "budget_stopped": stats.budget_stopped,
-        "wall_s": stats.wall_s,
-    })
-    return summary
+        disabled_reason = "no LITELLM_API_KEY configured: LLM-judged slots were NOT judged"
+        verdicts = [JudgeResult("not_judged", reason=disabled_reason)] * len(needs)
+    in_order = iter(verdicts)
+    judged = [_judged(row, next(in_order)) if row.undecided else row for row in rows]
+    not_judged_rows = sum(row.outcome == "not_judged" for row in judged if row.undecided)
+    run_stats = JudgeRunStats(
+        model=info["model"], api_base_set=bool(info["api_base"]), needed=len(needs), enabled=bool(info["api_key"]),
+        max_cost_usd=max_cost if max_cost is not None else cfg.judge.max_cost_usd,
+        **({"disabled_reason": disabled_reason} if disabled_reason else {}),  # absent unless disabled
+        judged=len(needs) - not_judged_rows, not_judged=not_judged_rows, calls=stats.calls,
+        requests=stats.requests, retries=stats.retries, cache_hits=stats.cache_hits,
+        prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
+        cost_usd=round(stats.cost_usd, 6), errors=stats.errors, error_examples=stats.error_examples,
+        budget_stopped=stats.budget_stopped, wall_s=stats.wall_s,
+    )
+    return judged, run_stats
+
+
+def _judged(row: JudgeRow, result: JudgeResult) -> JudgeRow:
+    """``row`` (undecided) with the LLM judge's verdict, or marked not_judged (never a pass)."""
+    if result.status == "not_judged":
+        return row.model_copy(update={"method": "llm", "outcome": "not_judged", "passed": False,
+                                      "judge": "not_judged", "cached": False,
+                                      "rationale": result.reason or "not judged"})
+    ok = result.verdict.verdict == "PASS"
+    return row.model_copy(update={"method": "llm", "passed": ok, "outcome": "correct" if ok else "wrong",
+                                  "judge": result.status, "cached": result.cached,
+                                  "rationale": result.verdict.rationale})
 
 
 # --- summary ------------------------------------------------------------------------------------
@@ -235,123 +239,113 @@ def _rate(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def _latency(cands: list[Candidate]) -> dict[str, Any]:
+def _latency(cands: list[Candidate]) -> Latency:
     lat = sorted(c.latency_s for c in cands)
     total = sum(lat)
     if not lat:
-        return {}
-    return {
-        "mean_s": round(statistics.fmean(lat), 4),
-        "p50_s": round(lat[len(lat) // 2], 4),
-        "p95_s": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 4),
-        "output_tokens_per_s": round(sum(c.output_tokens for c in cands) / total, 2) if total else None,
-        "examples_per_s": round(len(lat) / total, 3) if total else None,
-        "prompt_tokens_mean": round(statistics.fmean(c.prompt_tokens for c in cands), 1),
-    }
+        return Latency()
+    return Latency(
+        mean_s=round(statistics.fmean(lat), 4),
+        p50_s=round(lat[len(lat) // 2], 4),
+        p95_s=round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 4),
+        output_tokens_per_s=round(sum(c.output_tokens for c in cands) / total, 2) if total else None,
+        examples_per_s=round(len(lat) / total, 3) if total else None,
+        prompt_tokens_mean=round(statistics.fmean(c.prompt_tokens for c in cands), 1),
+    )
 
 
-def _summarise(cfg: JudgeConfig, ds: DatasetsConfig, matched, rows, judge_summary) -> dict[str, Any]:
+def _summarise(cfg: JudgeConfig, ds: DatasetsConfig, matched, rows: list[JudgeRow]) -> dict[str, TaskSummary]:
     by_task: dict[str, list[tuple[Candidate, CleanRecord]]] = defaultdict(list)
     for cand, ref in matched:
         by_task[ref.task].append((cand, ref))
-    rows_by_task: dict[str, list[dict]] = defaultdict(list)
+    rows_by_task: dict[str, list[JudgeRow]] = defaultdict(list)
     for row in rows:
-        rows_by_task[row["task"]].append(row)
-    tasks: dict[str, Any] = {}
-    for task, pairs in by_task.items():
-        cands = [c for c, _ in pairs]
-        kind = pairs[0][1].kind
-        trows = rows_by_task[task]
-        out: dict[str, Any] = {"kind": kind, "n": len(pairs),
-                               "json_validity": _rate(sum(c.valid for c in cands), len(cands)),
-                               "truncated_answers": sum(bool(c.valid and c.truncated_slots) for c in cands),
-                               "latency": _latency(cands)}
+        rows_by_task[row.task].append(row)
+    return {task: _task_summary(cfg, ds, task, pairs, rows_by_task[task]) for task, pairs in by_task.items()}
+
+
+def _task_summary(cfg: JudgeConfig, ds: DatasetsConfig, task: str, pairs, trows: list[JudgeRow]) -> TaskSummary:
+    cands = [c for c, _ in pairs]
+    kind = pairs[0][1].kind
+    json_validity = _rate(sum(c.valid for c in cands), len(cands))
+    if kind == "classification":
+        spec = ds.tasks.get(task)
+        labels = spec.labels if spec and spec.labels else ["YES", "NO"]
+        refs = [r.reference for r in trows]
+        preds = [r.candidate for r in trows]
+        m = classification_metrics(refs, preds, labels)
+        m["ci95"] = bootstrap_ci(refs, preds, labels, resamples=cfg.bootstrap_resamples, seed=cfg.bootstrap_seed)
+        correct_by_id = {r.id: r.passed for r in trows}
+        metrics = {"accuracy": m["accuracy"], "precision_yes": m["precision"], "recall_yes": m["recall"],
+                   "f1_yes": m["f1"], "kappa": m["kappa"], "json_validity": json_validity}
+        by_kind = {"classification": m}
+    else:
+        total = len(trows)
+        ref_empty = sum(is_empty(r.reference) for r in trows)
         correct_by_id: dict[str, bool] = {}
-        if kind == "classification":
-            spec = ds.tasks.get(task)
-            labels = spec.labels if spec and spec.labels else ["YES", "NO"]
-            refs = [r["reference"] for r in trows]
-            preds = [r["candidate"] for r in trows]
-            m = classification_metrics(refs, preds, labels)
-            m["ci95"] = bootstrap_ci(refs, preds, labels, resamples=cfg.bootstrap_resamples, seed=cfg.bootstrap_seed)
-            out["classification"] = m
-            correct_by_id = {r["id"]: r["passed"] for r in trows}
-            out["metrics"] = {"accuracy": m["accuracy"], "precision_yes": m["precision"],
-                              "recall_yes": m["recall"], "f1_yes": m["f1"], "kappa": m["kappa"],
-                              "json_validity": out["json_validity"]}
-        else:
-            out["slots"] = _slot_table(trows)
-            total = len(trows)
-            ref_empty = sum(is_empty(r["reference"]) for r in trows)
-            for r in trows:
-                correct_by_id[r["id"]] = correct_by_id.get(r["id"], True) and r["passed"]
-            hall = sum(r["outcome"] == "hallucination" for r in trows)
-            omis = sum(r["outcome"] == "omission" for r in trows)
-            out["metrics"] = {
-                "slot_accuracy": _rate(sum(r["passed"] for r in trows), total),
-                "example_accuracy": _rate(sum(correct_by_id.values()), len(correct_by_id)),
-                "hallucination_rate": _rate(hall, ref_empty),  # of slots whose reference is empty
-                "omission_rate": _rate(omis, total - ref_empty),  # of slots whose reference is filled
-                "not_judged": sum(r["outcome"] == "not_judged" for r in trows),
-                "json_validity": out["json_validity"],
-            }
-            out["reference_empty_slots"] = ref_empty
-        out["per_domain"] = _per_domain(trows, kind)
-        points = [esc.EscalationPoint(esc.confidence(c), correct_by_id.get(c.id, False), c.prompt_tokens)
-                  for c in cands]
-        target = cfg.escalation.target_accuracy.get(task, 0.95)
-        out["escalation"] = esc.escalation_curve(points, cfg.escalation.thresholds, target, cfg.escalation.min_kept)
-        out["acceptance"] = _acceptance(cfg, task, out["metrics"])
-        tasks[task] = out
-    return {"tasks": tasks, "judge": judge_summary}
-
-
-def _slot_table(trows: list[dict]) -> dict[str, Any]:
-    table: dict[str, Any] = {}
-    for slot in dict.fromkeys(r["slot"] for r in trows):
-        srows = [r for r in trows if r["slot"] == slot]
-        n = len(srows)
-        outcomes = Counter(r["outcome"] for r in srows)
-        passed = sum(r["passed"] for r in srows)
-        ref_empty = sum(is_empty(r["reference"]) for r in srows)
-        decided = n - outcomes["not_judged"]
-        table[slot] = {
-            "n": n, "passed": passed, "accuracy": _rate(passed, n),
-            "accuracy_decided": _rate(passed, decided), "not_judged": outcomes["not_judged"],
-            "hallucinations": outcomes["hallucination"], "omissions": outcomes["omission"],
-            "truncated": sum(bool(r.get("truncated")) for r in srows),
-            "hallucination_rate": _rate(outcomes["hallucination"], ref_empty),
-            "omission_rate": _rate(outcomes["omission"], n - ref_empty),
-            "reference_empty": ref_empty,
-            "methods": dict(Counter(r["method"] for r in srows)),
-            "llm_judged": sum(r["judge"] in ("judged", "cached") for r in srows),
+        for r in trows:
+            correct_by_id[r.id] = correct_by_id.get(r.id, True) and r.passed
+        metrics = {
+            "slot_accuracy": _rate(sum(r.passed for r in trows), total),
+            "example_accuracy": _rate(sum(correct_by_id.values()), len(correct_by_id)),
+            "hallucination_rate": _rate(sum(r.outcome == "hallucination" for r in trows), ref_empty),  # of empty refs
+            "omission_rate": _rate(sum(r.outcome == "omission" for r in trows), total - ref_empty),  # of filled refs
+            "not_judged": sum(r.outcome == "not_judged" for r in trows),
+            "json_validity": json_validity,
         }
+        by_kind = {"slots": _slot_table(trows), "reference_empty_slots": ref_empty}
+    points = [esc.EscalationPoint(esc.confidence(c), correct_by_id.get(c.id, False), c.prompt_tokens) for c in cands]
+    return TaskSummary(
+        kind=kind, n=len(pairs), json_validity=json_validity,
+        truncated_answers=sum(bool(c.valid and c.truncated_slots) for c in cands), latency=_latency(cands),
+        metrics=metrics, per_domain=_per_domain(trows, kind), **by_kind,
+        escalation=esc.escalation_curve(points, cfg.escalation.thresholds,
+                                        cfg.escalation.target_accuracy.get(task, 0.95), cfg.escalation.min_kept),
+        acceptance=_acceptance(cfg, task, metrics),
+    )
+
+
+def _slot_table(trows: list[JudgeRow]) -> dict[str, SlotStats]:
+    table: dict[str, SlotStats] = {}
+    for slot in dict.fromkeys(r.slot for r in trows):
+        srows = [r for r in trows if r.slot == slot]
+        n = len(srows)
+        outcomes = Counter(r.outcome for r in srows)
+        passed = sum(r.passed for r in srows)
+        ref_empty = sum(is_empty(r.reference) for r in srows)
+        table[slot] = SlotStats(
+            n=n, passed=passed, accuracy=_rate(passed, n),
+            accuracy_decided=_rate(passed, n - outcomes["not_judged"]), not_judged=outcomes["not_judged"],
+            hallucinations=outcomes["hallucination"], omissions=outcomes["omission"],
+            truncated=sum(r.truncated for r in srows),
+            hallucination_rate=_rate(outcomes["hallucination"], ref_empty),
+            omission_rate=_rate(outcomes["omission"], n - ref_empty),
+            reference_empty=ref_empty,
+            methods=dict(Counter(r.method for r in srows)),
+            llm_judged=sum(r.judge in ("judged", "cached") for r in srows),
+        )
     return table
 
 
-def _per_domain(trows: list[dict], kind: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for domain in sorted({r["domain"] for r in trows}):
-        drows = [r for r in trows if r["domain"] == domain]
-        ids = {r["id"] for r in drows}
-        example_ok = {i: all(r["passed"] for r in drows if r["id"] == i) for i in ids}
-        out[domain] = {"n": len(ids), "accuracy": _rate(sum(example_ok.values()), len(ids))}
-        if kind == "extraction":
-            out[domain]["slot_accuracy"] = _rate(sum(r["passed"] for r in drows), len(drows))
+def _per_domain(trows: list[JudgeRow], kind: str) -> dict[str, DomainStats]:
+    out: dict[str, DomainStats] = {}
+    for domain in sorted({r.domain for r in trows}):
+        drows = [r for r in trows if r.domain == domain]
+        ids = {r.id for r in drows}
+        example_ok = {i: all(r.passed for r in drows if r.id == i) for i in ids}
+        extraction = {"slot_accuracy": _rate(sum(r.passed for r in drows), len(drows))} if kind == "extraction" else {}
+        out[domain] = DomainStats(n=len(ids), accuracy=_rate(sum(example_ok.values()), len(ids)), **extraction)
     return out
 
 
-def _acceptance(cfg: JudgeConfig, task: str, metrics: dict[str, Any]) -> dict[str, Any]:
+def _acceptance(cfg: JudgeConfig, task: str, metrics: dict[str, int | float | None]) -> Acceptance:
     rule = cfg.acceptance.get(task)
     checks = []
     if rule:
-        for name, bound in rule.min.items():
-            value = metrics.get(name)
-            checks.append({"metric": name, "op": ">=", "threshold": bound, "value": value,
-                           "ok": value is not None and value >= bound})
-        for name, bound in rule.max.items():
-            value = metrics.get(name)
-            checks.append({"metric": name, "op": "<=", "threshold": bound, "value": value,
-                           "ok": value is not None and value <= bound})
-    verdict = "NO THRESHOLDS" if not checks else ("PASS" if all(c["ok"] for c in checks) else "FAIL")
-    return {"verdict": verdict, "checks": checks}
+        for op, bounds in ((">=", rule.min), ("<=", rule.max)):
+            for name, bound in bounds.items():
+                value = metrics.get(name)
+                ok = value is not None and (value >= bound if op == ">=" else value <= bound)
+                checks.append(AcceptanceCheck(metric=name, op=op, threshold=bound, value=value, ok=ok))
+    verdict = "NO THRESHOLDS" if not checks else ("PASS" if all(c.ok for c in checks) else "FAIL")
+    return Acceptance(verdict=verdict, checks=checks)

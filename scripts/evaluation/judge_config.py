@@ -107,10 +107,6 @@ class ReportConfig(StrictModel):
         default=10, ge=1, description="examples (or slot values) below which no 95% interval is shown: a "
         "bootstrap of a handful collapses to a point (n = 1 gives [0%, 0%]) and claims a certainty it lacks",
     )
-    runs_dir: Path | None = Field(
-        default=None, description="null: the workspace's models/runs; where the training run named in the candidates' model "
-        "label lives: its result.json and config.yaml give the header's training settings",
-    )
 
 
 class JudgeConfig(WorkspaceSettings):
@@ -148,9 +144,7 @@ class JudgeConfig(WorkspaceSettings):
         output_dir = self.output_dir or workspace.judge_dir
         return self.model_copy(update={"candidates_dir": self.candidates_dir or workspace.candidates_dir,
                                        "output_dir": output_dir,
-                                       "cache_path": self.cache_path or output_dir / paths.JUDGE_CACHE,
-                                       "report": self.report.model_copy(update={
-                                           "runs_dir": self.report.runs_dir or workspace.runs_dir})})
+                                       "cache_path": self.cache_path or output_dir / paths.JUDGE_CACHE})
 
     def rule_for(self, task: str, slot: str, slot_type: str | None, example_spec: dict | None = None) -> SlotRule:
         """Type default <- config slot rule <- the example's own slot_specs keys."""

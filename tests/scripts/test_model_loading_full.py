@@ -27,9 +27,16 @@ def test_a_full_run_resolves_from_latest_its_dir_and_its_model_dir(full_run, tin
         assert resolved.tokenizer_dir == str(model_dir) and resolved.trained_from == base
         assert resolved.label == f"{base}+full (full)"
     assert run_weights(str(full_run), full_run.parent) == (model_dir, "full")
+    # what each candidate records of it: the run's parts and settings, read from result.json and config.yaml
+    prov = resolved.provenance()
+    assert (prov.base, prov.method, prov.run_id, prov.adapter, prov.zero_shot) == (
+        base, "full", "full", str(model_dir), False)
+    assert prov.training.method == "full" and prov.training.global_step > 0 and prov.training.lr is not None
     # the zero-shot baseline of a full run is the model it started from
     zero = resolve_weights(str(full_run), full_run.parent, zero_shot=True)
     assert (zero.base, zero.adapter_dir, zero.run_dir) == (base, None, None)
+    assert zero.provenance().model_dump(include={"base", "zero_shot", "method", "run_id", "training"}) == {
+        "base": base, "zero_shot": True, "method": None, "run_id": None, "training": None}
 
 
 def test_a_full_run_loads_as_the_trained_model(full_run):

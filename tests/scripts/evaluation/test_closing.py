@@ -191,10 +191,10 @@ def test_a_truncated_slot_is_scored_wrong_and_counted_per_slot(tmp_path):
         assert rows["prod-ok", slot]["passed"] is True
     assert rows["prod-cut", "brand"]["passed"] is True and rows["prod-cut", "brand"]["truncated"] is False
     assert rows["nav-cut", "label"]["passed"] is False and rows["nav-cut", "label"]["method"] == "truncated"
-    slots = summary["tasks"][EXTRACTOR]["slots"]
-    assert slots["title"]["truncated"] == 1 and slots["brand"]["truncated"] == 0
-    assert summary["tasks"][EXTRACTOR]["truncated_answers"] == 1
-    assert summary["tasks"][CLASSIFIER]["classification"]["accuracy"] == 0.0
+    slots = summary.tasks[EXTRACTOR].slots
+    assert slots["title"].truncated == 1 and slots["brand"].truncated == 0
+    assert summary.tasks[EXTRACTOR].truncated_answers == 1
+    assert summary.tasks[CLASSIFIER].classification["accuracy"] == 0.0
 
 
 # --- slot constraints: never a value outside them, whatever the model writes ------------------------

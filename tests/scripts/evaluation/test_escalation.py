@@ -28,15 +28,15 @@ def test_curve_and_recommendation():
     points = [EscalationPoint(0.99, True, 100), EscalationPoint(0.97, True, 100), EscalationPoint(0.9, True, 100),
               EscalationPoint(0.8, False, 100), EscalationPoint(0.6, True, 100), EscalationPoint(None, False, 500)]
     out = escalation_curve(points, [0.5, 0.85, 0.95], target_accuracy=0.95)
-    rows = {r["threshold"]: r for r in out["curve"]}
-    assert rows[0.5]["kept"] == 5 and rows[0.5]["accuracy_kept"] == 0.8
-    assert rows[0.85]["kept"] == 3 and rows[0.85]["accuracy_kept"] == 1.0
-    assert rows[0.85]["coverage"] == 0.5 and rows[0.85]["prompt_tokens_saved"] == 300
-    assert rows[0.85]["prompt_tokens_saved_share"] == pytest.approx(300 / 1000)
-    assert rows[0.85]["accuracy_overall"] == 1.0  # the rest go to the strong model
-    assert out["recommended"]["threshold"] == 0.85  # lowest threshold meeting the target
+    rows = {r.threshold: r for r in out.curve}
+    assert rows[0.5].kept == 5 and rows[0.5].accuracy_kept == 0.8
+    assert rows[0.85].kept == 3 and rows[0.85].accuracy_kept == 1.0
+    assert rows[0.85].coverage == 0.5 and rows[0.85].prompt_tokens_saved == 300
+    assert rows[0.85].prompt_tokens_saved_share == pytest.approx(300 / 1000)
+    assert rows[0.85].accuracy_overall == 1.0  # the rest go to the strong model
+    assert out.recommended.threshold == 0.85  # lowest threshold meeting the target
 
 
 def test_no_threshold_meets_the_target():
     out = escalation_curve([EscalationPoint(0.9, False, 1)], [0.5, 0.9], target_accuracy=0.9)
-    assert out["recommended"] is None and out["curve"][0]["accuracy_kept"] == 0.0
+    assert out.recommended is None and out.curve[0].accuracy_kept == 0.0

@@ -60,6 +60,12 @@ def test_writes_one_valid_candidate_per_example_with_confidence(setup, tmp_path)
     assert sorted(got) == sorted(r.id for r in rows) and summary.written == 6 and summary.skipped == 0
     assert summary.valid_rate == 1.0 and summary.tokens_per_s > 0
     assert calls[0] == (0, 6, 0) and calls[-1][:2] == (6, 6)
+    # provenance: the label's parts as fields, read back from candidates.jsonl
+    lines = {c.provenance for c in got.values()}
+    assert len(lines) == 1 and summary.provenance in lines
+    assert summary.provenance.model_dump() == {
+        "base": str(base), "base_label": str(base), "zero_shot": False, "method": "lora",
+        "run_id": "20260101T000000Z", "adapter": str(setup[2]), "training": None}  # no result.json in this run
     for c in got.values():
         assert c.valid and c.constrained and c.model == f"{base}+20260101T000000Z"
         assert c.prompt_tokens > 0 and c.output_tokens >= 2 and c.latency_s > 0

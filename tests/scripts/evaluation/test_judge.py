@@ -44,7 +44,13 @@ def _candidate(rid: str, task: str, parsed, valid: bool = True, conf: float = 0.
              else {"slot_logprob": {"title": -0.01, "price": __import__("math").log(conf)}})
     return {"id": rid, "task": task, "kind": kind, "prompt_sha256": "0" * 64, "model": "tiny+run-1",
             "constrained": True, "raw": json.dumps(parsed) if valid else "{broken", "parsed": parsed if valid else None,
-            "valid": valid, "latency_s": 0.5, "prompt_tokens": 1000, "output_tokens": 50, **extra}
+            "valid": valid, "latency_s": 0.5, "prompt_tokens": 1000, "output_tokens": 50, **extra,
+            "provenance": PROVENANCE}
+
+
+# what eval.generate records of a LoRA run on an imported base (the report's header reads it)
+PROVENANCE = {"base": "models/tiny", "base_label": "tiny (GGUF Q8_0, dequantised)", "method": "lora",
+              "run_id": "run-1", "adapter": "models/runs/run-1/adapter", "training": None}
 
 
 def default_examples(titles: list[str] | None = None) -> tuple[list[dict], list[dict]]:
@@ -116,10 +122,10 @@ def test_run_scores_judges_caches_and_writes_the_run(tmp_path, judge_env, capsys
         assert len(server.requests) == first, "a rerun must not pay twice"
     assert run_dir.name.startswith("validation_") and run_dir.name.endswith("Z") and run_dir != run_dir2
     # titles not exactly equal go to the judge: 5 of 6 (one is an exact match after normalisation)
-    j = summary["judge"]
-    assert first == j["calls"] == j["requests"] == 5 and j["judged"] == 5 and j["not_judged"] == 0
-    assert j["prompt_tokens"] == 500 and j["completion_tokens"] == 100 and j["cost_usd"] > 0
-    assert summary2["judge"]["calls"] == 0 and summary2["judge"]["cache_hits"] == 5
+    j = summary.judge
+    assert first == j.calls == j.requests == 5 and j.judged == 5 and j.not_judged == 0
+    assert j.prompt_tokens == 500 and j.completion_tokens == 100 and j.cost_usd > 0
+    assert summary2.judge.calls == 0 and summary2.judge.cache_hits == 5
     for body in server.requests:
         assert body["model"] == "judge-test" and body["response_format"]["type"] == "json_schema"
         assert body["max_tokens"] == 200 and OPEN in body["messages"][-1]["content"]
@@ -135,13 +141,13 @@ def test_run_scores_judges_caches_and_writes_the_run(tmp_path, judge_env, capsys
     assert len(bad) == 11 and all(r["outcome"] == "wrong" and r["method"] == "invalid" for r in bad)
     hall = next(r for r in rows if r["id"] == "prod-hall" and r["slot"] == "original_price")
     assert hall["outcome"] == "hallucination"
-    nav = summary["tasks"][CLASSIFIER]
-    assert nav["n"] == 6 and nav["classification"]["accuracy"] == pytest.approx(4 / 6, abs=1e-3)
-    assert nav["json_validity"] == pytest.approx(5 / 6, abs=1e-3) and nav["classification"]["ci95"]["accuracy"]
-    ext = summary["tasks"][EXTRACTOR]
-    assert ext["slots"]["title"]["llm_judged"] == 5 and ext["slots"]["original_price"]["hallucinations"] == 1
-    assert ext["acceptance"]["verdict"] in ("PASS", "FAIL") and ext["escalation"]["curve"]
-    assert set(ext["per_domain"]) >= {"shop-0.example", "shop-1.example"}
+    nav = summary.tasks[CLASSIFIER]
+    assert nav.n == 6 and nav.classification["accuracy"] == pytest.approx(4 / 6, abs=1e-3)
+    assert nav.json_validity == pytest.approx(5 / 6, abs=1e-3) and nav.classification["ci95"]["accuracy"]
+    ext = summary.tasks[EXTRACTOR]
+    assert ext.slots["title"].llm_judged == 5 and ext.slots["original_price"].hallucinations == 1
+    assert ext.acceptance.verdict in ("PASS", "FAIL") and ext.escalation.curve
+    assert set(ext.per_domain) >= {"shop-0.example", "shop-1.example"}
     text = (run_dir / "summary.json").read_text() + (run_dir / "results.jsonl").read_text()
     assert KEY not in text and KEY not in capsys.readouterr().out
     assert Path(cfg.cache_path).is_file()
@@ -149,8 +155,21 @@ def test_run_scores_judges_caches_and_writes_the_run(tmp_path, judge_env, capsys
     from scripts.contracts import JudgeRow, JudgeSummary, read_jsonl
 
     typed = JudgeSummary.model_validate_json((run_dir / "summary.json").read_bytes())
-    assert typed.judge.calls == 5 and typed.tasks[EXTRACTOR].acceptance.verdict == ext["acceptance"]["verdict"]
+    assert typed.judge.calls == 5 and typed.tasks[EXTRACTOR].acceptance.verdict == ext.acceptance.verdict
     assert typed.tasks[CLASSIFIER].metrics["accuracy"] == pytest.approx(4 / 6, abs=1e-3)
+    # the typed tables, as returned and as written
+    title = typed.tasks[EXTRACTOR].slots["title"]
+    assert title == summary.tasks[EXTRACTOR].slots["title"]
+    assert (title.n, title.llm_judged, title.not_judged, title.methods) == (8, 5, 0, {"llm": 5, "fuzzy": 2, "invalid": 1})
+    assert typed.tasks[CLASSIFIER].latency.mean_s == 0.5 and typed.tasks[CLASSIFIER].latency.p95_s == 0.5
+    assert typed.tasks[CLASSIFIER].latency.prompt_tokens_mean == 1000.0
+    curve = typed.tasks[CLASSIFIER].escalation.curve
+    assert [r.threshold for r in curve] == sorted(r.threshold for r in curve) and curve[0].kept <= 6
+    assert typed.tasks[EXTRACTOR].per_domain["shop-0.example"].slot_accuracy is not None
+    assert typed.tasks[CLASSIFIER].per_domain["shop-0.example"].slot_accuracy is None
+    raw = json.loads((run_dir / "summary.json").read_text())
+    assert "slots" not in raw["tasks"][CLASSIFIER] and "slot_accuracy" not in raw["tasks"][CLASSIFIER]["per_domain"]["shop-0.example"]
+    assert typed.provenance == summary.provenance and [p.run_id for p in typed.provenance] == ["run-1"]
     typed_rows = list(read_jsonl(run_dir / "results.jsonl", JudgeRow))
     assert len(typed_rows) == len(rows) and {r.method for r in typed_rows} >= {"fuzzy", "llm", "numeric", "invalid"}
     assert next(r for r in typed_rows if r.id == "prod-hall" and r.slot == "original_price").outcome == "hallucination"
@@ -162,8 +181,8 @@ def test_retries_after_429_and_500(tmp_path, judge_env):
         judge_env(server)
         _, summary = run_judge(cfg, "validation")
     assert server.statuses[:3] == [429, 500, 503]
-    assert len(server.requests) == 5 + 3 and summary["judge"]["retries"] == 3
-    assert summary["judge"]["calls"] == 5 and summary["judge"]["not_judged"] == 0
+    assert len(server.requests) == 5 + 3 and summary.judge.retries == 3
+    assert summary.judge.calls == 5 and summary.judge.not_judged == 0
     # the retried request is the same request
     assert server.requests[0]["messages"] == server.requests[3]["messages"]
 
@@ -173,8 +192,8 @@ def test_gives_up_after_max_retries_as_not_judged(tmp_path, judge_env):
     with JudgeServer(script=[500, 500]) as server:
         judge_env(server)
         run_dir, summary = run_judge(cfg, "validation")
-    assert len(server.requests) == 2 + 4 and summary["judge"]["not_judged"] == 1
-    assert summary["judge"]["errors"] == 1 and KEY not in json.dumps(summary)
+    assert len(server.requests) == 2 + 4 and summary.judge.not_judged == 1
+    assert summary.judge.errors == 1 and KEY not in summary.model_dump_json()
     failed = [r for r in _results(run_dir) if r["outcome"] == "not_judged"]
     assert len(failed) == 1 and failed[0]["passed"] is False and "judge error" in failed[0]["rationale"]
 
@@ -187,7 +206,7 @@ def test_concurrency_never_exceeds_the_limit(tmp_path, judge_env):
         judge_env(server)
         _, summary = run_judge(cfg, "validation")
     assert len(server.requests) == 12 and server.max_in_flight == 3
-    assert summary["judge"]["wall_s"] < 12 * 0.15  # actually concurrent
+    assert summary.judge.wall_s < 12 * 0.15  # actually concurrent
 
 
 def test_cost_guard_stops_before_the_budget(tmp_path, judge_env):
@@ -205,18 +224,18 @@ def test_cost_guard_stops_before_the_budget(tmp_path, judge_env):
     with JudgeServer(prompt_tokens=prompt_tokens, completion_tokens=100) as server:
         judge_env(server)
         run_dir, summary = run_judge(cfg, "validation", max_cost=budget)
-    j = summary["judge"]
-    assert len(server.requests) == 3 and j["calls"] == 3 and j["budget_stopped"]
-    assert j["cost_usd"] <= budget and j["not_judged"] == 7
+    j = summary.judge
+    assert len(server.requests) == 3 and j.calls == 3 and j.budget_stopped
+    assert j.cost_usd <= budget and j.not_judged == 7
     rows = [r for r in _results(run_dir) if r["slot"] == "title" and r["method"] == "llm"]
     assert sum(r["outcome"] == "not_judged" for r in rows) == 7
     assert all(not r["passed"] for r in rows if r["outcome"] == "not_judged")
-    assert summary["tasks"][EXTRACTOR]["slots"]["title"]["not_judged"] == 7
+    assert summary.tasks[EXTRACTOR].slots["title"].not_judged == 7
     # resuming with a bigger budget judges only the rest
     with JudgeServer() as server:
         judge_env(server)
         _, again = run_judge(cfg, "validation", max_cost=budget * 100)
-    assert len(server.requests) == 7 and again["judge"]["cache_hits"] == 3
+    assert len(server.requests) == 7 and again.judge.cache_hits == 3
 
 
 @pytest.mark.parametrize("candidate", [
@@ -250,12 +269,12 @@ def test_no_key_scores_deterministically_and_says_so(tmp_path, judge_env):
         judge_env(server, key=None)
         run_dir, summary = run_judge(cfg, "validation")
     assert server.requests == []
-    j = summary["judge"]
-    assert not j["enabled"] and "NOT judged" in j["disabled_reason"] and j["not_judged"] == 5
+    j = summary.judge
+    assert not j.enabled and "NOT judged" in j.disabled_reason and j.not_judged == 5
     titles = [r for r in _results(run_dir) if r["slot"] == "title"]
     assert sum(r["outcome"] == "not_judged" for r in titles) == 5
     assert not any(r["passed"] for r in titles if r["outcome"] == "not_judged")
-    assert summary["tasks"][EXTRACTOR]["slots"]["title"]["accuracy"] == pytest.approx(2 / 8)  # prod-2 exact, prod-hall untouched
+    assert summary.tasks[EXTRACTOR].slots["title"].accuracy == pytest.approx(2 / 8)  # prod-2 exact, prod-hall untouched
 
 
 def test_missing_candidates_is_a_one_line_user_error(tmp_path):
@@ -294,10 +313,10 @@ def test_references_come_from_the_schema_version_eval_generate_read(tmp_path, ju
     _, own_summary = run_judge(cfg, "validation")
     _, other_summary = run_judge(cfg.model_copy(update={"datasets_config": _datasets_at(tmp_path, "other")}),
                                  "validation")
-    assert own_summary["dataset"]["schema_version"] == SCHEMA_VERSION == "v2"
-    assert other_summary["dataset"]["schema_version"] == "other"
-    assert other_summary["dataset"]["manifest"] == str(other / "manifest.json")
-    own_nav, other_nav = (s["tasks"][CLASSIFIER]["metrics"]["accuracy"] for s in (own_summary, other_summary))
+    assert own_summary.dataset["schema_version"] == SCHEMA_VERSION == "v2"
+    assert other_summary.dataset["schema_version"] == "other"
+    assert other_summary.dataset["manifest"] == str(other / "manifest.json")
+    own_nav, other_nav = (s.tasks[CLASSIFIER].metrics["accuracy"] for s in (own_summary, other_summary))
     assert own_nav > 0.5 > other_nav  # the flipped labels were the references
     with pytest.raises(UserError, match=r"^`schema_version: other` contradicts .*datasets.yaml \(schema_version v2\)"):
         run_judge(cfg.model_copy(update={"schema_version": "other"}), "validation")

@@ -13,7 +13,7 @@ from scripts.evaluation.judge import run_judge
 from scripts.evaluation.report import write_report
 from tests.scripts.evaluation.judge_server import JudgeServer
 from tests.scripts.evaluation.test_judge import (  # noqa: F401 - fixture
-    EXTRACTOR, CLASSIFIER, KEY, _candidate, _record, _target, default_examples, judge_env, make_inputs,
+    EXTRACTOR, CLASSIFIER, KEY, PROVENANCE, _candidate, _record, _target, default_examples, judge_env, make_inputs,
 )
 
 
@@ -54,32 +54,32 @@ def test_report_matches_summary_and_shows_baseline_deltas(two_runs, tmp_path):
     assert md.startswith(f"# Evaluation report: `{new_dir.name}`")
     # verdict lines, one per task, agreeing with summary.json
     for task in (CLASSIFIER, EXTRACTOR):
-        verdict = summary["tasks"][task]["acceptance"]["verdict"]
+        verdict = summary.tasks[task].acceptance.verdict
         assert re.search(rf"^- \S+ \*\*{task}: {verdict}\*\* \(", md, re.M), task
     # header
     header = dict((r[0], r[1]) for r in _table(md, "run"))
-    assert header["n"] == str(summary["n"]) and header["adapter"] == "`run-1`"
+    assert header["n"] == str(summary.n) and header["adapter"] == "`run-1`"
     assert header["split"] == "`validation`" and header["baseline"] == f"`{base_dir.name}`"
     # classifier metrics with CI and delta: accuracy went from 4/6 to 5/6
     nav_rows = {r[0]: r for r in _table(md, "metric")}  # first metric table = classifier
-    acc = summary["tasks"][CLASSIFIER]["metrics"]["accuracy"]
+    acc = summary.tasks[CLASSIFIER].metrics["accuracy"]
     assert nav_rows["accuracy"][1] == f"{100 * acc:.1f}%" == "83.3%"
     # Newcombe interval of 5/6 - 4/6 (Wilson bounds of each side): wide at n=6, and it straddles 0
     assert nav_rows["accuracy"][2].startswith("[") and nav_rows["accuracy"][4] == "+16.7 pp [-29.5, +55.8]"
     confusion = {r[0]: r[1:] for r in _table(md, "reference \\ predicted")}
-    cm = summary["tasks"][CLASSIFIER]["classification"]["confusion"]
+    cm = summary.tasks[CLASSIFIER].classification["confusion"]
     assert confusion["YES"][:2] == [str(cm["YES"]["YES"]), str(cm["YES"]["NO"])]
     # per-slot table with delta: title regressed by one of eight
     slots = {r[0]: r for r in _table(md, "slot")}
-    title = summary["tasks"][EXTRACTOR]["slots"]["title"]
-    assert slots["`title`"][2] == f"{100 * title['accuracy']:.1f}%" and slots["`title`"][-1].startswith("-12.5 pp [")
+    title = summary.tasks[EXTRACTOR].slots["title"]
+    assert slots["`title`"][2] == f"{100 * title.accuracy:.1f}%" and slots["`title`"][-1].startswith("-12.5 pp [")
     assert slots["`original_price`"][3] != "0.0%"  # the hallucination shows
     assert "### Per domain" in md and "| shop-0.example |" in md
     assert "### Regressions vs baseline: 1" in md and "Garden Hose" in md
     assert "Recommendation:" in md and "| threshold | kept |" in md
     assert "### Worst failures" in md and "JSON validity **" in md
     judge_rows = dict((r[0], r[1]) for r in _table(md, "judge"))
-    assert judge_rows["calls (paid)"] == str(summary["judge"]["calls"])
+    assert judge_rows["calls (paid)"] == str(summary.judge.calls)
     # charts beside the markdown, linked relatively
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) >= 3 and all("/" not in link and (out.parent / link).is_file() for link in links)
@@ -92,9 +92,9 @@ def test_report_without_judge_says_slots_were_not_judged(tmp_path, judge_env):
     run_dir, summary = run_judge(cfg, "validation")
     md = write_report(Path(cfg.output_dir), run_dir.name, tmp_path / "r.md", cfg=cfg.report).read_text()
     assert "**LLM-judged slots were NOT judged:**" in md
-    assert f"**Warning:** {summary['judge']['not_judged']} LLM-judged slot value(s) were NOT judged" in md
+    assert f"**Warning:** {summary.judge.not_judged} LLM-judged slot value(s) were NOT judged" in md
     # no call was made: the configured judge is not named as if it had judged
-    assert summary["judge"]["calls"] == 0 and summary["judge"]["model"] not in md
+    assert summary.judge.calls == 0 and summary.judge.model not in md
     assert "No LLM judge took part (0 calls, 0 cached judgements: " in md and "| calls (paid) |" not in md
 
 
@@ -131,7 +131,7 @@ def test_escalation_tables_and_charts_only_when_they_carry_information(two_runs,
     md = out.read_text()
     assert "| threshold | kept |" not in md and "## Escalation curve" not in md
     assert not (tmp_path / "eval_escalation.png").exists()
-    low = min(r["threshold"] for r in summary["tasks"][CLASSIFIER]["escalation"]["curve"])
+    low = min(r.threshold for r in summary.tasks[CLASSIFIER].escalation.curve)
     assert f"No escalation table: no page reaches even the lowest confidence threshold ({low:.3f})" in md
     assert "keeps the same 3 of " in md and "the confidences do not separate pages" in md
     assert md.count("**Recommendation:** escalate every page to the strong model.") == 2
@@ -149,26 +149,67 @@ def test_truncated_slots_get_a_legend(two_runs, tmp_path):
     assert (tmp_path / f"b_{EXTRACTOR}_slots.png").is_file()
 
 
-def test_header_shows_the_training_settings_of_the_run(two_runs, tmp_path):
-    """The candidates' model label names run-1: its result.json and config.yaml give steps, lr, loss."""
-    from scripts.config import REPO_ROOT
+def _judged_with(tmp_path, judge_env, provenance: dict | None) -> tuple[Path, str]:
+    """A run judged from candidates carrying ``provenance`` (None: a file written before it existed)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    refs, cands = default_examples()
+    for c in cands:
+        c.pop("provenance")
+        if provenance is not None:
+            c["provenance"] = provenance
+    cfg = make_inputs(tmp_path, refs, cands)
+    judge_env(None, key=None)
+    run_dir, _ = run_judge(cfg, "validation")
+    return Path(cfg.output_dir), run_dir.name
 
-    cfg, _, new_dir, _ = two_runs
-    run = tmp_path / "runs" / "run-1"
-    run.mkdir(parents=True)
-    (run / "result.json").write_text(json.dumps({
-        "run_id": "run-1", "run_dir": str(run), "backend": "hf", "backend_reason": "requested", "method": "lora",
-        "resumed_from": None, "global_step": 120, "final_loss": 0.41234, "train_examples": 960,
-        "dropped_too_long": 0, "truncated": 0}))
-    (run / "config.yaml").write_text((REPO_ROOT / "configs/training.yaml").read_text())
-    report_cfg = cfg.report.model_copy(update={"runs_dir": tmp_path / "runs"})
-    md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "r.md", cfg=report_cfg).read_text()
-    header = dict((r[0], r[1]) for r in _table(md, "run"))
-    assert header["training"] == ("`run-1`: lora, 120 steps, lr 0.0003, packed rows of <= 4096 tokens x 2 accum, 960 examples, "
-                                  "final loss 0.4123, backend hf")
-    md = write_report(Path(cfg.output_dir), new_dir.name, tmp_path / "s.md", cfg=cfg.report).read_text()
-    header = dict((r[0], r[1]) for r in _table(md, "run"))
-    assert header["training"] == "`run-1`: no result.json in models/runs/run-1/ (set `report.runs_dir`)"
+
+def _header(md: str) -> dict[str, list[str]]:
+    rows: dict[str, list[str]] = {}
+    for name, value in _table(md, "run"):
+        rows.setdefault(name, []).append(value)
+    return rows
+
+
+def test_header_is_built_from_the_provenance_without_any_models_folder(tmp_path, judge_env, monkeypatch):
+    """Base label, adapter and the run's training settings come from what eval.generate recorded: the run
+    folder and the import record are gone (no models/ anywhere), and the header is the same."""
+    monkeypatch.chdir(tmp_path)
+    training = {"method": "lora", "global_step": 120, "train_examples": 960, "final_loss": 0.41234, "backend": "hf",
+                "lr": 0.0003, "packed_max_tokens": 4096, "grad_accum": 2}
+    judge_dir, run_id = _judged_with(tmp_path, judge_env, {**PROVENANCE, "training": training})
+    assert not any(tmp_path.rglob("models"))
+    header = _header(write_report(judge_dir, run_id, tmp_path / "r.md").read_text())
+    assert header["base model"] == ["`tiny (GGUF Q8_0, dequantised)`"] and header["adapter"] == ["`run-1`"]
+    assert header["training"] == ["`run-1`: lora, 120 steps, lr 0.0003, packed rows of <= 4096 tokens x 2 accum, "
+                                  "960 examples, final loss 0.4123, backend hf"]
+
+
+def test_header_of_a_full_fine_tune_a_zero_shot_and_a_run_without_result(tmp_path, judge_env):
+    full = {**PROVENANCE, "method": "full", "adapter": "models/runs/run-1/model",
+            "training": {"method": "full", "global_step": 8, "train_examples": 16, "final_loss": None,
+                         "backend": "hf", "world_size": 2, "lr": 1e-05, "batch_size": 4, "grad_accum": 1}}
+    header = _header(write_report(*_judged_with(tmp_path / "a", judge_env, full), tmp_path / "a.md").read_text())
+    assert header["adapter"] == ["`run-1 (full)`"]
+    assert header["training"] == ["`run-1`: full, 8 steps, lr 1e-05, batch 4 x 1 accum x 2 ranks, 16 examples, "
+                                  "final loss n/a, backend hf"]
+    zero_shot = {"base": "models/tiny", "base_label": "tiny (GGUF Q8_0, dequantised)", "zero_shot": True}
+    header = _header(write_report(*_judged_with(tmp_path / "b", judge_env, zero_shot), tmp_path / "b.md").read_text())
+    assert header["adapter"] == ["none (zero-shot: the base model alone)"] and "training" not in header
+    header = _header(write_report(*_judged_with(tmp_path / "c", judge_env, PROVENANCE), tmp_path / "c.md").read_text())
+    assert header["training"] == ["`run-1`: no readable result.json in the run folder when the candidates were "
+                                  "generated"]
+
+
+def test_candidates_written_before_provenance_still_report(tmp_path, judge_env):
+    """An old candidates file (a model label, no provenance) is judged and reported; the header says what it
+    cannot know instead of taking the label apart."""
+    judge_dir, run_id = _judged_with(tmp_path, judge_env, None)
+    md = write_report(judge_dir, run_id, tmp_path / "r.md").read_text()
+    header = _header(md)
+    assert header["model"] == ["`tiny+run-1`"] and "training" not in header
+    assert header["base model"] == header["adapter"] == [
+        "not recorded (candidates generated before provenance was; rerun `fab eval.generate` and `fab eval.judge`)"]
+    assert "## Verdict" in md and "### Per slot" in md
 
 
 def test_unknown_run_is_a_user_error(tmp_path):

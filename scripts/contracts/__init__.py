@@ -151,6 +151,44 @@ class SplitManifest(Record):
         return ", ".join(f"{split} {n}" for split, n in self.counts.items())
 
 
+class RunSettings(Record):
+    """A training run's settings as the eval report shows them, read from the run's result.json and
+    config.yaml when its candidates are generated (the run folder may be gone by report time)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)  # frozen: hashable, as Provenance holds it
+
+    method: Literal["lora", "full"]
+    global_step: int
+    train_examples: int
+    final_loss: float | None
+    backend: str
+    world_size: int = 1
+    lr: float | None = Field(default=None, description="None when the run has no config.yaml snapshot (nor "
+                             "the batch fields below)")
+    batch_size: int | None = Field(default=None, description="per device; None when packing")
+    packed_max_tokens: int | None = Field(default=None, description="packing: tokens per packed row")
+    grad_accum: int | None = None
+
+
+class Provenance(Record):
+    """Where a candidate's model came from, captured when it is generated: the report reads these fields,
+    never the ``Candidate.model`` label nor models/ (an import or a run may have changed or gone since)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)  # frozen: hashable, so a summary lists each once
+
+    base: str = Field(description="hub id or path of the base: a LoRA adapter's base, the model a full "
+                      "fine-tune started from, a merged bundle itself")
+    base_label: str = Field(description="what the base is: an import's own label (`google/gemma-3-270m (GGUF "
+                            "Q4_K_M, dequantised)`), else `base` as given")
+    zero_shot: bool = Field(default=False, description="the base model alone, as released (the baseline)")
+    method: Literal["lora", "full"] | None = Field(default=None, description="the run's train.method; None: "
+                                                   "a base alone or a merged bundle")
+    run_id: str | None = Field(default=None, description="the training run's folder name (an adapter outside "
+                               "a run: its folder's name)")
+    adapter: str | None = Field(default=None, description="the run's adapter/ (lora) or model/ (full)")
+    training: RunSettings | None = Field(default=None, description="None: no readable result.json in the run")
+
+
 class Candidate(Record):
     """One small-model output: reports/model_outputs/<split>_candidates.jsonl."""
 
@@ -158,7 +196,8 @@ class Candidate(Record):
     task: str
     kind: Literal["classification", "extraction"]
     prompt_sha256: str
-    model: str = Field(description="base model id or export path, plus adapter run id if any")
+    model: str = Field(description="the model's label, for display: base model id or export path, plus "
+                       "adapter run id if any; its parts are in `provenance`")
     constrained: bool
     raw: str = Field(description="decoded text before parsing")
     parsed: Any = Field(description="label text, or the JSON object; None when invalid")
@@ -180,6 +219,8 @@ class Candidate(Record):
     engine: Literal["hf", "vllm"] = Field(default="hf", description="what generated it (files before "
                                           "engines were recorded: hf, the only one then)")
     engine_version: str | None = Field(default=None, description="transformers' or vLLM's version")
+    provenance: Provenance | None = Field(default=None, description="None in files written before it was "
+                                          "recorded (the report then shows no base, adapter or training)")
 
 
 class BundleManifest(Record):
@@ -306,104 +347,6 @@ class RunResult(BaseModel):
         return self.model_dir if self.method == "full" else self.adapter_dir
 
 
-# --- eval.judge -----------------------------------------------------------------
-
-
-class JudgeRow(Record):
-    """One scored slot (``slot`` is ``label`` for a classification): reports/judge/<run_id>/results.jsonl."""
-
-    id: str
-    task: str
-    domain: str
-    valid: bool
-    confidence: float | None
-    slot: str
-    reference: Any
-    candidate: Any = Field(description="the parsed value, or the raw output (500 chars) when invalid")
-    score: float
-    method: Literal["exact", "numeric", "fuzzy", "set", "llm", "invalid", "truncated"]
-    truncated: bool = Field(
-        default=False, description="closed early by constrained decoding (max_new_tokens or the string bound): wrong"
-    )
-    outcome: Literal["correct", "wrong", "hallucination", "omission", "not_judged"]
-    passed: bool
-    undecided: bool
-    rationale: str
-    judge: str | None = Field(description="judged | cached | not_judged when the LLM judge saw it")
-    cached: bool
-
-
-class AcceptanceCheck(Record):
-    metric: str
-    op: Literal[">=", "<="]
-    threshold: float
-    value: float | None
-    ok: bool
-
-
-class Acceptance(Record):
-    verdict: Literal["PASS", "FAIL", "NO THRESHOLDS"]
-    checks: list[AcceptanceCheck]
-
-
-class TaskSummary(Record):
-    kind: Literal["classification", "extraction"]
-    n: int
-    json_validity: float | None
-    latency: dict[str, float | None]
-    classification: dict[str, Any] | None = Field(default=None, description="metrics, confusion, ci95")
-    slots: dict[str, dict[str, Any]] | None = Field(default=None, description="extraction: per-slot table")
-    reference_empty_slots: int | None = None
-    truncated_answers: int | None = Field(default=None, description="answers closed early by constrained decoding")
-    metrics: dict[str, Any] = Field(description="headline metrics the acceptance thresholds read")
-    per_domain: dict[str, dict[str, Any]]
-    escalation: dict[str, Any]
-    acceptance: Acceptance
-
-
-class JudgeRunStats(Record):
-    """The LLM judge's part of a run: calls, cache hits, cost."""
-
-    model: str
-    api_base_set: bool
-    needed: int
-    enabled: bool
-    max_cost_usd: float | None
-    disabled_reason: str | None = None
-    judged: int
-    not_judged: int
-    calls: int
-    requests: int
-    retries: int
-    cache_hits: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    errors: int
-    error_examples: list[Any]
-    budget_stopped: bool
-    wall_s: float
-
-
-class JudgeSummary(Record):
-    """reports/judge/<run_id>/summary.json, read by eval.report, package.export and the eval.judge task."""
-
-    tasks: dict[str, TaskSummary]
-    judge: JudgeRunStats
-    run_id: str
-    split: str
-    created_at: str
-    model: list[str]
-    constrained: list[bool]
-    dataset: dict[str, Any]
-    candidates_file: str
-    candidates_sha256: str
-    n: int
-    references_without_candidate: int
-    candidates_without_reference: int
-    config: dict[str, Any]
-
-
 # --- ops.backfill ---------------------------------------------------------------
 
 
@@ -470,3 +413,9 @@ def write_model_json(path: Path, model: BaseModel) -> None:
 
 
 CleanManifest.model_rebuild()
+
+# eval.judge's files, kept in their own module (they are many); read them from here like every other contract
+from scripts.contracts.judge import (  # noqa: E402,F401 (re-exported; they subclass Record, defined above)
+    Acceptance, AcceptanceCheck, DomainStats, Escalation, EscalationRow, JudgeRow, JudgeRunStats, JudgeSummary,
+    Latency, SlotStats, TaskSummary,
+)

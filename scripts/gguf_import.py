@@ -519,7 +519,14 @@ def model_checks(model, tokenizer, reference: GemmaReference, indented: list[str
         out = model.generate(**prompt, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     new = out[0, prompt.input_ids.shape[1]:].tolist()
     distinct = len(set(new)) / max(len(new), 1)
-    losses = {name: [loss_per_char(model, encode(text), text) for text in indented] for name, encode in (
+    seen: dict[tuple[int, ...], float] = {}  # equal ids give an equal loss: each forward is seconds of LM head
+
+    def loss_of(ids: list[int], text: str) -> float:
+        if tuple(ids) not in seen:
+            seen[tuple(ids)] = loss_per_char(model, ids, text)
+        return seen[tuple(ids)]
+
+    losses = {name: [loss_of(encode(text), text) for text in indented] for name, encode in (
         ("imported", lambda text: tokenizer(text, add_special_tokens=False).input_ids),
         ("reference", reference.encode), ("sentencepiece_plain", reference.plain))}
     mean = {name: round(sum(values) / len(values), 4) for name, values in losses.items()}

@@ -68,7 +68,7 @@ fi
 # --no-compile: bytecode for the few modules a run imports is written on first import; compiling
 # every file of torch, vLLM and transformers up front costs set-up time for modules never loaded
 pip_() { "$PY" -m pip --disable-pip-version-check "$@"; }
-pip_install() { pip_install --no-compile "$@"; }
+pip_install() { pip_ install --no-compile "$@"; }
 dist_version() { # installed version of a distribution, empty if absent; no import
   "$PY" -c 'import importlib.metadata as m, sys
 try: print(m.version(sys.argv[1]))

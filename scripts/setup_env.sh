@@ -65,10 +65,7 @@ else
   "$base" -m venv "$VENV" || die "could not create $VENV with $base (Debian/Ubuntu: apt install python3-venv)"
   log "created $VENV with $base (Python $(py_version "$PY"))"
 fi
-# --no-compile: bytecode for the few modules a run imports is written on first import; compiling
-# every file of torch, vLLM and transformers up front costs set-up time for modules never loaded
 pip_() { "$PY" -m pip --disable-pip-version-check "$@"; }
-pip_install() { pip_ install --no-compile "$@"; }
 dist_version() { # installed version of a distribution, empty if absent; no import
   "$PY" -c 'import importlib.metadata as m, sys
 try: print(m.version(sys.argv[1]))
@@ -119,11 +116,11 @@ if ((!skip_pip)); then
     ((want_tv)) && pkgs+=(torchvision)
     if [[ -n $index ]]; then
       log "installing ${pkgs[*]} for host '$host' from $index"
-      pip_install -q "${pkgs[@]}" --index-url "$index" ||
+      pip_ install -q "${pkgs[@]}" --index-url "$index" ||
         die "torch==$torch_pin not installable from $index; set TORCH_INDEX_URL to an index that has it (e.g. another ROCm version)"
     else
       log "installing ${pkgs[*]} (host '$host', default index)"
-      pip_install -q "${pkgs[@]}"
+      pip_ install -q "${pkgs[@]}"
     fi
   fi
   torch_now=$(dist_version torch)
@@ -149,7 +146,7 @@ if ((!skip_pip)); then
     req_args+=(-r "$f")
   done
   log "installing ${req_files[*]} (torch held at $torch_now)"
-  pip_install -q -c "$constraints" "${req_args[@]}"
+  pip_ install -q -c "$constraints" "${req_args[@]}"
 
   # Step 3c (ROCm): xgrammar requires PyPI's `triton`, which writes the same
   # `triton` package directory as the ROCm torch's pytorch-triton-rocm. Put the
@@ -162,7 +159,7 @@ for d in m.distributions():
         print(f"{name}=={d.version}")')
     if ((${#rocm_triton[@]})); then
       log "restoring ${rocm_triton[*]} over triton $(dist_version triton) (pulled by xgrammar)"
-      pip_install -q --no-deps --force-reinstall "${rocm_triton[@]}" --index-url "$index"
+      pip_ install -q --no-deps --force-reinstall "${rocm_triton[@]}" --index-url "$index"
     fi
   fi
 

@@ -23,7 +23,8 @@ def _collection(module, name: str) -> Collection:
     for task_name, task in list(collection.tasks.items()):
         if "_" in task_name:
             dashed = task_name.replace("_", "-")
-            task.aliases = (*task.aliases, dashed)
+            if dashed not in task.aliases:  # the task objects outlive a second load of this file
+                task.aliases = (*task.aliases, dashed)
             collection.tasks.alias(dashed, to=task_name)
     return collection
 

@@ -56,11 +56,50 @@ def fab_command(*args: str) -> list[str]:
 
 
 def fab(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
-        check: bool = False) -> subprocess.CompletedProcess:
-    """Run `fab ARGS` in ``cwd`` (COLUMNS=200, so rich does not wrap the lines tests read); ``env`` adds
-    variables; ``check`` asserts exit 0 and shows the output's tail when it is not."""
-    run = subprocess.run(fab_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                         env={**os.environ, "COLUMNS": "200", **(env or {})})
+        check: bool = False, process: bool = False) -> subprocess.CompletedProcess:
+    """Run `fab ARGS` in ``cwd`` (COLUMNS=200, so rich does not wrap the lines tests read); ``check`` asserts
+    exit 0 and shows the output's tail when it is not.
+
+    Fabric's own program runs in this process (its parser, the fabfile, the tasks, exit codes and
+    stdout/stderr as a user sees them) unless it needs a process of its own: a fresh interpreter costs
+    ~7 s of imports per call on 2 cores, but libraries read variables such as HF_HUB_OFFLINE once at
+    import (``env``), and `--nproc` ranks write to the process's own stdout."""
+    if process or env or "--nproc" in args:
+        run = subprocess.run(fab_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, "COLUMNS": "200", **(env or {})})
+    else:
+        run = _fab_in_process(cwd, args)
     if check:
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     return run
+
+
+def _fab_in_process(cwd: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+    import traceback
+
+    from fabric.main import make_program
+
+    # fresh task objects per call, as a new process has: invoke consumes a task's option help when it
+    # builds the parser (a second parse of the same objects would print options without their help)
+    for name in [m for m in sys.modules if m == "fabfile" or m.split(".")[0] == "fab_tasks"]:
+        del sys.modules[name]
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    environ, here = dict(os.environ), Path.cwd()
+    os.environ["COLUMNS"] = "200"
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                make_program().run(["fab", "--search-root", str(REPO_ROOT), *args], exit=True)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            except Exception:  # what the interpreter would print on its way out
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(environ)
+    return subprocess.CompletedProcess(["fab", *args], code, out.getvalue(), err.getvalue())

@@ -55,14 +55,16 @@ def test_no_flags_names_both_missing_flags():
 
 
 @pytest.mark.integration
-def test_sigkill_mid_run_then_rerun_leaves_exactly_one_prediction_per_page(models, tmp_path):
+@pytest.mark.parametrize("engine", ["hf", "vllm"])
+def test_sigkill_mid_run_then_rerun_leaves_exactly_one_prediction_per_page(models, tmp_path, engine):
+    """On either engine (vLLM's workers die with the process group): every page once, none redone."""
     _, _, adapter, config = models
     # The first page is quick (a label), the rest are slow extractions: the kill lands mid-run.
     pages = [("a00", NAV, NAV_HTML, None)]
     pages += [(f"b{i:02d}", PRODUCT, PRODUCT_HTML * (i + 1), None) for i in range(9)]
     db = write_pages_db(tmp_path / "pages.duckdb", pages)
     args = ("ops.backfill", "--source", str(db), "--table", "pages", "--model", str(adapter.parent),
-            "--config", str(config), "--batch-size", "1")
+            "--config", str(config), "--batch-size", "1", "--engine", engine)
     proc = subprocess.Popen(fab_command(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
                             start_new_session=True)
@@ -87,4 +89,5 @@ def test_sigkill_mid_run_then_rerun_leaves_exactly_one_prediction_per_page(model
     assert all(after[pid] == row for pid, row in before.items())  # same output, same created_at
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*), count(DISTINCT id) FROM predictions").fetchall() == [(10, 10)]
+    assert {row[0].split()[0] for row in con.execute("SELECT engine FROM predictions").fetchall()} == {engine}
     con.close()

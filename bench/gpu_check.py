@@ -341,7 +341,9 @@ def stage_step(work: Path, out: Path, args) -> None:
     ids = torch.randint(10, 2000, (1, length), device=device())
     labels = ids.clone()
     labels[:, : length - answer] = -100
-    extra = {"loss_chunk_size": cfg.loss.chunk_size} if backend == "hf" else {}
+    from scripts.training.loss import forward_loss
+
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
     times = []
     loaded = peak_gib()
     for _ in range(2):
@@ -349,8 +351,9 @@ def stage_step(work: Path, out: Path, args) -> None:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, use_cache=False,
-                     **extra).loss
+        # hf: the chunked loss as train.run computes it; Unsloth: its own loss
+        loss = (forward_loss(model, batch, cfg.loss.chunk_size) if backend == "hf"
+                else model(**batch, use_cache=False).loss)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

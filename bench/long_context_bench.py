@@ -132,6 +132,7 @@ def child_step(args) -> dict:
 
     from scripts.model_loading import torch_dtype
     from scripts.training.backends import load_model
+    from scripts.training.loss import forward_loss
     from scripts.training.prepare import load_checked_tokenizer
     from scripts.training.run import sft_args
 
@@ -161,8 +162,8 @@ def child_step(args) -> dict:
         fh.write("5")  # reset the high-water mark: VmHWM from here on is the step's
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, use_cache=False,
-                     loss_chunk_size=cfg.loss.chunk_size).loss
+        loss = forward_loss(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels},
+                            cfg.loss.chunk_size)
         loss.backward()
         optimizer.step()
     seconds = time.perf_counter() - start

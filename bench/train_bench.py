@@ -94,6 +94,7 @@ seq, mode, chunk, answer, model_dir = int(sys.argv[1]), sys.argv[2], int(sys.arg
 import torch
 from scripts.config import TrainingConfig, load_config
 from scripts.training.backends import load_model
+from scripts.training.loss import forward_loss
 from scripts.training.prepare import load_checked_tokenizer
 
 def rss_kib():
@@ -115,8 +116,9 @@ with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")  # reset the peak-RSS high-water mark: measure the step, not the load
 base = rss_kib()
 start = time.perf_counter()
-extra = {{"loss_chunk_size": cfg.loss.chunk_size}} if mode == "chunked" else {{}}
-loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False, **extra).loss
+batch = {{"input_ids": ids, "attention_mask": mask, "labels": labels}}
+loss = (forward_loss(model, batch, cfg.loss.chunk_size) if mode == "chunked"
+        else model(**batch, use_cache=False).loss)
 loss.backward()
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

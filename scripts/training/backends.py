@@ -172,14 +172,12 @@ def _load_hf(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
     from peft import get_peft_model
 
     from scripts.modeling import restore_end_of_turn_eos
-    from scripts.training.loss import install_chunked_loss
 
     model = load_base(cfg.model.name_or_path, dtype=master_dtype(cfg, dtype),
                       attn_implementation=cfg.model.attn_implementation,
                       rope=(cfg.model.rope.factor, cfg.model.max_seq_length), max_seq_length=cfg.model.max_seq_length)
     check_rope(model, cfg)
     restore_end_of_turn_eos(model, tokenizer)
-    install_chunked_loss(model)
     if cfg.train.method == "full":
         return model.train()  # every parameter already requires grad; nothing to wrap
     if cfg.train.gradient_checkpointing:

@@ -1,8 +1,8 @@
 """Causal-LM cross-entropy that never materialises ``seq_len x vocab`` logits.
 
-    from scripts.training.loss import chunked_causal_lm_loss, install_chunked_loss
+    from scripts.training.loss import chunked_causal_lm_loss, forward_loss
     loss_sum, n_tokens = chunked_causal_lm_loss(model, input_ids, attention_mask, labels, chunk_size=4096)
-    install_chunked_loss(model)   # before PEFT wrapping: model(..., labels=y, loss_chunk_size=4096) uses it
+    loss = forward_loss(model, {"input_ids": x, "labels": y, ...}, chunk_size=4096)  # through DDP/PEFT wrappers
 
 The backbone (``model.model``) gives hidden states; only positions whose
 next-token label is not -100 are projected through the LM head, ``chunk_size``
@@ -19,12 +19,9 @@ field and the loss is tested against the plain full-logits loss.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from scripts.training.data import IGNORE_INDEX
 
@@ -70,30 +67,30 @@ def chunked_causal_lm_loss(model, input_ids, attention_mask, labels, chunk_size:
     return chunked_nll_sum(hidden, weight, labels, chunk_size, softcap)
 
 
-def install_chunked_loss(model) -> None:
-    """Patch ``model.forward``: given ``labels`` and ``loss_chunk_size`` it returns only the chunked loss.
+def causal_lm_of(model):
+    """The ``*ForCausalLM`` inside DDP's and PEFT's wrappers."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
-    ``loss`` is the mean over label tokens, or the sum divided by ``num_items_in_batch``
-    (tokens in the whole accumulated batch) when given, as transformers' loss does.
-    Without ``loss_chunk_size`` the original forward runs (generation is unchanged).
-    Call before PEFT wrapping; PEFT and DDP pass the extra keyword through.
+
+def forward_loss(model, inputs: dict, chunk_size: int, num_items_in_batch=None) -> torch.Tensor:
+    """The chunked loss of one batch, computed through ``model``'s own forward.
+
+    The trainer's model may be DDP over PEFT over the causal LM: calling it is what lets DDP sync
+    gradients and PEFT route LoRA, so the call stays whole and nothing is patched. A forward hook on
+    the backbone takes its last hidden state; the LM head projects one position only
+    (``logits_to_keep=1``, no ``seq x vocab`` logits), and the label rows go through
+    ``chunked_nll_sum``. ``loss`` is the mean over label tokens, or the sum divided by
+    ``num_items_in_batch`` (tokens in the whole accumulated batch) when given, as transformers' is.
     """
-    original_forward = model.forward
-
-    @functools.wraps(type(model).forward)
-    def forward(*args, loss_chunk_size=None, num_items_in_batch=None, **kwargs):
-        labels = kwargs.get("labels")
-        if loss_chunk_size is None or labels is None:
-            if num_items_in_batch is not None:
-                kwargs["num_items_in_batch"] = num_items_in_batch
-            return original_forward(*args, **kwargs)
-        kwargs.pop("labels")
-        input_ids = kwargs.pop("input_ids", args[0] if args else None)
-        attention_mask = kwargs.pop("attention_mask", None)
-        nll_sum, n_tokens = chunked_causal_lm_loss(
-            model, input_ids, attention_mask, labels, loss_chunk_size, **kwargs
-        )
-        denominator = n_tokens.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
-        return CausalLMOutputWithPast(loss=nll_sum / denominator)
-
-    model.forward = forward
+    lm = causal_lm_of(model)
+    hidden: list[torch.Tensor] = []
+    hook = lm.model.register_forward_hook(lambda _module, _args, out: hidden.append(out.last_hidden_state))
+    try:
+        model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False, logits_to_keep=1)
+    finally:
+        hook.remove()
+    softcap = getattr(lm.config.get_text_config(), "final_logit_softcapping", None)
+    nll_sum, n_tokens = chunked_nll_sum(hidden[-1], lm.get_output_embeddings().weight, inputs["labels"],
+                                        chunk_size, softcap)
+    return nll_sum / (n_tokens.clamp(min=1) if num_items_in_batch is None else num_items_in_batch)

@@ -274,6 +274,8 @@ def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, 
     from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
     from trl import SFTTrainer
 
+    from scripts.training.loss import forward_loss
+
     class ResumableSFTTrainer(SFTTrainer):
         def _load_optimizer_and_scheduler(self, checkpoint):
             # DDP on CPU (gloo): transformers 5.17 maps the optimizer state to args.device, "cpu:<rank>",
@@ -292,9 +294,7 @@ def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, 
 
     class ChunkedLossSFTTrainer(ResumableSFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            outputs = model(**inputs, use_cache=False, loss_chunk_size=chunk_size,
-                            num_items_in_batch=num_items_in_batch)
-            loss = outputs.loss
+            loss = forward_loss(model, inputs, chunk_size, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
             if self.model.training:
@@ -305,7 +305,7 @@ def make_trainer(model, args, tokenizer, train_dataset, chunk_size: int | None, 
                 n = self.accelerator.gather_for_metrics(tokens).sum().item()
                 self._total_train_tokens += n
                 self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
-            return (loss, outputs) if return_outputs else loss
+            return (loss, None) if return_outputs else loss
 
     cls = ChunkedLossSFTTrainer if chunk_size else ResumableSFTTrainer
     trl_log = logging.getLogger("trl.trainer.sft_trainer")

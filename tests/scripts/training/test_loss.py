@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from scripts.training.data import IGNORE_INDEX
 from scripts.training import loss as loss_module
-from scripts.training.loss import chunked_causal_lm_loss, install_chunked_loss
+from scripts.training.loss import chunked_causal_lm_loss, forward_loss
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +48,37 @@ def test_chunked_loss_and_grads_equal_full_logits_loss(model, chunk_size, keep_l
     assert ref_grads["model.embed_tokens.weight"].abs().sum() > 0
 
 
-def test_installed_forward_uses_chunks_and_leaves_plain_forward_alone(model):
-    patched = copy.deepcopy(model)
-    install_chunked_loss(patched)
+def test_forward_loss_runs_the_wrapped_forward_and_equals_the_full_logits_loss(model):
+    """Through PEFT (as the trainer calls it): same loss and LoRA gradients as transformers' own loss, the
+    LM head sees one position, and the model's forward is left as transformers wrote it."""
+    from peft import LoraConfig, get_peft_model
+
     ids, attention, labels = _batch(model.config.vocab_size)
-    out = patched(input_ids=ids, attention_mask=attention, labels=labels, loss_chunk_size=8)
-    assert out.logits is None  # no seq x vocab tensor was returned
-    assert abs(out.loss.item() - model(input_ids=ids, attention_mask=attention, labels=labels).loss.item()) < 1e-5
-    summed = patched(input_ids=ids, attention_mask=attention, labels=labels, loss_chunk_size=8,
-                     num_items_in_batch=torch.tensor(140))
-    assert abs(summed.loss.item() * 140 - out.loss.item() * 70) < 1e-3
-    plain = patched(input_ids=ids, attention_mask=attention)
-    assert plain.logits.shape == (2, 150, model.config.vocab_size)
+    grads = {}
+    for way in ("reference", "chunked"):
+        torch.manual_seed(0)
+        wrapped = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+        with torch.no_grad():  # LoRA B starts at zero: give it weights so its gradients are not trivial
+            for name, param in wrapped.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(std=0.02)
+        heads = []
+        wrapped.get_base_model().lm_head.register_forward_hook(lambda _m, args, _out: heads.append(args[0].shape))
+        if way == "reference":
+            loss = wrapped(input_ids=ids, attention_mask=attention, labels=labels).loss
+        else:
+            loss = forward_loss(wrapped, {"input_ids": ids, "attention_mask": attention, "labels": labels}, 8)
+            assert heads == [(2, 1, model.config.hidden_size)]  # no seq x vocab logits
+            summed = forward_loss(wrapped, {"input_ids": ids, "attention_mask": attention, "labels": labels}, 8,
+                                  num_items_in_batch=torch.tensor(140))
+            assert abs(summed.item() * 140 - loss.item() * 70) < 1e-3
+        loss.backward()
+        grads[way] = (loss.item(), {n: p.grad.clone() for n, p in wrapped.named_parameters() if p.requires_grad})
+    assert abs(grads["chunked"][0] - grads["reference"][0]) < 1e-5
+    assert grads["chunked"][1].keys() == grads["reference"][1].keys() and grads["chunked"][1]
+    for name, grad in grads["chunked"][1].items():
+        assert torch.allclose(grad, grads["reference"][1][name], atol=1e-5, rtol=1e-4), name
+    assert "forward" not in vars(model)  # nothing patched on the instance
 
 
 def test_tiles_bound_the_logits_memory(model):

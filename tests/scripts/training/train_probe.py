@@ -12,7 +12,7 @@ checks that this did not load transformers/PEFT/TRL, imports Unsloth the way
 model, generation EOS, Unsloth patches; with packing, ``packed_vs_alone``: the
 backend's loss and gradients on a packed row vs its examples alone) and
 ``OUT_DIR/batches.pt`` (the ``input_ids``/``labels``/``attention_mask``/
-``position_ids`` the model was called with).
+``position_ids`` each training step received).
 ``make_probe()`` is also used in-process for the hf backend.
 """
 
@@ -31,24 +31,31 @@ def make_probe():
     from transformers import TrainerCallback
 
     class Probe(TrainerCallback):
-        """Parameter snapshots at train begin/end and every batch the model's forward receives."""
+        """Parameter snapshots at train begin/end and every training batch as the collator hands it to
+        the trainer's loss (the model's forward no longer sees ``labels``: the chunked loss takes them)."""
 
         def __init__(self):
             self.batches: list[dict] = []
 
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
+        def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
             self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
             self.trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
             self.model = model
-            model.register_forward_pre_hook(self._record, with_kwargs=True)
+            loader = getattr(train_dataloader, "base_dataloader", train_dataloader)  # accelerate's adapter
+            collate = loader.collate_fn
 
-        def _record(self, module, args, kwargs):
-            if module.training and kwargs.get("labels") is not None:
-                self.batches.append({k: kwargs[k].detach().cpu().clone() for k in
+            def recorded(features):
+                batch = collate(features)
+                self.batches.append({k: batch[k].detach().cpu().clone() for k in
                                      ("input_ids", "labels", "attention_mask", "position_ids")
-                                     if kwargs.get(k) is not None})
+                                     if batch.get(k) is not None})
+                return batch
+
+            loader.collate_fn = recorded
 
         def on_train_end(self, args, state, control, model=None, **kwargs):
+            # accelerate collates one batch ahead: the last one recorded never reached a step
+            del self.batches[state.global_step * args.gradient_accumulation_steps:]
             after = dict(model.named_parameters())
             self.changed = {n: not torch.equal(self.before[n], after[n].detach()) for n in self.before}
 

@@ -1,7 +1,7 @@
 """Training tokens/s with padding-free packing vs one example per micro-batch, on the sample's length mix.
 
     .venv/bin/python bench/packing_bench.py [--model tiny|real] [--budgets 2048,4096,8192] [--examples N]
-                                            [--rows 2000] [--reps 1] [--attn sdpa] [--threads N] [--seed 0]
+                                            [--rows 2000] [--reps 1] [--attn windowed_sdpa] [--threads N] [--seed 0]
     .venv/bin/python bench/packing_bench.py --model real --real-dir models/gemma-3-270m
 
 Setup (as `fab demo` chains it): sample data -> dataset.clean -> dataset.split, then the train split cut
@@ -23,8 +23,8 @@ a shared machine only adds time.
 What packing can win on a CPU: one LM-head pass, one LoRA/optimizer step and one call's overhead per
 row instead of per example, and larger matrix products. What it costs under sdpa and eager: the
 attention of a packed row is computed over the whole row (``row x row`` scores, the other examples
-masked out), so bigger budgets pay attention for nothing; flash_attention_2 (GPU) cuts the row at the
-example boundaries instead (``bench/gpu_check.py``'s ``packing`` stage).
+masked out), so bigger budgets pay attention for nothing; windowed_sdpa (the CPU default) and
+flash_attention_2 (GPU) cut the row at the example boundaries instead (``bench/gpu_check.py``'s ``packing`` stage).
 
 Prints one line per variant and ``packed / batch-1 tokens/s (B tokens): R``. Ratios, not absolute speeds:
 the machine is shared and noisy.
@@ -146,7 +146,7 @@ def main() -> None:
                         help="training examples drawn at random from the train split (default 64, real 32)")
     parser.add_argument("--rows", type=int, default=2000, help="sample rows (about 80%% land in train)")
     parser.add_argument("--reps", type=int, default=1, help="epochs per variant, order alternating (default 1)")
-    parser.add_argument("--attn", default="sdpa", help="model.attn_implementation (default sdpa, what auto "
+    parser.add_argument("--attn", default="windowed_sdpa", help="model.attn_implementation (default windowed_sdpa, what auto "
                                                        "resolves to on a CPU)")
     parser.add_argument("--real-dir", type=Path, default=REPO / "models/gemma-3-270m",
                         help="--model real: the train.import-gguf folder (imported there when missing)")

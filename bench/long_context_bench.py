@@ -60,7 +60,7 @@ PRETRAINED_CONTEXT = 32768  # gemma-3-270m's (and the tiny model's) context befo
 
 def bench_config(args):
     from scripts.config import load_config
-    from scripts.model.gemma3 import QUADRATIC_ATTENTION
+    from scripts.model.config import QUADRATIC_ATTENTION
     from scripts.training.config import TrainingConfig
 
     overrides = {"backend": "hf", "model.name_or_path": str(args.model), "model.attn_implementation": args.attn}

@@ -20,6 +20,7 @@ class RopeSettings(StrictModel):
 
 FLASH_ATTENTION_ALIAS = "use_flash_attention_2"
 AttnImplementation = Literal["auto", "flash_attention_2", "windowed_sdpa", "sdpa", "eager"]
+QUADRATIC_ATTENTION = ("sdpa", "eager")  # transformers builds a seq x seq mask for these on Gemma 3
 
 
 def flash_attention_alias(data: Any) -> Any:

@@ -39,6 +39,7 @@ import torch
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from scripts.host import this_host
+from scripts.model.config import QUADRATIC_ATTENTION
 
 LAYER_TYPES = ("full_attention", "sliding_attention")
 DEFAULT_THETA = {"full_attention": 1_000_000.0, "sliding_attention": 10_000.0}  # gemma-3-270m's bases
@@ -172,7 +173,6 @@ def restore_end_of_turn_eos(model, tokenizer) -> None:
 # of the device: weights, optimizer state, checkpointed activations, the recomputed layer and the loss tiles
 # need the rest, and at 131072 tokens they alone are several GiB.
 SEQ_MASK_SHARE = 0.5
-QUADRATIC_ATTENTION = ("sdpa", "eager")  # transformers builds a seq x seq mask for these on Gemma 3
 
 
 def seq_mask_bytes(seq_len: int, dtype_bytes: int) -> int:

@@ -56,7 +56,7 @@ from pydantic import BaseModel
 
 from scripts.config import UserError
 from scripts.host import Device, this_host
-from scripts.model.gemma3 import QUADRATIC_ATTENTION
+from scripts.model.config import QUADRATIC_ATTENTION
 from scripts.training.config import TrainingConfig
 
 GIB = 2**30

@@ -4,7 +4,7 @@
     python bench/closing_bench.py --no-model            # tables and closing steps only, no forward pass
     python bench/closing_bench.py --batch 8 --answers 16 --steps 16
 
-`closing.CloserSpec` (built once per task by `eval.generate` and by the in-process vLLM engine) holds
+`closing_spec.CloserSpec` (built once per task by `eval.generate` and by the in-process vLLM engine) holds
 per-token tables over the whole vocabulary: the greedy closing tokenizer, the surrogate-escape bans,
 the "opens a string and writes into it" riders (every constraint that counts characters or items),
 the per-state character counts (`max_chars`), the sorted bytes (`unique_items` prefix look-ups).
@@ -56,21 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def validation_records(tmp: Path, rows: int):
     """The sample's validation extraction records (sample -> clean -> split, as the benches do)."""
-    import yaml
-
-    from scripts.config import DatasetsConfig, load_config
     from scripts.contracts import CleanRecord, read_jsonl
-    from scripts.dataset.clean import clean_dataset
-    from scripts.dataset.split import split_dataset
-    from scripts.sample_data import generate_sample
+    from scripts.sample_data.splits import sample_splits
 
-    raw = yaml.safe_load((REPO / "configs/datasets.yaml").read_text())
-    raw.update(processed_dir=str(tmp / "processed"), schema_version="bench")
-    (tmp / "datasets.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    datasets = load_config(tmp / "datasets.yaml", DatasetsConfig)
-    generate_sample(tmp / "sample.duckdb", rows=rows, seed=0)
-    clean_dataset(tmp / "sample.duckdb", datasets, "bench")
-    split_dataset(datasets)
+    datasets = sample_splits(tmp, rows, schema_version="bench")
     records = [r for s in ("validation", "test")
                for r in read_jsonl(datasets.data_paths().split_file(s), CleanRecord) if r.task == EXTRACTOR]
     return datasets, records
@@ -87,7 +76,7 @@ def drive(closer_spec, answers: list[list[int]], batch: int, budget: int, vocab:
     anything (the reference answers obey the constraints: expect none, except a bound the variant sets)."""
     import torch
 
-    from scripts.evaluation.closing import AnswerCloser
+    from scripts.evaluation.generation.closing import AnswerCloser
 
     seconds, steps, refused = 0.0, 0, 0
     stop = next(iter(closer_spec.stop_ids))
@@ -111,7 +100,7 @@ def drive(closer_spec, answers: list[list[int]], batch: int, budget: int, vocab:
 
 
 def closing_costs(tokenizer, info, spec, bounds, answers, batch: int, budget: int, vocab: int) -> dict:
-    from scripts.evaluation.decoding import closer_spec
+    from scripts.evaluation.generation.decoding import closer_spec
 
     began = time.perf_counter()
     made = closer_spec(tokenizer, info, spec, bounds)
@@ -128,7 +117,7 @@ def model_step_seconds(model_dir: Path, tokenizer, records, batch: int, steps: i
     import torch
 
     from scripts.chat import encode_chat, prompt_messages
-    from scripts.model_loading import load_base
+    from scripts.model.loading import load_base
 
     model = load_base(str(model_dir), dtype="auto").eval()
     prompts = [encode_chat(tokenizer, prompt_messages(r)) for r in records[:batch]]
@@ -153,9 +142,9 @@ def model_step_seconds(model_dir: Path, tokenizer, records, batch: int, steps: i
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from scripts.config import load_config
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.decoding import tokenizer_info
-    from scripts.model_loading import load_model_config, load_tokenizer
+    from scripts.evaluation.generation.config import EvalConfig
+    from scripts.evaluation.generation.decoding import tokenizer_info
+    from scripts.model.loading import load_model_config, load_tokenizer
 
     if not (args.model / "config.json").is_file():
         print(f"error: no model at {args.model}: run `fab train.import-gguf` first", file=sys.stderr)

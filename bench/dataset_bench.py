@@ -31,8 +31,9 @@ if mode == "copy":
     con = duckdb.connect(db, read_only=True)
     con.execute(f"COPY (SELECT * FROM examples) TO '{{out}}/x.json'")
 else:
-    from scripts.config import DatasetsConfig, load_config
+    from scripts.config import load_config
     from scripts.dataset.clean import clean_dataset
+    from scripts.dataset.config import DatasetsConfig
     cfg = load_config(Path({repo!r}) / "configs/datasets.yaml", DatasetsConfig, {{"processed_dir": out}})
     clean_dataset(Path(db), cfg, cfg.schema_version)
 seconds = time.perf_counter() - start

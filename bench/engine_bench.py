@@ -45,8 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def pages(datasets: Path, count: int) -> dict[str, list]:
-    from scripts.config import DatasetsConfig, load_config
+    from scripts.config import load_config
     from scripts.contracts import CleanRecord, read_jsonl
+    from scripts.dataset.config import DatasetsConfig
 
     config = load_config(datasets, DatasetsConfig)
     by_task: dict[str, list] = {}
@@ -57,9 +58,10 @@ def pages(datasets: Path, count: int) -> dict[str, list]:
 
 
 def run_engine(args, datasets: Path, engine: str, by_task: dict, prefix_caching: bool = True) -> dict:
-    from scripts.config import DatasetsConfig, load_config
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.generate import build_task_decoder, generate_outputs, resolve_model
+    from scripts.config import load_config
+    from scripts.dataset.config import DatasetsConfig
+    from scripts.evaluation.generation.config import EvalConfig
+    from scripts.evaluation.generation.generate import build_task_decoder, generate_outputs, resolve_model
     from scripts.serving.runners import open_runner
 
     cfg = load_config(REPO / "configs/eval.yaml", EvalConfig, {
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: vLLM is not installed: ./scripts/setup_env.sh --serve", file=sys.stderr)
         return 1
     if not Path(args.base).is_dir():
-        from scripts.gguf_import import import_gguf
+        from scripts.model.gguf_import import import_gguf
 
         import_gguf(None, Path(args.base), say=lambda s: print(f"  {s}"))
     from quality_bench import sample_splits

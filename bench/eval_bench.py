@@ -16,7 +16,7 @@ it through eval.generate's own loader (`model.merged`) and prints, in one run:
 2. batched (batch 16) vs one-by-one generation, examples/s, constrained (the
    shipped default), batched runs bracketing the one-by-one run. Target >= 4x.
 3. LLMJudge throughput at concurrency 16 vs 1 against the test judge server
-   (tests/scripts/evaluation/judge_server.py) with 200 ms latency, through
+   (tests/scripts/evaluation/judging/judge_server.py) with 200 ms latency, through
    LiteLLM's normal `openai/<name>` + api_base path, a fresh cache file per
    measurement (nothing cached), c=16 bracketing c=1. Target >= 10x.
 4. the share of slots settled without an LLM call: `run_judge` (no key) with
@@ -62,23 +62,12 @@ EXTRACTOR, CLASSIFIER = "productpage_extractor", "navpage_classifier"
 
 def build_inputs(tmp: Path, rows: int, seed: int):
     """Sample data through clean + split, a datasets config in tmp, the records of every split."""
-    import yaml
-
-    from scripts.config import DatasetsConfig, load_config
     from scripts.contracts import CleanRecord, read_jsonl
-    from scripts.dataset.clean import clean_dataset
-    from scripts.dataset.split import split_dataset
-    from scripts.sample_data import generate_sample
+    from scripts.sample_data.splits import sample_splits
 
-    raw = yaml.safe_load((REPO / "configs/datasets.yaml").read_text())
-    raw.update(processed_dir=str(tmp / "processed"), schema_version="bench")
-    raw.setdefault("stats", {})["tokenizer"] = str(tmp / "tiny")
     datasets_yaml = tmp / "datasets.yaml"
-    datasets_yaml.write_text(yaml.safe_dump(raw, sort_keys=False))  # keep the slot order
-    datasets = load_config(datasets_yaml, DatasetsConfig)
-    generate_sample(tmp / "sample.duckdb", rows=rows, seed=seed)
-    clean_dataset(tmp / "sample.duckdb", datasets, "bench")
-    split_dataset(datasets)
+    datasets = sample_splits(tmp, rows, seed, schema_version="bench", config=datasets_yaml,
+                             overrides={"stats.tokenizer": str(tmp / "tiny")})
     data = datasets.data_paths()
     records = {s: list(read_jsonl(data.split_file(s), CleanRecord))
                for s in ("train", "validation", "test")}
@@ -88,9 +77,9 @@ def build_inputs(tmp: Path, rows: int, seed: int):
 def build_model(tmp: Path, records, seed: int, max_new: int):
     """Random tiny Gemma 3 (tokenizer from the train split), loaded by eval.generate's loader."""
     from scripts.config import load_config
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.generate import load_model, resolve_model
-    from scripts.tiny_model import build_tiny_gemma
+    from scripts.evaluation.generation.config import EvalConfig
+    from scripts.evaluation.generation.generate import load_model, resolve_model
+    from scripts.model.tiny import build_tiny_gemma
 
     texts = [t for r in records["train"] for t in (r.system_prompt, r.prompt, r.target)]
     build_tiny_gemma(tmp / "tiny", texts, seed=seed, embedding_scale=10.0)
@@ -141,8 +130,8 @@ class Generator:
     """One task's decoders (constrained + not) built once; times one generate call per batch."""
 
     def __init__(self, cfg, model, tokenizer, datasets, task: str):
-        from scripts.evaluation.decoding import make_compiler
-        from scripts.evaluation.generate import build_task_decoder
+        from scripts.evaluation.generation.decoding import make_compiler
+        from scripts.evaluation.generation.generate import build_task_decoder
 
         self.cfg, self.model, self.tokenizer, self.task = cfg, model, tokenizer, task
         self.spec = datasets.tasks[task]
@@ -155,13 +144,13 @@ class Generator:
 
     def run(self, items, constrained: bool, batch_size: int, max_new: int | None = None) -> dict:
         """Generate ``items``: wall seconds, seconds inside xgrammar, answer tokens, decoded positions."""
-        from scripts.evaluation.generate import generate_outputs
+        from scripts.evaluation.generation.generate import generate_outputs
 
         cfg = with_decoding(self.cfg, constrained=constrained, batch_size=batch_size)
         decoder, default_max = self.decoders[constrained]
         if max_new is not None and decoder.min_new_tokens:  # warm-ups: the shortest budget allowed
             max_new = max(max_new, decoder.min_new_tokens)
-        from scripts.evaluation.closing import AnswerCloser
+        from scripts.evaluation.generation.closing import AnswerCloser
         from scripts.serving.runners import HfRunner
 
         out = {"seconds": 0.0, "xgrammar_s": 0.0, "budget_s": 0.0, "tokens": 0, "positions": 0, "valid": 0, "n": 0}
@@ -277,9 +266,9 @@ def bench_batching(gen: Generator, prompts, batch: int, label: str, passes: int,
 def bench_judge(tmp: Path, n_fast: int, n_slow: int, latency: float) -> None:
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # before litellm is imported: no download
     from scripts.config import load_config
-    from scripts.evaluation.llm_judge import JudgeCache, JudgeItem, LLMJudge
-    from scripts.evaluation.judge_config import JudgeConfig
-    from tests.scripts.evaluation.judge_server import JudgeServer
+    from scripts.evaluation.judging.config import JudgeConfig
+    from scripts.evaluation.judging.llm_judge import JudgeCache, JudgeItem, LLMJudge
+    from tests.scripts.evaluation.judging.judge_server import JudgeServer
 
     settings = load_config(REPO / "configs/judge_slots.yaml", JudgeConfig).judge
     items = [  # distinct (no two share a cache key); a third of them differ
@@ -392,8 +381,8 @@ def perturb(slot: str, value, target: dict, locale: str | None, others: list[dic
 def bench_settled(tmp: Path, datasets_yaml: Path, datasets, records, rate: float, seed: int) -> None:
     from scripts.config import load_config
     from scripts.contracts import Candidate
-    from scripts.evaluation.judge import run_judge
-    from scripts.evaluation.judge_config import JudgeConfig
+    from scripts.evaluation.judging.config import JudgeConfig
+    from scripts.evaluation.judging.judge import run_judge
 
     rng = random.Random(seed)
     refs = [r for split in ("train", "validation", "test") for r in records[split]]
@@ -450,7 +439,7 @@ def bench_settled(tmp: Path, datasets_yaml: Path, datasets, records, rate: float
 
 def big_vocab_tokenizer(records, size: int, seed: int):
     """A Gemma-style tokenizer with ``size`` tokens: the sample pages plus random words to reach the size."""
-    from scripts.tiny_model import build_tokenizer
+    from scripts.model.tiny import build_tokenizer
 
     rng = random.Random(seed)
     letters = "abcdefghijklmnopqrstuvwxyzäöüßéèàçñ"
@@ -483,9 +472,10 @@ def mask_costs(compiled, tokenizer, answers: list[str], max_steps: int) -> dict:
 def bench_big_vocab(datasets, records, size: int, seed: int) -> None:
     import xgrammar as xgr
 
-    from scripts.evaluation.config import SchemaBounds
-    from scripts.evaluation.decoding import extraction_grammar, slots_json_schema
-    from scripts.modeling import end_of_turn_eos_ids
+    from scripts.evaluation.generation.answer_schema import slots_json_schema
+    from scripts.evaluation.generation.config import SchemaBounds
+    from scripts.evaluation.generation.decoding import extraction_grammar
+    from scripts.model.gemma3 import end_of_turn_eos_ids
 
     started = time.perf_counter()
     tokenizer = big_vocab_tokenizer(records, size, seed)

@@ -26,7 +26,7 @@ is how it is checked before GPU time is spent). The model (``--shape``):
   dequantised, named so in the ``env`` row), with its real 262,144-piece tokenizer; training keeps
   configs/training.yaml's learning rate and generation eval.yaml's schema bounds.
 * ``270m`` (the default otherwise): google/gemma-3-270m's architecture with random weights
-  (``scripts.tiny_model.gemma3_270m_config``: 18 layers, hidden 640, 262,144-token vocabulary) around
+  (``scripts.model.tiny.gemma3_270m_config``: 18 layers, hidden 640, 262,144-token vocabulary) around
   a small locally trained tokenizer: speed and memory depend on the shapes, not on the values.
 * ``tiny``: hidden 64, 2 layers, for a quick CPU run of every stage.
 
@@ -68,6 +68,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 SCHEMA = "gpu"
 GIB = 2**30
 REAL_MODEL = REPO / "models/gemma-3-270m"  # `fab train.import-gguf`'s default output
@@ -96,19 +97,6 @@ def record(out: Path, row: dict) -> None:
         fh.write(line + "\n")
 
 
-def quiet() -> None:
-    import logging
-    import warnings
-
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("transformers", "peft", "trl", "torchao", "unsloth", "datasets"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-
-
 def default_shape(real_dir: Path) -> str:
     """``real`` when the import is there or can be made (the GGUF package is installed), else ``270m``."""
     import importlib.util
@@ -127,7 +115,8 @@ def random_weights(args) -> dict:
 
 
 def training_cfg(args, backend: str, steps: int, extra: dict | None = None):
-    from scripts.config import TrainingConfig, load_config
+    from scripts.config import load_config
+    from scripts.training.config import TrainingConfig
 
     work = args.work
     return load_config(REPO / "configs/training.yaml", TrainingConfig, {
@@ -151,28 +140,18 @@ def training_cfg(args, backend: str, steps: int, extra: dict | None = None):
 
 def prepare(work: Path, rows: int) -> None:
     """Sample -> clean -> split -> tokenizer texts, with DuckDB (which the GPU machine need not have)."""
-    import yaml
+    from scripts.contracts import SplitManifest
+    from scripts.sample_data.splits import sample_splits
 
-    from scripts.config import DatasetsConfig, load_config
-    from scripts.dataset.clean import clean_dataset
-    from scripts.dataset.split import split_dataset
-    from scripts.sample_data import generate_sample
-
-    raw = yaml.safe_load((REPO / "configs/datasets.yaml").read_text())
-    raw.update(processed_dir=str(work / "processed"), schema_version=SCHEMA)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "datasets.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))  # keep the slot order
-    datasets = load_config(work / "datasets.yaml", DatasetsConfig)
-    generate_sample(work / "sample.duckdb", rows=rows, seed=0)
-    clean_dataset(work / "sample.duckdb", datasets, SCHEMA)
-    print("splits:", split_dataset(datasets).counts)
-    (work / "sample.duckdb").unlink()
+    datasets = sample_splits(work, rows, schema_version=SCHEMA, keep_raw=False)
+    manifest = SplitManifest.model_validate_json(datasets.data_paths().split_manifest.read_text())
+    print("splits:", manifest.counts)
 
 
 def import_real(model_dir: Path) -> None:
     """The packaged google/gemma-3-270m GGUF imported into ``model_dir`` (needs setup_env.sh --base-model)."""
     from scripts.config import UserError
-    from scripts.gguf_import import import_gguf
+    from scripts.model.gguf_import import import_gguf
 
     print(f"importing google/gemma-3-270m from the packaged GGUF into {model_dir}", flush=True)
     try:
@@ -183,9 +162,9 @@ def import_real(model_dir: Path) -> None:
 
 
 def build_base(work: Path, shape: str) -> None:
-    from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
-
+    from scripts.model.tiny import build_tiny_gemma
     from scripts.paths import ProcessedData
+    from scripts.sample_data.splits import texts_for_tokenizer
 
     texts, _ = texts_for_tokenizer(ProcessedData.of(work / "processed", SCHEMA).splits_dir)
     build_tiny_gemma(work / "base", texts, seed=0, architecture=shape,
@@ -201,7 +180,7 @@ def stage_env(work: Path, out: Path, args) -> None:
 
     import torch
 
-    from scripts.model_identity import base_model_label
+    from scripts.model.identity import base_model_label
 
     row = {"stage": "env", "python": platform.python_version(), "torch": torch.__version__,
            "cuda": torch.version.cuda, "hip": torch.version.hip, "device": device(), "shape": args.shape,
@@ -287,9 +266,10 @@ def random_bounds(args) -> dict:
 
 def stage_generate_export(work: Path, out: Path, args) -> None:
     from scripts.config import load_config
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.generate import generate_candidates
-    from scripts.packaging.export import PackageConfig, export_bundle
+    from scripts.evaluation.generation.config import EvalConfig
+    from scripts.evaluation.generation.generate import generate_candidates
+    from scripts.packaging.config import PackageConfig
+    from scripts.packaging.export import export_bundle
 
     eval_cfg = load_config(REPO / "configs/eval.yaml", EvalConfig, {
         "model.adapter": str(work / "runs" / "hf"),
@@ -387,10 +367,11 @@ def stage_evalspeed(work: Path, out: Path, args) -> None:
     sys.path.insert(0, str(REPO / "bench"))
     import eval_bench
 
-    from scripts.config import DatasetsConfig, load_config
+    from scripts.config import load_config
     from scripts.contracts import CleanRecord, read_jsonl
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.generate import load_model, resolve_model
+    from scripts.dataset.config import DatasetsConfig
+    from scripts.evaluation.generation.config import EvalConfig
+    from scripts.evaluation.generation.generate import load_model, resolve_model
 
     datasets = load_config(work / "datasets.yaml", DatasetsConfig)
     data = datasets.data_paths()
@@ -489,8 +470,10 @@ def main() -> None:
     parser.add_argument("--attn")
     args = parser.parse_args()
     args.shape = args.shape or default_shape(args.real_dir)
-    sys.path.insert(0, str(REPO))
-    quiet()
+    from scripts.quiet import quiet_third_party_output
+
+    quiet_third_party_output(libraries=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.prepare:
         prepare(args.prepare, args.rows)
         return
@@ -528,7 +511,7 @@ def main() -> None:
     if "longctx" in stages:
         for length in map(int, args.lengths.split(",")):
             for backend in backends:
-                # unsloth: auto (its sdpa with a seq x seq mask for sliding layers, scripts/attention.py) and
+                # unsloth: auto (its sdpa with a seq x seq mask for sliding layers, scripts/model/attention.py) and
                 # flex_attention, the one its patched Gemma 3 attention hands to transformers (BlockMask)
                 for attn in (args.attns.split(",") if backend == "hf" else ["auto", "flex_attention"]):
                     child(args, "step", args.step_timeout, backend=backend, length=length, attn=attn)

@@ -38,37 +38,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from scripts.host import available_bytes, proc_status_kib  # noqa: E402  (after the sys.path line)
+
 MIB = 2**20
 GIB = 2**30
-
-
-def quiet() -> None:
-    import logging
-    import warnings
-
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("transformers", "peft", "trl", "torchao", "datasets", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-
-
-def proc_status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
-
-
-def available_bytes() -> int:
-    with open("/proc/meminfo") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
 
 
 # --- child: one step ----------------------------------------------------------------------------
@@ -78,8 +59,9 @@ PRETRAINED_CONTEXT = 32768  # gemma-3-270m's (and the tiny model's) context befo
 
 
 def bench_config(args):
-    from scripts.config import TrainingConfig, load_config
-    from scripts.modeling import QUADRATIC_ATTENTION
+    from scripts.config import load_config
+    from scripts.model.config import QUADRATIC_ATTENTION
+    from scripts.training.config import TrainingConfig
 
     overrides = {"backend": "hf", "model.name_or_path": str(args.model), "model.attn_implementation": args.attn}
     if args.attn in QUADRATIC_ATTENTION and args.length:
@@ -130,7 +112,7 @@ def child_step(args) -> dict:
     from torch.profiler import ProfilerActivity, profile
     from transformers import Trainer
 
-    from scripts.model_loading import torch_dtype
+    from scripts.model.loading import torch_dtype
     from scripts.training.backends import load_model
     from scripts.training.loss import forward_loss
     from scripts.training.prepare import load_checked_tokenizer
@@ -377,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attn", help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    quiet()
+    from scripts.quiet import quiet_third_party_output
+
+    quiet_third_party_output(libraries=True)
     if args.child:
         print(json.dumps(child_step(args)))
         return 0

@@ -42,10 +42,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from scripts.host import proc_status_kib  # noqa: E402
 from train_bench import (  # noqa: E402  (bench/ is not a package)
-    build_setup, peak_rss_kib, quiet, real_model, real_overrides, rewrite_train_split, training_config,
+    build_setup, real_model, real_overrides, rewrite_train_split, training_config,
     training_overrides,
 )
 
@@ -55,7 +57,7 @@ BATCH_1 = 0  # budget value standing for "packing off"
 def keep_random(datasets, tokenizer_dir: Path, examples: int, seed: int) -> list[int]:
     """Rewrite the train split as ``examples`` of its examples drawn at random; their token counts."""
     from scripts.contracts import CleanRecord, read_jsonl
-    from scripts.model_loading import load_tokenizer
+    from scripts.model.loading import load_tokenizer
     from scripts.training.data import encode_example
 
     records = list(read_jsonl(datasets.data_paths().split_file("train"), CleanRecord))
@@ -102,8 +104,9 @@ def variant_overrides(base: dict, budget: int) -> dict:
 
 def child_main(args) -> None:
     """``--child BUDGET``: one epoch with the parent's overrides; prints its numbers as JSON."""
-    quiet()
-    sys.path.insert(0, str(REPO))
+    from scripts.quiet import quiet_third_party_output
+
+    quiet_third_party_output(libraries=True)
     import torch
 
     if args.threads:
@@ -119,7 +122,7 @@ def child_main(args) -> None:
                           console=console, say=lambda _: None)
     print(json.dumps({"tokens": timer.tokens, "seconds": timer.end - timer.start, "steps": result.global_step,
                       "loss_first": timer.losses[0], "loss_last": timer.losses[-1],
-                      "peak_rss_kib": peak_rss_kib()}))
+                      "peak_rss_kib": proc_status_kib("VmHWM")}))
 
 
 def run_child(args, overrides_file: Path, tmp: Path, budget: int, i: int) -> dict:
@@ -163,8 +166,9 @@ def main() -> None:
     examples = args.examples or (32 if real else 64)
     budgets = [int(b) for b in args.budgets.split(",")]
 
-    quiet()
-    sys.path.insert(0, str(REPO))
+    from scripts.quiet import quiet_third_party_output
+
+    quiet_third_party_output(libraries=True)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="packing-bench-") as tmp:
         tmp_path = Path(tmp)

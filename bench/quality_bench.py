@@ -75,31 +75,25 @@ def write_yaml(path: Path, data: dict) -> Path:
 
 
 def datasets_config(work: Path, name: str) -> Path:
-    raw = yaml.safe_load((REPO / "configs/datasets.yaml").read_text())
-    raw.update(processed_dir=str(work / "data"), schema_version=name)
-    return write_yaml(work / "configs" / f"datasets_{name}.yaml", raw)
+    from scripts.sample_data.splits import sample_datasets_config
+
+    return sample_datasets_config(work / "configs" / f"datasets_{name}.yaml", work / "data", name)
 
 
 def sample_splits(work: Path, rows: int) -> Path:
-    from scripts.config import DatasetsConfig, load_config
-    from scripts.dataset.clean import clean_dataset
-    from scripts.dataset.split import split_dataset
-    from scripts.sample_data import generate_sample
+    from scripts.sample_data import splits
 
-    config = datasets_config(work, "sample")
-    datasets = load_config(config, DatasetsConfig)
-    if not datasets.data_paths().split_manifest.is_file():
-        generate_sample(work / "sample.duckdb", rows=rows, seed=0)
-        clean_dataset(work / "sample.duckdb", datasets, "sample")
-        split_dataset(datasets)
+    config = work / "configs" / "datasets_sample.yaml"
+    splits.sample_splits(work, rows, schema_version="sample", config=config, processed_dir=work / "data")
     return config
 
 
 def held_out(work: Path, eval_db: Path) -> Path:
     """Every clean row of ``eval_db`` as one `test` split; rejects are reported, never dropped silently."""
-    from scripts.config import DatasetsConfig, load_config
+    from scripts.config import load_config
     from scripts.contracts import CleanManifest, atomic_write
     from scripts.dataset.clean import clean_dataset
+    from scripts.dataset.config import DatasetsConfig
 
     config = datasets_config(work, "held_out")
     datasets = load_config(config, DatasetsConfig)
@@ -137,7 +131,7 @@ def cpu_training_config(args: argparse.Namespace, datasets: Path, run_id: str, s
 
 
 def train(args: argparse.Namespace, datasets: Path) -> tuple[Path, dict[str, Any]]:
-    from scripts.config import TrainingConfig
+    from scripts.training.config import TrainingConfig
     from scripts.training.run import run_training
 
     raw = cpu_training_config(args, datasets, "quality", max(args.steps // 2, 1))
@@ -153,10 +147,10 @@ def train(args: argparse.Namespace, datasets: Path) -> tuple[Path, dict[str, Any
 
 def evaluate(args, datasets: Path, split: str, adapter: Path, zero_shot: bool, tag: str, limit: int):
     from scripts.config import load_config
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.generate import generate_candidates
-    from scripts.evaluation.judge import run_judge
-    from scripts.evaluation.judge_config import JudgeConfig
+    from scripts.evaluation.generation.config import EvalConfig
+    from scripts.evaluation.generation.generate import generate_candidates
+    from scripts.evaluation.judging.config import JudgeConfig
+    from scripts.evaluation.judging.judge import run_judge
 
     out = args.work / "eval" / tag
     eval_cfg = load_config(REPO / "configs/eval.yaml", EvalConfig, {
@@ -181,10 +175,11 @@ def audit_answers(candidates: Path, datasets: Path) -> dict[str, Any]:
     registry (none by construction: the grammar, the closing and the validator enforce them)."""
     from collections import Counter
 
-    from scripts.config import DatasetsConfig, load_config
+    from scripts.config import load_config
     from scripts.contracts import Candidate, read_jsonl
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.decoding import slot_violation
+    from scripts.dataset.config import DatasetsConfig
+    from scripts.evaluation.generation.answer_schema import slot_violation
+    from scripts.evaluation.generation.config import EvalConfig
 
     tasks = load_config(datasets, DatasetsConfig).tasks
     bounds = load_config(REPO / "configs/eval.yaml", EvalConfig).schema_bounds
@@ -253,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     try:
         if not args.adapter and "/" in args.base and Path(args.base).parent.is_dir() and not Path(args.base).is_dir():
-            from scripts.gguf_import import import_gguf
+            from scripts.model.gguf_import import import_gguf
 
             import_gguf(None, Path(args.base), say=lambda s: print(f"  {s}"))
         sample = sample_splits(args.work, args.rows)

@@ -78,8 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def key_ordered(source: Path, work: Path, order: str) -> Path:
     """A copy of the sample's processed data whose extraction targets list keys in ``order``
     (``catalog``: the task's slot order, the prompt catalog's; ``sorted``: alphabetical)."""
-    from scripts.config import DatasetsConfig, load_config
+    from scripts.config import load_config
     from scripts.contracts import sha256_file
+    from scripts.dataset.config import DatasetsConfig
     from quality_bench import datasets_config
 
     datasets = load_config(source, DatasetsConfig)
@@ -194,8 +195,9 @@ def score(model, tokenizer, records, tasks) -> dict[str, Any]:
 
 
 def scored_sets(datasets_path: Path, tokenizer, val_per_task: int, long_frac: float, stretch: int = 0):
-    from scripts.config import DatasetsConfig, load_config
+    from scripts.config import load_config
     from scripts.contracts import CleanRecord, read_jsonl
+    from scripts.dataset.config import DatasetsConfig
     from scripts.training.data import encode_example
 
     datasets = load_config(datasets_path, DatasetsConfig)
@@ -260,7 +262,7 @@ def longest_train_tokens(run_dir: Path) -> int | None:
 
 
 def load_for_scoring(args, run_dir: Path | None, checkpoint: Path | None):
-    from scripts.model_loading import load_base, load_tokenizer, training_rope
+    from scripts.model.loading import load_base, load_tokenizer, training_rope
 
     rope = training_rope(run_dir)
     rope = rope if rope and rope[0] > 1 else None
@@ -306,9 +308,9 @@ def score_missing(args, datasets: Path, info: dict, run_dir: Path | None, step: 
 
 def run_point(args) -> None:
     from quality_bench import cpu_training_config, sample_splits
-    from scripts.config import TrainingConfig
     from scripts.contracts import RunResult
     from scripts.paths import RUN_RESULT as RESULT
+    from scripts.training.config import TrainingConfig
     from scripts.training.run import run_training
 
     sample = sample_splits(args.work, args.rows)

@@ -36,7 +36,7 @@ trained on the train split), configs/training.yaml with CPU overrides.
    (an answer after a long prompt, as in SFT; every token at 1k), so the
    chunked loss projects one full tile, the plain loss still builds all
    ``seq`` rows of logits. Attention is windowed_sdpa, what ``auto`` gives on
-   CPU (``scripts.attention``): sdpa would build a ``seq x seq`` bool mask for
+   CPU (``scripts.model.attention``): sdpa would build a ``seq x seq`` bool mask for
    the sliding-window layer (1 GiB at 32k; refused at max_seq_length 131072 on
    this machine) and eager ``seq x seq`` fp32 scores per head. A control column
    repeats the chunked step with both layers global (no sliding window). Targets: grows ~linearly with length, below the full
@@ -84,6 +84,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from scripts.host import available_bytes, proc_status_kib  # noqa: E402  (after the sys.path line)
+
 VOCAB = 262_144
 MIB = 2**20
 
@@ -92,8 +96,9 @@ import json, os, resource, sys, time
 sys.path.insert(0, {repo!r})
 seq, mode, chunk, answer, model_dir = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 import torch
-from scripts.config import TrainingConfig, load_config
+from scripts.config import load_config
 from scripts.training.backends import load_model
+from scripts.training.config import TrainingConfig
 from scripts.training.loss import forward_loss
 from scripts.training.prepare import load_checked_tokenizer
 
@@ -126,44 +131,22 @@ print(json.dumps({{"base_kib": base, "peak_kib": peak, "seconds": seconds, "loss
 """
 
 
-def quiet() -> None:
-    import logging
-
-    for name in ("torchao", "bitsandbytes", "torch.utils._pytree", "transformers", "peft", "trl", "datasets"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import warnings
-
-    warnings.filterwarnings("ignore")
-
-
 def build_setup(tmp: Path, rows: int, seed: int, tiny: bool = True):
     """Sample -> clean -> split -> tiny model; returns (datasets config, tiny model dir or None)."""
-    from scripts.config import DatasetsConfig, load_config
-    from scripts.contracts import CleanRecord, read_jsonl
-    from scripts.dataset.clean import clean_dataset
-    from scripts.dataset.split import split_dataset
-    from scripts.sample_data import generate_sample
-    from scripts.tiny_model import build_tiny_gemma
+    from scripts.model.tiny import build_tiny_gemma
+    from scripts.sample_data.splits import sample_splits, texts_for_tokenizer
 
-    datasets = load_config(REPO / "configs/datasets.yaml", DatasetsConfig, {"processed_dir": str(tmp / "processed")})
-    generate_sample(tmp / "raw.duckdb", rows=rows, seed=seed)
-    clean_dataset(tmp / "raw.duckdb", datasets, datasets.schema_version)
-    split_dataset(datasets)
+    datasets = sample_splits(tmp, rows, seed)
     if not tiny:
         return datasets, None
-    texts = []
-    for record in read_jsonl(datasets.data_paths().split_file("train"), CleanRecord):
-        texts += [record.system_prompt, record.prompt, record.target]
+    texts, _ = texts_for_tokenizer(datasets.data_paths().splits_dir)
     tiny = build_tiny_gemma(tmp / "tiny-gemma3", texts, hidden_size=64, num_layers=2, seed=seed,
                             embedding_scale=10.0)
     return datasets, tiny
 
 
 def training_overrides(tmp: Path, model_dir: Path, steps: int, seed: int, extra: dict | None = None) -> dict:
-    from scripts.config import SCHEMA_VERSION
+    from scripts.paths import SCHEMA_VERSION
 
     return {
         "backend": "hf",
@@ -183,15 +166,16 @@ def training_overrides(tmp: Path, model_dir: Path, steps: int, seed: int, extra:
 
 
 def training_config(overrides: dict):
-    from scripts.config import TrainingConfig, load_config
+    from scripts.config import load_config
+    from scripts.training.config import TrainingConfig
 
     return load_config(REPO / "configs/training.yaml", TrainingConfig, overrides)
 
 
 def real_model(model_dir: Path) -> str:
     """The imported Gemma 3 270M at ``model_dir`` (imported now when missing); returns its label."""
-    from scripts.gguf_import import import_gguf
-    from scripts.model_identity import base_model_label
+    from scripts.model.gguf_import import import_gguf
+    from scripts.model.identity import base_model_label
 
     if not (model_dir / "config.json").is_file():
         print(f"importing the packaged google/gemma-3-270m GGUF into {model_dir} (once)", flush=True)
@@ -216,7 +200,7 @@ def keep_short(datasets, model_dir: Path, examples: int, max_tokens: int) -> dic
     """Rewrite the train split as its ``examples`` shortest examples (at most ``max_tokens`` with the
     real chat template), and its manifest entry to match; returns the token counts kept per task."""
     from scripts.contracts import CleanRecord, read_jsonl
-    from scripts.model_loading import load_tokenizer
+    from scripts.model.loading import load_tokenizer
     from scripts.training.data import encode_example
 
     data = datasets.data_paths()
@@ -338,7 +322,7 @@ def run_bare(cfg, out_dir: Path, timer) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, set_seed
     from trl import SFTTrainer
 
-    from scripts.modeling import resolve_attn_implementation
+    from scripts.model.gemma3 import resolve_attn_implementation
     from scripts.training.backends import load_model_config
     from scripts.training.data import build_dataset, load_split
     from scripts.training.run import sft_args
@@ -372,12 +356,6 @@ def run_once(cfg, tmp: Path, warmup: int, kind: str, i: int) -> dict:
         wall = run_bare(cfg, tmp / f"bare-{i}", timer)
     return {"steps": timer.steps(warmup), "wall": wall, "loss_first": timer.losses[1],
             "loss_last": timer.losses[max(timer.losses)]}
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident set (``VmHWM``), KiB."""
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
 
 
 def run_child(overrides_file: Path, tmp: Path, warmup: int, threads: int, kind: str, i: int) -> dict:
@@ -435,7 +413,7 @@ def build_big_vocab_model(tiny: Path, out: Path, seed: int, global_only: bool = 
     import torch
     from transformers import AutoTokenizer, Gemma3ForCausalLM
 
-    from scripts.tiny_model import tiny_gemma_config
+    from scripts.model.tiny import tiny_gemma_config
 
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     torch.manual_seed(seed)
@@ -447,11 +425,6 @@ def build_big_vocab_model(tiny: Path, out: Path, seed: int, global_only: bool = 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-def available_bytes() -> int:
-    with open("/proc/meminfo") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
 
 
 def memory_child(seq: int, mode: str, chunk: int, model_dir: Path) -> dict:
@@ -518,15 +491,16 @@ def memory(tiny: Path, tmp: Path, lengths: list[int], chunk: int, seed: int) -> 
 
 def child_main(args) -> None:
     """``--child KIND``: one ``run_once`` with the parent's overrides; prints its result + peak RSS as JSON."""
-    quiet()
-    sys.path.insert(0, str(REPO))
+    from scripts.quiet import quiet_third_party_output
+
+    quiet_third_party_output(libraries=True)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     cfg = training_config(json.loads(args.overrides.read_text()))
     result = run_once(cfg, args.tmp, args.warmup, args.child, args.child_run)
-    print(json.dumps({**result, "peak_rss_kib": peak_rss_kib()}))
+    print(json.dumps({**result, "peak_rss_kib": proc_status_kib("VmHWM")}))
 
 
 def print_throughput_header(cfg, steps: int, warmup: int) -> None:
@@ -604,8 +578,9 @@ def main() -> None:
     if not 0 < warmup < steps:
         parser.error("need 0 < --warmup < --steps")
 
-    quiet()
-    sys.path.insert(0, str(REPO))
+    from scripts.quiet import quiet_third_party_output
+
+    quiet_third_party_output(libraries=True)
     began = time.perf_counter()
     ratio = linear = below = rss = None
     target = 0.95 if real else 0.9

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from typing import Callable
 
@@ -13,6 +12,7 @@ from invoke.exceptions import Exit, ParseError
 from rich.console import Console
 
 from scripts.config import UserError, load_env
+from scripts.quiet import quiet_third_party_output
 
 LOG_WIDTH = 160  # columns of tables when the output is a log or a pipe, not a terminal
 
@@ -29,19 +29,6 @@ def make_console() -> Console:
 
 
 console = make_console()
-
-
-# Import-time chatter of optional GPU libraries (torchao, bitsandbytes kernels, torch's
-# pytree notices) and per-load progress bars: noise on every task, never actionable here.
-NOISY_LOGGERS = ("torchao", "bitsandbytes", "torch.utils._pytree", "unsloth_zoo.log")
-
-
-def quiet_third_party_output() -> None:
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 FABRIC_SHORT_FLAGS = frozenset("eHiRSt") | {"h"}  # Fabric's own short flags, and -h (help)

@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fab_tasks._common import console, task, user_errors
-from scripts.config import DatasetsConfig, UserError, dataset_db_path, load_config
+from scripts.config import UserError, dataset_db_path, load_config
+from scripts.dataset.config import DatasetsConfig
 
 DEFAULT_CONFIG = "configs/datasets.yaml"
 

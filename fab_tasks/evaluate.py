@@ -39,8 +39,8 @@ def generate(c, split="validation", config=DEFAULT_EVAL_CONFIG, limit=0, run_id=
     With --base the base model answers the same prompts under the same decoding (zero-shot), written
     to <output_dir>/zero_shot/<split>_candidates.jsonl: the baseline every fine-tune is measured against.
     """
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.generate import generate_candidates
+    from scripts.evaluation.generation.config import EvalConfig
+    from scripts.evaluation.generation.generate import generate_candidates
 
     if run_id and adapter:
         raise UserError("pass --run-id or --adapter, not both")
@@ -87,8 +87,8 @@ def judge(c, split="validation", config=DEFAULT_JUDGE_CONFIG, max_cost=None, jud
     With --base it scores the zero-shot candidates of `eval.generate --base` into
     reports/judge/<split>_zero_shot_<UTC time>/, the run to pass as `eval.report --baseline`.
     """
-    from scripts.evaluation.judge import new_run_id, run_judge
-    from scripts.evaluation.judge_config import JudgeConfig
+    from scripts.evaluation.judging.config import JudgeConfig
+    from scripts.evaluation.judging.judge import new_run_id, run_judge
 
     cfg = load_config(config, JudgeConfig, {"judge.max_cost_usd": max_cost}).resolved()
     run_id = None
@@ -125,8 +125,8 @@ def report(c, run_id="", output="", baseline="", config=DEFAULT_JUDGE_CONFIG):
     from pathlib import Path
 
     from scripts.config import UserError
-    from scripts.evaluation.judge_config import JudgeConfig
-    from scripts.evaluation.report import write_report
+    from scripts.evaluation.judging.config import JudgeConfig
+    from scripts.evaluation.reporting.report import write_report
 
     if not run_id:
         raise UserError("--run-id is required (the folder name under reports/judge/, printed by eval.judge)")

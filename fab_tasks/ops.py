@@ -26,7 +26,8 @@ def project_tokens(c, config=DEFAULT_CONFIG, fail_over_budget=False):
     """Project tokens and cost per day: strong model today vs fine-tuned model + escalation + judge."""
     from rich.table import Table
 
-    from scripts.ops.projection import OpsConfig, project_tokens as project, write_projection
+    from scripts.ops.config import OpsConfig
+    from scripts.ops.projection import project_tokens as project, write_projection
 
     cfg = load_config(config, OpsConfig).resolved()
     projection = project(cfg)
@@ -64,7 +65,7 @@ def backfill(c, source="", table="pages", model="", limit=0, task="", batch_size
     from pathlib import Path
 
     from scripts.config import UserError
-    from scripts.evaluation.config import EvalConfig
+    from scripts.evaluation.generation.config import EvalConfig
     from scripts.ops.backfill import backfill as run_backfill
 
     missing = [flag for flag, value in (("--source DB", source), ("--model PATH", model)) if not value]

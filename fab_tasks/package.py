@@ -28,7 +28,8 @@ def export(c, config=DEFAULT_CONFIG, output="", adapter="", name="", force=False
     A LoRA adapter is merged into its base; a full fine-tune's weights are copied. The bundle is
     written only when the parity (logits, greedy output) and reload checks pass.
     """
-    from scripts.packaging.export import PackageConfig, export_bundle
+    from scripts.packaging.config import PackageConfig
+    from scripts.packaging.export import export_bundle
 
     overrides = {k: v for k, v in {"adapter": adapter, "name": name}.items() if v}
     cfg = load_config(config, PackageConfig, overrides)

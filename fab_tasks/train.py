@@ -10,7 +10,8 @@ from __future__ import annotations
 from invoke.exceptions import Exit
 
 from fab_tasks._common import console, task, user_errors
-from scripts.config import TrainingConfig, UserError, load_config
+from scripts.config import UserError, load_config
+from scripts.training.config import TrainingConfig
 
 DEFAULT_CONFIG = "configs/training.yaml"
 
@@ -117,8 +118,9 @@ def init_tiny(c, output="models/tiny-gemma3", schema_version="", hidden_size=64,
     """Build a tiny random Gemma 3 + locally trained tokenizer for CPU runs (configs/training_tiny.yaml)."""
     from pathlib import Path
 
-    from scripts.config import DatasetsConfig
-    from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
+    from scripts.dataset.config import DatasetsConfig
+    from scripts.model.tiny import build_tiny_gemma
+    from scripts.sample_data.splits import texts_for_tokenizer
 
     datasets = load_config("configs/datasets.yaml", DatasetsConfig)
     texts, source = texts_for_tokenizer(datasets.data_paths(schema_version or None).splits_dir)
@@ -155,7 +157,7 @@ def import_gguf(c, gguf="", output="models/gemma-3-270m", dtype="bf16", force=Fa
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from scripts.gguf_import import import_gguf as run_import
+    from scripts.model.gguf_import import import_gguf as run_import
 
     with Progress(TextColumn("import"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as bar:

@@ -32,9 +32,11 @@ from typing import Any, Callable
 import yaml
 
 from scripts import paths
-from scripts.config import REPO_ROOT, DatasetsConfig, TrainingConfig, load_config, set_dotted
+from scripts.config import REPO_ROOT, load_config, set_dotted
 from scripts.contracts import JudgeSummary
+from scripts.dataset.config import DatasetsConfig
 from scripts.paths import Workspace
+from scripts.training.config import TrainingConfig
 
 REAL_MODEL = Path("models/gemma-3-270m")  # train.import-gguf's default output: shared, never removed
 
@@ -178,14 +180,15 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         result.artifacts["splits"] = datasets.data_paths().splits_dir
     if settings.real:
         with stage("real model"):
-            from scripts.gguf_import import import_gguf
+            from scripts.model.gguf_import import import_gguf
 
             imported = import_gguf(None, settings.base_model, say=lambda s: say(f"  {s}"))
             say(f"  {imported.label} at {settings.base_model}" + (" (already imported)" if imported.reused else ""))
             result.artifacts["base model"] = settings.base_model
     else:
         with stage("tiny model"):
-            from scripts.tiny_model import build_tiny_gemma, texts_for_tokenizer
+            from scripts.model.tiny import build_tiny_gemma
+            from scripts.sample_data.splits import texts_for_tokenizer
 
             texts, _ = texts_for_tokenizer(datasets.data_paths().splits_dir)
             build_tiny_gemma(settings.base_model, texts, hidden_size=settings.hidden_size,
@@ -205,9 +208,9 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
             raise DemoInterrupted(training.interrupted_by, training.global_step, settings.steps)
         say(f"  {training.global_step} steps, final loss {training.final_loss:.3f}")
         result.artifacts["model" if training.method == "full" else "adapter"] = Path(training.weights_dir)
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.judge import run_judge
-    from scripts.evaluation.judge_config import JudgeConfig
+    from scripts.evaluation.generation.config import EvalConfig
+    from scripts.evaluation.judging.config import JudgeConfig
+    from scripts.evaluation.judging.judge import run_judge
 
     eval_cfg = load_config(configs["eval.yaml"], EvalConfig)
     judge_cfg = load_config(configs["judge_slots.yaml"], JudgeConfig).resolved()
@@ -218,7 +221,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
             zero_shot_cfg = eval_cfg.model_copy(update={"model": eval_cfg.model.model_copy(update={"zero_shot": True})})
             result.artifacts["zero-shot candidates"] = _generate(zero_shot_cfg, settings, say, result)
     with stage("judge + report"):
-        from scripts.evaluation.report import write_report
+        from scripts.evaluation.reporting.report import write_report
 
         baseline = None
         if settings.real:
@@ -236,12 +239,14 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
         result.artifacts["report"] = where.eval_report
         result.headline = _headline(summary)
     with stage("export"):
-        from scripts.packaging.export import PackageConfig, export_bundle
+        from scripts.packaging.config import PackageConfig
+        from scripts.packaging.export import export_bundle
 
         bundle = export_bundle(load_config(configs["package.yaml"], PackageConfig), force=True)
         result.artifacts["bundle"] = bundle.path
     with stage("project tokens"):
-        from scripts.ops.projection import OpsConfig, project_tokens, write_projection
+        from scripts.ops.config import OpsConfig
+        from scripts.ops.projection import project_tokens, write_projection
 
         ops = load_config(configs["ops.yaml"], OpsConfig).resolved()
         json_path, _ = write_projection(project_tokens(ops), ops.output_dir)
@@ -251,7 +256,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print, console
 
 
 def _generate(cfg, settings: DemoSettings, say: Callable[[str], None], result: DemoResult | None = None) -> Path:
-    from scripts.evaluation.generate import generate_candidates
+    from scripts.evaluation.generation.generate import generate_candidates
 
     generated = generate_candidates(cfg, "validation", limit=settings.eval_limit or None)
     say(f"  {generated.written} candidates, valid {generated.valid_rate:.0%} (parse against the schema: "

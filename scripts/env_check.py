@@ -319,7 +319,8 @@ def _torch_checks(stage: str | None, info: TorchInfo) -> list[Check]:
 
 def _configured_base_model() -> str | None:
     """configs/training.yaml's model.name_or_path; None when the config does not load."""
-    from scripts.config import TrainingConfig, load_config
+    from scripts.config import load_config
+    from scripts.training.config import TrainingConfig
 
     try:
         return load_config(REPO_ROOT / "configs/training.yaml", TrainingConfig).model.name_or_path
@@ -329,9 +330,10 @@ def _configured_base_model() -> str | None:
 
 def _base_model_check(stage: str | None) -> Check:
     """configs/training.yaml's base model: what it is (an import names its GGUF source) and whether it loads."""
-    from scripts.config import TrainingConfig, load_config
-    from scripts.model_identity import base_model_label
-    from scripts.model_loading import _cached, looks_local
+    from scripts.config import load_config
+    from scripts.model.identity import base_model_label
+    from scripts.model.loading import _cached, looks_local
+    from scripts.training.config import TrainingConfig
 
     fix = "./scripts/setup_env.sh --base-model && fab train.import-gguf"
     try:
@@ -383,7 +385,7 @@ def _disk_check(stage: str | None) -> Check:
 def _secret_checks(stage: str | None, base_model: str | None = None) -> list[Check]:
     """Set or missing, never the value. HUGGINGFACE_TOKEN only downloads a hub base model: with a
     local base (`fab train.import-gguf`'s models/gemma-3-270m) its absence is fine."""
-    from scripts.model_loading import looks_local
+    from scripts.model.loading import looks_local
 
     checks = []
     for name, is_set in secret_status().items():  # booleans only: never read the value

@@ -1,6 +1,7 @@
 """Where every artifact lives: one workspace, built from one root and configs/datasets.yaml.
 
-    from scripts.config import load_config, DatasetsConfig
+    from scripts.config import load_config
+    from scripts.dataset.config import DatasetsConfig
     ws = load_config("configs/datasets.yaml", DatasetsConfig).workspace()
     ws.data.split_file("validation")                         # data/processed/v2/splits/validation.jsonl
     ws.runs_dir / run_id                                     # models/runs/<run_id>

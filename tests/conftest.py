@@ -11,8 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from scripts.config import REPO_ROOT, DatasetsConfig, load_config
+from scripts.config import REPO_ROOT, load_config
 from scripts.contracts import REQUIRED_RAW_COLUMNS as RAW_COLUMNS
+from scripts.dataset.config import DatasetsConfig
 
 
 def write_raw_db(path: Path, rows: list[dict], extra_columns: tuple[str, ...] = ()) -> Path:
@@ -41,7 +42,7 @@ def datasets_cfg(tmp_path) -> DatasetsConfig:
 def tiny_gemma(tmp_path_factory) -> Path:
     """One tiny random Gemma 3 (hidden 64, 2 layers) + locally trained tokenizer for the whole session,
     built from a config, never downloaded. Shared: tests read it; to change it, copy it first."""
-    from scripts.tiny_model import build_tiny_gemma
+    from scripts.model.tiny import build_tiny_gemma
     from tests.scripts.evaluation import TOKENIZER_TEXTS
 
     return build_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma3") / "model", TOKENIZER_TEXTS)

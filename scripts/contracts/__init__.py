@@ -20,7 +20,8 @@ from typing import IO, Any, Iterator, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from scripts.config import SCHEMA_VERSION, UserError
+from scripts.config import UserError
+from scripts.paths import SCHEMA_VERSION
 
 REQUIRED_RAW_COLUMNS = ("id", "task", "prompt_text", "response_strong", "metadata", "slot_specs")
 OPTIONAL_RAW_COLUMNS = ("system_prompt",)

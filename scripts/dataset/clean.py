@@ -24,7 +24,7 @@ import duckdb
 import orjson
 from pydantic import ValidationError
 
-from scripts.config import DatasetsConfig, TaskSpec, UserError
+from scripts.config import UserError
 from scripts.contracts import (
     OPTIONAL_RAW_COLUMNS,
     REQUIRED_RAW_COLUMNS,
@@ -38,6 +38,7 @@ from scripts.contracts import (
     sha256_file,
     write_model_json,
 )
+from scripts.dataset.config import DatasetsConfig, TaskSpec
 
 TABLE = "examples"
 HINT = "copy your exemplars to data/raw/dataset.duckdb (or set DATASET_DB_PATH), or run `fab dataset.sample`"

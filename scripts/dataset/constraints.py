@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
-from scripts.config import SlotSpec, StatsSettings, TaskSpec
 from scripts.contracts import CleanRecord, ConstraintViolations, SlotProposal
+from scripts.dataset.config import SlotSpec, StatsSettings, TaskSpec
 
 EXAMPLE_IDS = 5  # example ids kept per violated slot
 _SHAPES = (  # (pattern, what it means): proposed when every value matches
@@ -45,7 +45,7 @@ class ConstraintAccumulator:
     """One extraction task's training targets: values per slot, and the configured constraints they break."""
 
     def __init__(self, spec: TaskSpec, settings: StatsSettings):
-        from scripts.evaluation.config import SchemaBounds
+        from scripts.evaluation.generation.config import SchemaBounds
 
         self.spec, self.settings = spec, settings
         self.values: dict[str, list[Any]] = defaultdict(list)
@@ -55,7 +55,7 @@ class ConstraintAccumulator:
                                     integer_minimum=-(10**18), integer_maximum=10**18)
 
     def add(self, record: CleanRecord, target: dict[str, Any]) -> None:
-        from scripts.evaluation.decoding import slot_violation
+        from scripts.evaluation.generation.answer_schema import slot_violation
 
         slots = self.spec.slots_for(record.slot_specs)
         for name, slot in slots.items():

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from scripts.config import DatasetsConfig, UserError, config_snapshot
+from scripts.config import UserError, config_snapshot
 from scripts.contracts import (
     CleanManifest,
     SplitManifest,
@@ -28,6 +28,7 @@ from scripts.contracts import (
     sha256_file,
     write_model_json,
 )
+from scripts.dataset.config import DatasetsConfig
 from scripts.paths import SPLITS, ProcessedData, split_file_name
 
 

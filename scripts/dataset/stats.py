@@ -23,11 +23,12 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import orjson
 
-from scripts.config import DatasetsConfig, UserError
+from scripts.config import UserError
 from scripts.contracts import CleanRecord, StatsReport, TaskSplitStats, TokenCounter, atomic_write, read_jsonl
+from scripts.dataset.config import DatasetsConfig
 from scripts.dataset.constraints import ConstraintAccumulator, proposals_yaml
 from scripts.dataset.split import SPLITS
-from scripts.model_loading import load_tokenizer
+from scripts.model.loading import load_tokenizer
 from scripts.paths import STATS as STATS_FILE, ProcessedData  # noqa: F401 (STATS_FILE re-exported)
 
 # Chat-template tokens around one single-turn example (<bos>, turn markers, role names).

@@ -1,9 +1,9 @@
-"""Evaluation stage: constrained generation of candidates (scoring and judging live beside it).
+"""Evaluation stage: generate candidates, judge them against the references, report the judge run.
 
     fab eval.generate --split validation --config configs/eval.yaml [--limit N]
+    fab eval.judge --split validation
+    fab eval.report
 
-    from scripts.config import load_config
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.generate import generate_candidates
-    summary = generate_candidates(load_config("configs/eval.yaml", EvalConfig), "validation", limit=20)
+``generation`` (the fine-tuned model's constrained answers), ``judging`` (slot scorers, the LLM judge,
+escalation), ``reporting`` (Markdown + charts for a pull request); each owns its config.
 """

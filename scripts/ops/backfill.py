@@ -5,7 +5,7 @@
         --task navpage_classifier --limit 1000 --batch-size 16
 
     from scripts.config import load_config
-    from scripts.evaluation.config import EvalConfig
+    from scripts.evaluation.generation.config import EvalConfig
     from scripts.ops.backfill import backfill
     cfg = load_config("configs/eval.yaml", EvalConfig)
     s = backfill(Path("data/pages.duckdb"), "pages", "models/export/x", cfg, limit=None, task=None)
@@ -46,10 +46,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, NamedTuple
 
-from scripts.config import DatasetsConfig, UserError, load_config
+from scripts.config import UserError, load_config
 from scripts.contracts import PredictionRow
-from scripts.evaluation.config import EvalConfig
-from scripts.model_loading import ResolvedModel, is_full_model_dir, resolve_weights
+from scripts.dataset.config import DatasetsConfig
+from scripts.evaluation.generation.config import EvalConfig
+from scripts.model.loading import ResolvedModel, is_full_model_dir, resolve_weights
 from scripts.serving.engines import resolve_engine
 
 PREDICTIONS = "predictions"
@@ -281,7 +282,7 @@ def _run(con, summary, columns, cfg, datasets, resolved, limit, task, batch_size
 
 def _model_context(resolved: ResolvedModel) -> int:
     """The model's own context (131072 for a bundle of a rope-scaled run): what a page may fill."""
-    from scripts.model_loading import load_model_config
+    from scripts.model.loading import load_model_config
 
     return load_model_config(resolved.base).get_text_config().max_position_embeddings
 
@@ -313,7 +314,7 @@ class _Predictor:
     """Holds the engine's runner, builds each task's decoder on first use, answers a batch of pages."""
 
     def __init__(self, cfg: EvalConfig, datasets: DatasetsConfig, runner, tokenizer, summary):
-        from scripts.evaluation.decoding import make_compiler
+        from scripts.evaluation.generation.decoding import make_compiler
 
         self.cfg, self.datasets, self.summary = cfg, datasets, summary
         self.runner, self.tokenizer = runner, tokenizer
@@ -324,7 +325,7 @@ class _Predictor:
         self.decoders: dict[str, tuple[Any, int]] = {}
 
     def decoder(self, task: str):
-        from scripts.evaluation.generate import build_task_decoder
+        from scripts.evaluation.generation.generate import build_task_decoder
 
         if task not in self.decoders:
             spec = self.datasets.tasks[task]
@@ -347,7 +348,7 @@ class _Predictor:
 
     def predict(self, pages: list[Page]) -> tuple[list[PredictionRow], list[bool]]:
         """Prediction rows in the pages' order, and which were bad rows."""
-        from scripts.evaluation.generate import generate_outputs
+        from scripts.evaluation.generation.generate import generate_outputs
         sha = self.summary.model_sha
         rows: list[PredictionRow | None] = [None] * len(pages)
         bad = [False] * len(pages)

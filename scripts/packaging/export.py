@@ -28,69 +28,22 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from scripts import paths
-from scripts.config import StrictModel, UserError, WorkspaceSettings, load_config, mask_secrets
+from scripts.config import UserError, load_config, mask_secrets
 from scripts.contracts import BundleManifest, CleanRecord, JudgeSummary, file_entry, read_jsonl, sha256_file
-from scripts.model_loading import ResolvedModel, load_resolved, resolve_weights, training_rope
+from scripts.model.loading import ResolvedModel, load_resolved, resolve_weights, training_rope
+from scripts.packaging.config import GENERATION_PROMPT_TOKENS, PackageConfig
 from scripts.packaging.vllm_check import VllmCheck, check_bundle
 
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "README.md"
 STRUCTURED_OUTPUTS_FILE = "structured_outputs.json"
-GENERATION_PROMPT_TOKENS = 8  # tokens kept from the end of a cut prompt: "<end_of_turn>\n<start_of_turn>model\n"
 LOGIT_POSITIONS = 64  # last positions whose logits are compared (full vocab x 64, not x prompt length)
 PACKAGES = ("torch", "transformers", "peft", "safetensors", "tokenizers", "accelerate")
-
-
-class ParitySettings(StrictModel):
-    prompts: int = Field(default=4, gt=0)
-    max_prompt_tokens: int = Field(default=1024, gt=GENERATION_PROMPT_TOKENS)
-    tolerance: float = Field(default=1e-3, gt=0)
-    max_new_tokens: int = Field(default=24, gt=0)
-
-
-class PackageDataSettings(WorkspaceSettings):
-    split: str = "validation"
-
-
-class VllmSettings(StrictModel):
-    max_model_len: int = Field(default=131072, gt=0)
-    structured_outputs_backend: Literal["xgrammar", "guidance"] = Field(
-        default="xgrammar", description="engine-level backend; `auto` rejects disable_any_whitespace"
-    )
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    cpu_kv_cache_gib: float = Field(
-        default=4.0, gt=0, description="vllm on CPU: GiB of RAM for the KV cache; one 131072-token sequence "
-                                       "of the 270M model takes ~2.3 GiB in bf16")
-    check_pages: int = Field(default=4, ge=0, description="validation pages the export's vLLM check answers")
-
-
-class PackageConfig(StrictModel):
-    adapter: str = "latest"
-    runs_dir: Path | None = Field(default=None, description="where `latest` looks; null: the workspace's models/runs")
-    base: str | None = None
-    name: str | None = None
-    dtype: Literal["bf16", "fp32"] = "bf16"
-    parity: ParitySettings = ParitySettings()
-    data: PackageDataSettings = PackageDataSettings()
-    vllm: VllmSettings = VllmSettings()
-    judge_dir: Path | None = Field(default=None, description="its newest summary.json goes into the manifest and "
-                                   "model card; null: the workspace's reports/judge")
-    max_bundle_gib: float = Field(default=2.0, gt=0)
-    eval_config: Path = Field(
-        default=Path("configs/eval.yaml"),
-        description="its schema_bounds go into structured_outputs.json, so vLLM allows what eval.generate did",
-    )
-
-    def resolved(self) -> PackageConfig:
-        """This config with the paths it leaves to the workspace filled in (runs_dir, judge_dir)."""
-        workspace = self.data.workspace()
-        return self.model_copy(update={"runs_dir": self.runs_dir or workspace.runs_dir,
-                                       "judge_dir": self.judge_dir or workspace.judge_dir})
 
 
 class ParityResult(BaseModel):
@@ -206,8 +159,8 @@ def structured_outputs(cfg: PackageConfig) -> dict[str, Any]:
     which the processor closes every answer. ``max_tokens_without_closing`` is what a server
     started without the processor needs: the longest complete answer the bounds allow
     (``max_answer_tokens``), and even then a string may ramble into it."""
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.decoding import max_answer_tokens, slots_json_schema
+    from scripts.evaluation.generation.answer_schema import max_answer_tokens, slots_json_schema
+    from scripts.evaluation.generation.config import EvalConfig
     from scripts.serving.engines import closing_args
 
     eval_cfg = load_config(cfg.eval_config, EvalConfig)
@@ -295,7 +248,7 @@ def _prompt_ids(tokenizer, record: CleanRecord, limit: int) -> list[int]:
 
 
 def _eos_ids(tokenizer) -> list[int]:
-    from scripts.modeling import end_of_turn_eos_ids
+    from scripts.model.gemma3 import end_of_turn_eos_ids
 
     return end_of_turn_eos_ids(tokenizer)
 
@@ -323,7 +276,7 @@ def _reload_check(tmp: Path, prompts, expected: _Probe, eos_ids, tokenizer, cfg:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from scripts.modeling import rope_summary
+    from scripts.model.gemma3 import rope_summary
 
     # Same dtype and attention kernel as the in-memory model, so any difference is the saved files'.
     reloaded = AutoModelForCausalLM.from_pretrained(
@@ -519,7 +472,7 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
 
 def _base_label(base: str) -> str:
     """`google/gemma-3-270m (GGUF Q4_K_M, dequantised)` (from `models/gemma-3-270m`) for an import."""
-    from scripts.model_identity import base_model_label
+    from scripts.model.identity import base_model_label
 
     label = base_model_label(base)
     return f"`{base}`" if label == base else f"{label} (`{base}`)"

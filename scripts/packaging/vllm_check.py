@@ -45,9 +45,9 @@ def check_bundle(bundle: Path, cfg, records: list[CleanRecord]) -> VllmCheck:
     version = vllm_version()
     if version is None:
         return VllmCheck(checked=False, summary=NOT_INSTALLED)
-    from scripts.evaluation.config import EvalConfig
-    from scripts.evaluation.generate import build_task_decoder, generate_outputs
-    from scripts.model_loading import ResolvedModel, load_model_config, load_resolved
+    from scripts.evaluation.generation.config import EvalConfig
+    from scripts.evaluation.generation.generate import build_task_decoder, generate_outputs
+    from scripts.model.loading import ResolvedModel, load_model_config, load_resolved
     from scripts.serving.runners import HfRunner, VllmRunner
     from scripts.serving.vllm_engine import VllmEngine
 

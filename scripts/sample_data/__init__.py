@@ -81,7 +81,8 @@ from pydantic import BaseModel
 from scripts.config import UserError
 from scripts.contracts import RAW_COLUMNS
 from scripts.sample_data.nav import _nav_row
-from scripts.sample_data.pages import Product, Section, _product_row
+from scripts.sample_data.pages import _product_row
+from scripts.sample_data.products import Product, Section
 from scripts.sample_data.shops import (
     _SHOP_CUM_WEIGHTS,
     _SLOT_SPECS_JSON,

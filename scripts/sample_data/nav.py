@@ -5,14 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from scripts.sample_data.pages import (
+from scripts.sample_data.pages import _nav_menu
+from scripts.sample_data.products import (
     Section,
     _availability_text,
     _card_grid,
     _description,
     _fmt_price,
     _make_product,
-    _nav_menu,
     _price_block,
     _rating_html,
     _slug,

@@ -1,4 +1,4 @@
-"""How answers are generated: the HF ``generate`` path (``scripts.evaluation.generate``) or vLLM.
+"""How answers are generated: the HF ``generate`` path (``scripts.evaluation.generation.generate``) or vLLM.
 
     from scripts.serving.engines import EngineSettings, resolve_engine
     resolve_engine("auto")                       # "vllm" when vLLM is installed, else "hf"

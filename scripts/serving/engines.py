@@ -6,7 +6,7 @@
 
 Both engines render the same chat template, apply the same grammar (xgrammar: labels only, or
 compact JSON in catalog key order under ``schema_bounds``), decode greedily and close every
-answer within its budget (``scripts.evaluation.closing``); they differ in kernels, batching
+answer within its budget (``scripts.evaluation.generation.closing``); they differ in kernels, batching
 and speed, and record themselves in each ``Candidate`` (``engine``, ``engine_version``).
 """
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from scripts.model_loading import ResolvedModel, load_resolved, load_tokenizer
+from scripts.model.loading import ResolvedModel, load_resolved, load_tokenizer
 
 
 @dataclass
@@ -101,7 +101,7 @@ def open_runner(engine: str, resolved: ResolvedModel, *, dtype: str, attn_implem
         model, tokenizer = load_resolved(resolved, dtype, attn_implementation)
         yield HfRunner(model, tokenizer), tokenizer
         return
-    from scripts.model_loading import load_model_config
+    from scripts.model.loading import load_model_config
     from scripts.serving.vllm_engine import VllmEngine
 
     merged = None

@@ -1,4 +1,4 @@
-"""The answer closing (``scripts.evaluation.closing``) as a vLLM v1 logits processor.
+"""The answer closing (``scripts.evaluation.generation.closing``) as a vLLM v1 logits processor.
 
     LLM(model=..., logits_processors=[CLOSING_PROCESSOR])                       # offline
     python -m vllm.entrypoints.openai.api_server --model BUNDLE \\
@@ -66,9 +66,9 @@ class ClosingLogitsProcessor(AdapterLogitsProcessor):
             self._specs[raw] = (closer, {k: v.to(device) for k, v in closer.banned.items()},
                                 closer.closing_mask.to(device) if closer.closing_mask is not None else None)
         if raw not in self._specs:
-            from scripts.config import TaskSpec
-            from scripts.evaluation.config import SchemaBounds
-            from scripts.evaluation.decoding import closer_spec, tokenizer_info
+            from scripts.dataset.config import TaskSpec
+            from scripts.evaluation.generation.config import SchemaBounds
+            from scripts.evaluation.generation.decoding import closer_spec, tokenizer_info
 
             if self._tokenizer is None:
                 from transformers import AutoTokenizer
@@ -84,7 +84,7 @@ class ClosingLogitsProcessor(AdapterLogitsProcessor):
         return self._specs[raw]
 
     def new_req_logits_processor(self, params):
-        from scripts.evaluation.closing import RowCloser
+        from scripts.evaluation.generation.closing import RowCloser
 
         args = params.extra_args or {}
         raw = args.get("closing")

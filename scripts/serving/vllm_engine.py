@@ -5,7 +5,7 @@
 
 The prompts arrive as token ids rendered by the tokenizer's chat template (``scripts.chat``), so
 vLLM sees exactly the tokens HF ``generate`` sees. The grammar is vLLM's structured outputs on the
-xgrammar backend with the same JSON schema (``decoding.slots_json_schema``, whitespace disabled at
+xgrammar backend with the same JSON schema (``answer_schema.slots_json_schema``, whitespace disabled at
 engine level: a per-request ``disable_any_whitespace`` is not read) or the label choice; the
 answer closing runs as a logits processor after the grammar (``vllm_closing``). The engine runs
 in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), which is how each request's refused
@@ -80,7 +80,7 @@ class EngineAnswer:
 
 
 def vllm_dtype(choice: str) -> str:
-    from scripts.model_loading import torch_dtype
+    from scripts.model.loading import torch_dtype
 
     import torch
 
@@ -150,7 +150,7 @@ class VllmEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        from scripts.evaluation.decoding import slots_json_schema
+        from scripts.evaluation.generation.answer_schema import slots_json_schema
         from scripts.serving.engines import closing_args
         from scripts.serving.vllm_closing import FOLLOWED, PREBUILT
 

@@ -3,7 +3,7 @@
     fab train.prepare --config configs/training.yaml
     fab train.run --config configs/training.yaml [--resume latest|PATH] [--max-steps N] [--backend hf]
 
-Modules: ``data`` (chat-template tokenisation + answer-only labels),
+Modules: ``config`` (`configs/training.yaml`), ``data`` (chat-template tokenisation + answer-only labels),
 ``loss`` (chunked cross-entropy, never seq x vocab logits), ``prepare``
 (checks + run directory), ``backends`` (hf | unsloth model loading),
 ``callbacks`` (metrics.jsonl, progress bar, signals, loss.png), ``run``.

@@ -5,20 +5,20 @@
     model = load_model(cfg, backend, tokenizer)       # rope-scaled, ready for SFTTrainer: LoRA-wrapped
                                                       # (train.method lora) or every weight trainable (full)
 
-Both backends load the base model through ``scripts.model_loading`` (the same
+Both backends load the base model through ``scripts.model.loading`` (the same
 local-dir / cache / hub rule and dtype rule as eval, export and backfill) and
 end with the same model: rope scaling written into the config by the project
-(``scripts.modeling.apply_rope_scaling``; Unsloth's Gemma 3 loader ignores
+(``scripts.model.gemma3.apply_rope_scaling``; Unsloth's Gemma 3 loader ignores
 its own ``rope_scaling``), checked from the live rotary
 buffers, ``<end_of_turn>`` restored as an EOS; then LoRA on ``cfg.lora``
 (``train.method: lora``) or, for ``full``, no PEFT wrapping: every parameter
 trains, the embeddings stay tied to the LM head (one tensor), and the weights
 are kept in fp32 (``master_dtype``) with bf16 autocast on a GPU, on both
 backends (Unsloth: ``full_finetuning=True`` with ``float32_mixed_precision=True``).
-Attention: ``scripts.modeling.resolve_attn_implementation`` (flash_attention_2 or
+Attention: ``scripts.model.gemma3.resolve_attn_implementation`` (flash_attention_2 or
 the project's linear-memory ``windowed_sdpa``). Unsloth on a GPU ignores it for
 Gemma 3: its patched ``Gemma3Attention.forward`` builds a [batch, 1, seq, seq]
-mask for the sliding layers (``scripts.attention`` says where), so ``auto``
+mask for the sliding layers (``scripts.model.attention`` says where), so ``auto``
 leaves Unsloth for hf when ``model.max_seq_length`` would need a mask the GPU
 cannot hold, and an explicit ``unsloth`` is refused, in one line, when the
 longest training sequence would (``check_unsloth_fits``). On CPU Unsloth runs
@@ -39,10 +39,11 @@ import sys
 
 import torch
 
-from scripts import model_loading
-from scripts.config import TrainingConfig, UserError
-from scripts.hub import hub_token
-from scripts.model_loading import load_base, pretrained_kwargs, torch_dtype
+from scripts.config import UserError
+from scripts.model import loading
+from scripts.model.hub import hub_token
+from scripts.model.loading import load_base, pretrained_kwargs, torch_dtype
+from scripts.training.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 UNSLOTH_BEFORE = ("trl", "transformers", "peft")  # the modules Unsloth must patch before they load
@@ -68,9 +69,9 @@ UNSLOTH_FIX = "use --backend hf (flash_attention_2 or windowed_sdpa: memory line
 
 def unsloth_overflow(seq_len: int, *, gpu: bool | None = None, device_memory: int | None = None) -> str | None:
     """What Unsloth's Gemma 3 attention would build at ``seq_len`` tokens when it cannot fit the GPU, else
-    None (see ``scripts.attention``). On CPU Unsloth runs transformers' Gemma 3 code with the project's
+    None (see ``scripts.model.attention``). On CPU Unsloth runs transformers' Gemma 3 code with the project's
     linear attention: always None."""
-    from scripts.modeling import seq_mask_overflow
+    from scripts.model.gemma3 import seq_mask_overflow
 
     gpu = torch.cuda.is_available() if gpu is None else gpu
     return seq_mask_overflow(seq_len, UNSLOTH_MASK_DTYPE_BYTES, device_memory) if gpu else None
@@ -115,12 +116,12 @@ def pick_backend(
 
 def load_model_config(cfg: TrainingConfig):
     """The base model's config with the project's rope scaling applied (UserError if impossible)."""
-    return model_loading.load_model_config(cfg.model.name_or_path, (cfg.model.rope.factor, cfg.model.max_seq_length))
+    return loading.load_model_config(cfg.model.name_or_path, (cfg.model.rope.factor, cfg.model.max_seq_length))
 
 
 def check_rope(model, cfg: TrainingConfig) -> dict:
     """Refuse a model whose live global-layer rope buffers are not scaled by ``cfg.model.rope.factor``."""
-    from scripts.modeling import rope_summary
+    from scripts.model.gemma3 import rope_summary
 
     summary = rope_summary(model)
     measured = summary["full_attention"].get("measured_factor")
@@ -171,7 +172,7 @@ def lora_config(cfg: TrainingConfig):
 def _load_hf(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
     from peft import get_peft_model
 
-    from scripts.modeling import restore_end_of_turn_eos
+    from scripts.model.gemma3 import restore_end_of_turn_eos
 
     model = load_base(cfg.model.name_or_path, dtype=master_dtype(cfg, dtype),
                       attn_implementation=cfg.model.attn_implementation,
@@ -189,7 +190,7 @@ def _load_unsloth(cfg: TrainingConfig, tokenizer, dtype: torch.dtype):
     import_unsloth()  # normally already done by run_training, before transformers was imported
     from unsloth import FastModel
 
-    from scripts.modeling import apply_rope_scaling, resolve_attn_implementation, restore_end_of_turn_eos
+    from scripts.model.gemma3 import apply_rope_scaling, resolve_attn_implementation, restore_end_of_turn_eos
 
     pretrained_kwargs(cfg.model.name_or_path)  # a missing dir or an unreachable hub id: the same one-line error
     full = cfg.train.method == "full"

@@ -39,8 +39,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from scripts.chat import encode_chat, prompt_messages
-from scripts.config import TrainingDataSettings
 from scripts.contracts import CleanRecord, read_jsonl
+from scripts.training.config import TrainingDataSettings
 
 IGNORE_INDEX = -100
 

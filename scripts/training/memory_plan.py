@@ -51,16 +51,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel
 
-from scripts.config import TrainingConfig, UserError
+from scripts.config import UserError
+from scripts.host import Device, this_host
+from scripts.model.config import QUADRATIC_ATTENTION
+from scripts.training.config import TrainingConfig
 
 GIB = 2**30
-Device = Literal["cpu", "gpu"]
-ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "windowed_sdpa")
 LINEAR_ATTENTION = ("flash_attention_2", "windowed_sdpa")  # no seq x seq buffer anywhere
+ATTENTION_IMPLEMENTATIONS = QUADRATIC_ATTENTION + LINEAR_ATTENTION  # model.attn_implementation's, but auto
 FP32 = 4
 ADAMW_MOMENTS = 2  # exp_avg and exp_avg_sq, fp32 each
 # A plan must leave this share of the device free: the caching allocator's fragmentation on a GPU,
@@ -191,8 +192,8 @@ PERSISTENT = ("weights", "optimizer", "checkpoints", "attention masks", "runtime
 
 
 def dtype_bytes(cfg: TrainingConfig, device: Device) -> int:
-    """The compute dtype's size by the one dtype rule (``model_loading.torch_dtype``) on that device."""
-    from scripts.model_loading import torch_dtype
+    """The compute dtype's size by the one dtype rule (``scripts.model.loading.torch_dtype``) on that device."""
+    from scripts.model.loading import torch_dtype
 
     return torch_dtype(cfg.model.dtype, gpu=device == "gpu").itemsize
 
@@ -286,22 +287,10 @@ def parse_memory_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-def this_host() -> tuple[Device, int, str]:
-    """``(device kind, memory bytes, description)``: GPU 0's total memory (CUDA or ROCm), else RAM."""
-    import torch
-
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        return "gpu", props.total_memory, props.name
-    with open("/proc/meminfo") as fh:
-        total = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemTotal:"))
-    return "cpu", total, "system memory"
-
-
 def planned_attention(choice: str, device: Device, here: bool) -> str:
     """The attention implementation the run will use: this host's resolution of ``choice``; for
     another host, ``auto`` as it resolves without flash-attn (no ROCm wheel; the linear path)."""
-    from scripts.modeling import resolve_attn_implementation
+    from scripts.model.gemma3 import resolve_attn_implementation
 
     if here:
         return resolve_attn_implementation(choice)
@@ -310,10 +299,10 @@ def planned_attention(choice: str, device: Device, here: bool) -> str:
 
 def available_attention(device: Device) -> list[str]:
     """The implementations a run could pick there: flash_attention_2 only on a GPU; windowed_sdpa
-    (``scripts.attention``) everywhere."""
+    (``scripts.model.attention``) everywhere."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    import scripts.attention  # noqa: F401  (registers windowed_sdpa with transformers)
+    import scripts.model.attention  # noqa: F401  (registers windowed_sdpa with transformers)
 
     names = ["eager", "sdpa"] + (["flash_attention_2"] if device == "gpu" else [])
     return names + [name for name in ("windowed_sdpa",) if name in ALL_ATTENTION_FUNCTIONS]

@@ -29,15 +29,16 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field
 
-from scripts.config import REPO_ROOT, TrainingConfig, UserError, config_snapshot
+from scripts.config import REPO_ROOT, UserError, config_snapshot
 from scripts.contracts import (
     SplitManifest, atomic_write, check_target_key_order, sha256_file, write_model_json,
 )
-from scripts.model_identity import base_model_label
+from scripts.model.identity import base_model_label
 from scripts.paths import (
     RUN_CHECKPOINTS, RUN_CONFIG, RUN_DATASET_MANIFEST, RUN_PREPARE, RUN_TRAIN_TOKENS, run_dir as run_dir_of,
     split_file_name,
 )
+from scripts.training.config import TrainingConfig
 from scripts.training.data import EncodeStats, build_examples, load_split, pack_rows
 from scripts.training.memory_plan import MemoryPlan, check_fits, make_plan
 
@@ -97,7 +98,7 @@ def check_splits(cfg: TrainingConfig) -> SplitManifest:
 
 
 def load_checked_tokenizer(cfg: TrainingConfig):
-    from scripts.model_loading import load_tokenizer
+    from scripts.model.loading import load_tokenizer
 
     name = cfg.model.tokenizer_path
     try:
@@ -181,7 +182,7 @@ def prepare_run(cfg: TrainingConfig, run_id: str | None = None, *, device_memory
                 device: str | None = None) -> PrepareReport:
     """Run all checks, then create ``<runs_dir>/<run_id>/`` with the snapshots; returns the report.
     ``device_memory`` (bytes) and ``device`` (cpu | gpu, default gpu) plan for another host."""
-    from scripts.modeling import resolve_attn_implementation
+    from scripts.model.gemma3 import resolve_attn_implementation
     from scripts.training.backends import load_model_config
 
     check_splits(cfg)

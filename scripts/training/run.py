@@ -44,14 +44,15 @@ from typing import Any
 
 import yaml
 from scripts import paths
-from scripts.config import TrainingConfig, UserError, config_snapshot, load_config
+from scripts.config import UserError, config_snapshot, load_config
 from scripts.contracts import RunResult
-from scripts.model_loading import torch_dtype
+from scripts.model.loading import torch_dtype
 from scripts.paths import (
     RUN_ADAPTER as ADAPTER, RUN_CHECKPOINTS as CHECKPOINTS, RUN_CONFIG as CONFIG_FILE, RUN_METRICS as METRICS,
     RUN_MODEL as MODEL, RUN_RESULT as RESULT,
 )
 from scripts.training.backends import check_unsloth_fits, import_unsloth, pick_backend
+from scripts.training.config import TrainingConfig
 from scripts.training.prepare import (
     check_splits, load_checked_tokenizer, load_train_tokens, prepare_run, read_prepare,
 )
@@ -384,8 +385,8 @@ def run_training(
     ``reprepare``: a prepared run ``run_id`` whose snapshot differs from ``cfg`` is prepared again."""
     setup = setup_run(cfg, run_id=run_id, resume=resume, nproc=world_size(), say=say, reprepare=reprepare)
     chosen, reason, run_dir, checkpoint = setup.backend, setup.backend_reason, setup.run_dir, setup.checkpoint
-    from scripts.training.callbacks import MetricsCallback, RichProgressCallback, SignalCheckpoint, write_loss_plot
     from scripts.training.backends import load_model
+    from scripts.training.callbacks import MetricsCallback, RichProgressCallback, SignalCheckpoint, write_loss_plot
     from scripts.training.data import build_dataset, load_split
 
     tokenizer = load_checked_tokenizer(cfg)

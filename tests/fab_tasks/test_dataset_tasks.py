@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.config import REPO_ROOT, SCHEMA_VERSION
+from scripts.config import REPO_ROOT
+from scripts.paths import SCHEMA_VERSION
 from tests.conftest import fab
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from scripts.config import REPO_ROOT, DatasetsConfig, load_config
+from scripts.config import REPO_ROOT, load_config
 from scripts.contracts import BundleManifest, Candidate, read_jsonl, sha256_file
+from scripts.dataset.config import DatasetsConfig
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import pytest
 from invoke import Context, Exit
 
 from fab_tasks import evaluate
-from tests.scripts.evaluation.test_judge import make_inputs
+from tests.scripts.evaluation.judging.test_judge import make_inputs
 
 
 def _config_file(tmp_path, cfg) -> str:

@@ -127,7 +127,7 @@ def test_fab_train_run_unsloth_with_nproc_is_one_line_error(tiny_root, tmp_path)
 def test_fab_train_prepare_prints_and_records_the_memory_plan(tiny_root, tmp_path):
     """`memory plan: peak X GiB at N tokens (device Y GiB)` for the longest example and max_seq_length;
     prepare.json records the resolved attention and the plan; a plan over the device is one line."""
-    from scripts.modeling import resolve_attn_implementation
+    from scripts.model.gemma3 import resolve_attn_implementation
 
     runs = tmp_path / "runs"
     config = write_config(tmp_path / "t.yaml", tiny_config(tiny_root, runs, train={"per_device_batch_size": 1,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.gguf_import import ImportReport, import_gguf
+from scripts.model.gguf_import import ImportReport, import_gguf
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,10 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoTokenizer
 
 from scripts.config import REPO_ROOT, UserError
-from scripts.gguf_import import REFERENCE_IDS, ROUNDTRIP_CORPUS, SPECIAL_IDS, import_gguf
-from scripts.model_identity import TOKENIZER_VERSION, base_model_label
-from scripts.model_loading import load_tokenizer
+from scripts.model.gguf_import import import_gguf
+from scripts.model.gguf_tokenizer import REFERENCE_IDS, ROUNDTRIP_CORPUS, SPECIAL_IDS
+from scripts.model.identity import TOKENIZER_VERSION, base_model_label
+from scripts.model.loading import load_tokenizer
 
 
 def test_import_writes_a_plain_hf_folder_with_gemma3s_tokenizer(real_import, real_gemma):

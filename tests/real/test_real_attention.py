@@ -1,7 +1,7 @@
 """windowed_sdpa on the real Gemma 3 270M's weights (512-token sliding window): the loss sdpa gives, at ~1.2k tokens.
 
 Its first six layers (five sliding, one global: the model's repeating unit) keep the test to seconds; the whole
-model gives the same loss to the last bit at 1,152 tokens and to 6e-8 relative at 1,536 (scripts/attention.py).
+model gives the same loss to the last bit at 1,152 tokens and to 6e-8 relative at 1,536 (scripts/model/attention.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from scripts.attention import WINDOWED_SDPA
+from scripts.model.attention import WINDOWED_SDPA
 from scripts.sample_data import sample_prompts
 
 TOKENS = 1152  # 2.25 sliding windows: the causal first window, one full block of queries and a partial one

@@ -7,14 +7,15 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from scripts.config import REPO_ROOT, DatasetsConfig, load_config
+from scripts.config import REPO_ROOT, load_config
 from scripts.contracts import CleanRecord, read_jsonl
 from scripts.dataset.clean import clean_dataset
+from scripts.dataset.config import DatasetsConfig
 from scripts.dataset.split import split_dataset
 from scripts.dataset.stats import compute_stats
-from scripts.evaluation.config import EvalConfig
-from scripts.evaluation.decoding import validate_extraction
-from scripts.evaluation.generate import generate_candidates
+from scripts.evaluation.generation.answer_schema import validate_extraction
+from scripts.evaluation.generation.config import EvalConfig
+from scripts.evaluation.generation.generate import generate_candidates
 from scripts.sample_data import generate_sample
 
 

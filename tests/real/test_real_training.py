@@ -11,10 +11,13 @@ import yaml
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from scripts.config import REPO_ROOT, DatasetsConfig, TrainingConfig, load_config
+from scripts.config import REPO_ROOT, load_config
 from scripts.dataset.clean import clean_dataset
+from scripts.dataset.config import DatasetsConfig
 from scripts.dataset.split import split_dataset
-from scripts.packaging.export import PackageConfig, export_bundle
+from scripts.packaging.config import PackageConfig
+from scripts.packaging.export import export_bundle
+from scripts.training.config import TrainingConfig
 from scripts.training.run import run_training
 from tests.conftest import write_raw_db
 

@@ -14,7 +14,8 @@ import sentencepiece
 from sentencepiece import sentencepiece_model_pb2 as pb
 from transformers import AutoTokenizer
 
-from scripts.gguf_import import GgufSource, gate_corpus, indent_html, packaged_gguf
+from scripts.model.gguf_source import GgufSource, packaged_gguf
+from scripts.model.gguf_tokenizer import gate_corpus, indent_html
 from scripts.sample_data import sample_prompts
 
 SCRIPTS = ["Größe: 42 · Weiß", "Prix : 12,50 € TTC", "価格 ¥3,980（税込）", "Цена: 1 299 ₽", "السعر ٤٩ ريال",

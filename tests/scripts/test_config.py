@@ -1,15 +1,8 @@
 import pytest
 import yaml
 
-from scripts.config import (
-    MASK,
-    REPO_ROOT,
-    DatasetsConfig,
-    UserError,
-    config_snapshot,
-    load_config,
-    mask_secrets,
-)
+from scripts.config import MASK, REPO_ROOT, UserError, config_snapshot, load_config, mask_secrets
+from scripts.dataset.config import DatasetsConfig
 
 
 def write(tmp_path, text):
@@ -30,7 +23,8 @@ def test_slot_order_is_the_yaml_order_through_loading_overrides_and_snapshots(tm
     JSON snapshot; a user's task with another order keeps its own, never sorted."""
     import json
 
-    from scripts.config import SCHEMA_VERSION, with_overrides
+    from scripts.config import with_overrides
+    from scripts.paths import SCHEMA_VERSION
 
     path = write(tmp_path, "tasks:\n  offers:\n    kind: extraction\n    system_prompt: s\n    slots:\n"
                            "      sku: string\n      price: number\n      availability: string\n      brand: string\n")
@@ -47,7 +41,8 @@ def test_slot_order_is_the_yaml_order_through_loading_overrides_and_snapshots(tm
 
 def test_every_shipped_config_reads_the_current_processed_data_version():
     """One schema version at a time: the registry, both training configs and the code's default agree."""
-    from scripts.config import SCHEMA_VERSION, TrainingConfig
+    from scripts.paths import SCHEMA_VERSION
+    from scripts.training.config import TrainingConfig
 
     assert load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig).schema_version == SCHEMA_VERSION
     for name in ("training.yaml", "training_tiny.yaml"):
@@ -103,7 +98,8 @@ def test_overrides_are_validated_too(tmp_path):
 
 
 def test_a_bad_override_names_its_key_and_value():
-    from scripts.config import TrainingConfig, with_overrides
+    from scripts.config import with_overrides
+    from scripts.training.config import TrainingConfig
 
     path = REPO_ROOT / "configs/training_tiny.yaml"
     with pytest.raises(UserError) as err:
@@ -143,9 +139,9 @@ def test_token_counts_are_not_mistaken_for_secrets():
 
 
 def test_use_flash_attention_2_is_an_alias_in_training_and_eval_configs(tmp_path):
-    from scripts.config import TrainingConfig
     from scripts.env_check import _flash_attn_check
-    from scripts.evaluation.config import EvalConfig
+    from scripts.evaluation.generation.config import EvalConfig
+    from scripts.training.config import TrainingConfig
 
     training = (REPO_ROOT / "configs/training.yaml").read_text()
     assert "  attn_implementation: auto" in training
@@ -162,7 +158,7 @@ def test_use_flash_attention_2_is_an_alias_in_training_and_eval_configs(tmp_path
 
 
 def test_slots_take_a_plain_type_or_a_mapping_with_constraints(tmp_path):
-    from scripts.config import TaskSpec
+    from scripts.dataset.config import TaskSpec
 
     cfg = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)
     spec = cfg.tasks["productpage_extractor"]

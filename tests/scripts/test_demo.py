@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from scripts.config import REPO_ROOT, TrainingConfig, UserError, load_config
+from scripts.config import REPO_ROOT, UserError, load_config
 from scripts.demo import DemoSettings, write_configs
-from scripts.evaluation.config import EvalConfig
-from scripts.model_loading import resolve_weights
+from scripts.evaluation.generation.config import EvalConfig
+from scripts.model.loading import resolve_weights
+from scripts.training.config import TrainingConfig
 
 
 @pytest.mark.parametrize("real", [False, True])

@@ -8,12 +8,14 @@ import pytest
 import yaml
 
 from scripts import paths
-from scripts.config import REPO_ROOT, DatasetsConfig, TrainingConfig, UserError, load_config
-from scripts.evaluation.config import EvalConfig
-from scripts.evaluation.generate import candidates_path
-from scripts.evaluation.judge_config import JudgeConfig
-from scripts.ops.projection import OpsConfig
-from scripts.packaging.export import PackageConfig
+from scripts.config import REPO_ROOT, UserError, load_config
+from scripts.dataset.config import DatasetsConfig
+from scripts.evaluation.generation.config import EvalConfig
+from scripts.evaluation.generation.generate import candidates_path
+from scripts.evaluation.judging.config import JudgeConfig
+from scripts.ops.config import OpsConfig
+from scripts.packaging.config import PackageConfig
+from scripts.training.config import TrainingConfig
 
 STAGES = {"training.yaml": TrainingConfig, "training_tiny.yaml": TrainingConfig, "eval.yaml": EvalConfig,
           "judge_slots.yaml": JudgeConfig, "package.yaml": PackageConfig, "ops.yaml": OpsConfig}

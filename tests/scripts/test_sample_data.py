@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 from scripts import sample_data as sd
-from scripts.config import REPO_ROOT, DatasetsConfig, UserError, load_config
+from scripts.config import REPO_ROOT, UserError, load_config
+from scripts.dataset.config import DatasetsConfig
 
 ROWS = 2000
 SEED = 0
@@ -442,3 +443,23 @@ def _domain_of(row: dict) -> str:
         meta = json.loads(row["metadata"])
         return meta.get("domain") or _host_domain(meta["url"])
     return _host_domain(re.search(r"^URL: (\S+)$", row["prompt_text"], re.MULTILINE).group(1))
+
+
+def test_sample_splits_builds_a_workspace_once_and_the_tokenizer_texts_come_from_its_train_split(tmp_path):
+    """The benches' one set-up: configs/datasets.yaml copied with its slot order, sample -> clean -> split
+    under the folder, reused (not rebuilt) on a second call; the tiny tokenizer reads the train split."""
+    from scripts.sample_data.splits import sample_splits, texts_for_tokenizer
+
+    datasets = sample_splits(tmp_path, rows=120, seed=3, schema_version="bench",
+                             overrides={"stats.tokenizer": "tok"}, keep_raw=False)
+    repo = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)
+    assert (datasets.schema_version, datasets.stats.tokenizer) == ("bench", "tok")
+    slot_order = [list(task.catalog or {}) for task in datasets.tasks.values()]
+    assert slot_order == [list(task.catalog or {}) for task in repo.tasks.values()]
+    manifest = datasets.data_paths().split_manifest
+    assert manifest.is_file() and not (tmp_path / "sample.duckdb").exists()
+    written = manifest.stat().st_mtime_ns
+    again = sample_splits(tmp_path, rows=120, seed=3, schema_version="bench")
+    assert again.data_paths().split_manifest.stat().st_mtime_ns == written
+    texts, source = texts_for_tokenizer(datasets.data_paths().splits_dir)
+    assert source.endswith("train.jsonl") and texts and all(isinstance(t, str) for t in texts)

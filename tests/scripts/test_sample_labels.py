@@ -227,7 +227,7 @@ def _expected_availability(stated: set[str], structured: set[str], buy: bool) ->
 
 def _url_has_category_path(url: str) -> bool:
     parts = urlparse(url).path.strip("/").split("/")
-    slugs = {sd.pages._slug(name) for names in DEPARTMENTS.values() for name in names.values()}
+    slugs = {sd.products._slug(name) for names in DEPARTMENTS.values() for name in names.values()}
     return len(parts) >= 3 and parts[0] in slugs
 
 

@@ -6,9 +6,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scripts.config import SCHEMA_VERSION, DatasetsConfig, TaskSpec, UserError
+from scripts.config import UserError
 from scripts.contracts import TARGET_KEY_ORDER, CleanManifest, CleanRecord, Reject, read_jsonl
 from scripts.dataset.clean import clean_dataset
+from scripts.dataset.config import DatasetsConfig, TaskSpec
+from scripts.paths import SCHEMA_VERSION
 from tests.conftest import write_raw_db
 
 NAV = "navpage_classifier"

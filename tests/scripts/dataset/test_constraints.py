@@ -2,8 +2,8 @@
 
 import yaml
 
-from scripts.config import SlotSpec, StatsSettings, TaskSpec
 from scripts.contracts import CleanRecord
+from scripts.dataset.config import SlotSpec, StatsSettings, TaskSpec
 from scripts.dataset.constraints import ConstraintAccumulator, propose, proposals_yaml
 
 SETTINGS = StatsSettings(constraint_min_values=5)

@@ -3,10 +3,11 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from scripts.config import SCHEMA_VERSION, UserError
+from scripts.config import UserError
 from scripts.contracts import CleanRecord, SplitManifest, read_jsonl, sha256_file
 from scripts.dataset.clean import clean_dataset
 from scripts.dataset.split import split_dataset
+from scripts.paths import SCHEMA_VERSION
 from tests.conftest import write_raw_db
 
 

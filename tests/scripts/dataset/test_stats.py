@@ -1,10 +1,10 @@
 import json
 
-from scripts.config import SCHEMA_VERSION
 from scripts.dataset.clean import clean_dataset
 from scripts.dataset.split import split_dataset
 from scripts.dataset.stats import compute_stats
-from scripts.tiny_model import build_tokenizer
+from scripts.model.tiny import build_tokenizer
+from scripts.paths import SCHEMA_VERSION
 from tests.conftest import write_raw_db
 from tests.scripts.dataset.test_split import raw_rows
 

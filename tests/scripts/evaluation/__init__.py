@@ -7,8 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from scripts.config import REPO_ROOT, SCHEMA_VERSION
+from scripts.config import REPO_ROOT
 from scripts.contracts import TARGET_KEY_ORDER, CleanRecord, canonical_target
+from scripts.paths import SCHEMA_VERSION
 
 NAV_SYSTEM = "Answer YES if the page is a navigation page, otherwise NO."
 PRODUCT_SYSTEM = "Return one JSON object with the catalog keys; null when absent."

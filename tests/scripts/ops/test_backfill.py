@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from scripts.config import UserError
-from scripts.evaluation.config import EvalConfig
+from scripts.evaluation.generation.config import EvalConfig
 from scripts.ops.backfill import backfill
 from tests.scripts.evaluation import (
     NAV_SYSTEM,
@@ -175,7 +175,7 @@ def test_bad_input_is_a_one_line_user_error(models, tmp_path, case, message):
 def test_a_missing_source_is_reported_before_the_model(tmp_path):
     """Both wrong: the database is named first, whatever --model says (no model is looked at)."""
     from scripts.config import REPO_ROOT, load_config
-    from scripts.evaluation.config import EvalConfig
+    from scripts.evaluation.generation.config import EvalConfig
 
     cfg = load_config(REPO_ROOT / "configs/eval.yaml", EvalConfig)
     with pytest.raises(UserError) as exc:

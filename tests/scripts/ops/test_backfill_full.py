@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from scripts.config import UserError
-from scripts.evaluation.config import EvalConfig
+from scripts.evaluation.generation.config import EvalConfig
 from scripts.ops.backfill import backfill, resolve_model_path
 from tests.scripts.evaluation import eval_config_dict, write_datasets_config
 from tests.scripts.ops.test_backfill import NAV, NAV_HTML, PRODUCT, PRODUCT_HTML, predictions, write_pages_db

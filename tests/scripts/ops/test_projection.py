@@ -4,7 +4,8 @@ import pytest
 
 from scripts.config import REPO_ROOT, UserError, load_config
 from scripts.contracts import StatsReport, TaskSplitStats, TokenCounter
-from scripts.ops.projection import OpsConfig, project_tokens, render_markdown, write_projection
+from scripts.ops.config import OpsConfig
+from scripts.ops.projection import project_tokens, render_markdown, write_projection
 
 
 def stats_file(tmp_path):
@@ -78,7 +79,7 @@ def test_a_stats_file_off_the_contract_is_one_line(tmp_path):
 
 def test_the_shipped_ops_config_reads_the_stats_the_default_chain_writes():
     """`fab ops.project-tokens` after `dataset.clean`/`split`/`stats` with the shipped configs finds its stats."""
-    from scripts.config import DatasetsConfig
+    from scripts.dataset.config import DatasetsConfig
 
     ops = load_config(REPO_ROOT / "configs/ops.yaml", OpsConfig)
     datasets = load_config(REPO_ROOT / "configs/datasets.yaml", DatasetsConfig)

@@ -6,14 +6,16 @@ import yaml
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from scripts.config import DatasetsConfig, UserError, load_config
+from scripts.config import UserError, load_config
 from scripts.contracts import BundleManifest, sha256_file
-from scripts.evaluation.config import EvalConfig, SchemaBounds
-from scripts.evaluation.decoding import max_answer_tokens, slots_json_schema
-from scripts.evaluation.generate import generate_candidates
-from scripts.modeling import end_of_turn_eos_ids, rope_summary
-from scripts.packaging.export import PackageConfig, export_bundle
-from scripts.tiny_model import build_tiny_gemma
+from scripts.dataset.config import DatasetsConfig
+from scripts.evaluation.generation.answer_schema import max_answer_tokens, slots_json_schema
+from scripts.evaluation.generation.config import EvalConfig, SchemaBounds
+from scripts.evaluation.generation.generate import generate_candidates
+from scripts.model.gemma3 import end_of_turn_eos_ids, rope_summary
+from scripts.model.tiny import build_tiny_gemma
+from scripts.packaging.config import PackageConfig
+from scripts.packaging.export import export_bundle
 from tests.scripts.evaluation import (
     TOKENIZER_TEXTS,
     eval_config_dict,

@@ -11,10 +11,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from scripts.config import UserError
 from scripts.contracts import BundleManifest, sha256_file
-from scripts.evaluation.config import EvalConfig
-from scripts.evaluation.generate import generate_candidates
-from scripts.modeling import end_of_turn_eos_ids, rope_summary
-from scripts.packaging.export import PackageConfig, export_bundle
+from scripts.evaluation.generation.config import EvalConfig
+from scripts.evaluation.generation.generate import generate_candidates
+from scripts.model.gemma3 import end_of_turn_eos_ids, rope_summary
+from scripts.packaging.config import PackageConfig
+from scripts.packaging.export import export_bundle
 from tests.scripts.evaluation import eval_config_dict, write_datasets_config
 from tests.scripts.training.conftest import full_run, tiny_root  # noqa: F401 (fixtures)
 

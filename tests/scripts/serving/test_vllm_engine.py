@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from scripts.contracts import Candidate, read_jsonl
-from scripts.evaluation.config import EvalConfig
-from scripts.evaluation.generate import generate_candidates
+from scripts.evaluation.generation.config import EvalConfig
+from scripts.evaluation.generation.generate import generate_candidates
 from scripts.serving.engines import vllm_version
 from tests.scripts.evaluation import eval_config_dict, make_adapter, records, write_datasets_config, write_split
 

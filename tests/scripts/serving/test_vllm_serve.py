@@ -20,9 +20,11 @@ import pytest
 import yaml
 from transformers import AutoTokenizer
 
-from scripts.config import REPO_ROOT, DatasetsConfig, load_config
+from scripts.config import REPO_ROOT, load_config
 from scripts.contracts import BundleManifest
-from scripts.packaging.export import PackageConfig, export_bundle
+from scripts.dataset.config import DatasetsConfig
+from scripts.packaging.config import PackageConfig
+from scripts.packaging.export import export_bundle
 from scripts.serving.engines import vllm_version
 from tests.scripts.evaluation import make_adapter, records, write_datasets_config, write_split
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.config import REPO_ROOT, DatasetsConfig, TrainingConfig, load_config
+from scripts.config import REPO_ROOT, load_config
 from scripts.dataset.clean import clean_dataset
+from scripts.dataset.config import DatasetsConfig
 from scripts.dataset.split import split_dataset
-from scripts.tiny_model import build_tiny_gemma
+from scripts.model.tiny import build_tiny_gemma
+from scripts.training.config import TrainingConfig
 from tests.conftest import write_raw_db
 
 PRODUCTS = ["Kaffeemühle", "Wasserkocher", "Toaster", "Mixer", "Föhn", "Lampe", "Uhr", "Radio"]

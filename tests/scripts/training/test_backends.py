@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from scripts.config import UserError
-from scripts.modeling import rope_summary
-from scripts.model_loading import torch_dtype
+from scripts.model.gemma3 import rope_summary
+from scripts.model.loading import torch_dtype
 from scripts.training.backends import load_model, pick_backend
 from scripts.training.prepare import load_checked_tokenizer
 from tests.scripts.training.conftest import tiny_config
@@ -71,7 +71,7 @@ def test_hf_training_model_has_rope_on_global_layers_and_lora(tiny_root, tmp_pat
 
 def test_attention_auto_never_picks_eager_and_flash_needs_a_gpu():
     from scripts.config import UserError
-    from scripts.modeling import resolve_attn_implementation
+    from scripts.model.gemma3 import resolve_attn_implementation
 
     assert resolve_attn_implementation("auto") == "windowed_sdpa"  # CPU, no flash-attn
     assert resolve_attn_implementation("eager") == "eager"
@@ -80,7 +80,7 @@ def test_attention_auto_never_picks_eager_and_flash_needs_a_gpu():
 
 
 def test_sdpa_and_eager_are_refused_when_their_mask_cannot_fit():
-    from scripts.modeling import resolve_attn_implementation
+    from scripts.model.gemma3 import resolve_attn_implementation
 
     gib = 2**30
     # 131072^2 x (1 B bool + 2 B bf16 copy) = 48 GiB: over half of an 80 GiB GPU, under half of 128 GiB

@@ -3,9 +3,10 @@
 import pytest
 from transformers import AutoTokenizer
 
-from scripts.config import SCHEMA_VERSION, TrainingDataSettings
-from scripts.contracts import CleanRecord
 from scripts.chat import encode_chat, prompt_messages
+from scripts.contracts import CleanRecord
+from scripts.paths import SCHEMA_VERSION
+from scripts.training.config import TrainingDataSettings
 from scripts.training.data import IGNORE_INDEX, build_examples, encode_example, load_split
 
 

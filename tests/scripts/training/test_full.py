@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from scripts.config import UserError
-from scripts.modeling import rope_summary
+from scripts.model.gemma3 import rope_summary
 from scripts.training.backends import load_model
 from scripts.training.callbacks import read_metrics
 from scripts.training.prepare import load_checked_tokenizer

@@ -3,7 +3,8 @@
 import pytest
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-from scripts.config import REPO_ROOT, TrainingConfig, UserError, load_config
+from scripts.config import REPO_ROOT, UserError, load_config
+from scripts.training.config import TrainingConfig
 from scripts.training.memory_plan import (
     CPU_CALIBRATION, GIB, ModelShape, check_fits, make_plan, parse_memory_size, plan_step,
 )

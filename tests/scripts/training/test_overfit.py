@@ -6,10 +6,10 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from scripts.config import TrainingDataSettings
-from scripts.contracts import CleanRecord, read_jsonl
 from scripts.chat import encode_chat, prompt_messages
-from scripts.modeling import apply_rope_scaling, end_of_turn_eos_ids
+from scripts.contracts import CleanRecord, read_jsonl
+from scripts.model.gemma3 import apply_rope_scaling, end_of_turn_eos_ids
+from scripts.training.config import TrainingDataSettings
 from scripts.training.run import run_training
 from tests.scripts.training.conftest import tiny_config
 

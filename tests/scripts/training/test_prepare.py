@@ -6,8 +6,10 @@ import shutil
 import pytest
 import yaml
 
-from scripts.config import REPO_ROOT, SCHEMA_VERSION, TrainingConfig, UserError, load_config
+from scripts.config import REPO_ROOT, UserError, load_config
 from scripts.contracts import SplitManifest
+from scripts.paths import SCHEMA_VERSION
+from scripts.training.config import TrainingConfig
 from scripts.training.prepare import prepare_run
 from tests.scripts.training.conftest import tiny_config
 

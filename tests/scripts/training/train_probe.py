@@ -63,7 +63,7 @@ def make_probe():
 
 
 def model_facts(model) -> dict:
-    from scripts.modeling import rope_summary
+    from scripts.model.gemma3 import rope_summary
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT (lora) or not (full)
     head, embed = model.get_output_embeddings().weight, model.get_input_embeddings().weight

@@ -152,6 +152,7 @@ def training_overrides(tmp: Path, model_dir: Path, steps: int, seed: int, extra:
         "backend": "hf",
         "model.name_or_path": str(model_dir),
         "model.dtype": "fp32",
+        "data.datasets_config": str(REPO / "configs/datasets.yaml"),  # children run in other dirs
         "data.schema_version": SCHEMA_VERSION,
         "data.processed_dir": str(tmp / "processed"),
         "output.runs_dir": str(tmp / "runs"),

@@ -41,10 +41,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16, help="HF prompts per generate call (default %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="extraction budget (default %(default)s)")
     p.add_argument("--no-cache-row", action="store_true", help="skip the vLLM run without prefix caching")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed pages per task each engine answers first, pages not among the timed ones: "
+                        "grammar compilation and first-call costs are paid once per process, as in a crawl's "
+                        "backfill (default %(default)s; 0 = time them too)")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="both engines' precision (default auto: the model layer's rule, fp32 on CPU)")
     return p.parse_args(argv)
 
 
 def pages(datasets: Path, count: int) -> dict[str, list]:
+    """The first ``count`` validation pages of each task."""
     from scripts.config import load_config
     from scripts.contracts import CleanRecord, read_jsonl
     from scripts.dataset.config import DatasetsConfig
@@ -57,7 +64,8 @@ def pages(datasets: Path, count: int) -> dict[str, list]:
     return by_task
 
 
-def run_engine(args, datasets: Path, engine: str, by_task: dict, prefix_caching: bool = True) -> dict:
+def run_engine(args, datasets: Path, engine: str, by_task: dict, warmup: dict,
+               prefix_caching: bool = True) -> dict:
     from scripts.config import load_config
     from scripts.dataset.config import DatasetsConfig
     from scripts.evaluation.generation.config import EvalConfig
@@ -67,6 +75,7 @@ def run_engine(args, datasets: Path, engine: str, by_task: dict, prefix_caching:
     cfg = load_config(REPO / "configs/eval.yaml", EvalConfig, {
         "model.adapter": args.adapter or "latest", "model.zero_shot": not args.adapter,
         "model.base": None if args.adapter else args.base, "data.datasets_config": str(datasets),
+        "model.dtype": args.dtype, "engine.dtype": args.dtype,
         "engine.name": engine, "engine.enable_prefix_caching": prefix_caching,
         "engine.requests_per_call": max(len(v) for v in by_task.values()),
         "decoding.batch_size": args.batch,
@@ -78,6 +87,9 @@ def run_engine(args, datasets: Path, engine: str, by_task: dict, prefix_caching:
                      settings=cfg.engine, max_model_len=8192) as (runner, tokenizer):
         for task, records in by_task.items():
             decoder, max_new = build_task_decoder(cfg, runner.vocab, tokenizer, tasks[task], task)
+            for _ in generate_outputs(cfg, runner, tokenizer, decoder, tasks[task], task, warmup[task], max_new,
+                                      "bench"):
+                pass  # untimed: the engine's grammar compilation and first prefill
             started = time.perf_counter()
             answers = [c for batch in generate_outputs(cfg, runner, tokenizer, decoder, tasks[task], task, records,
                                                        max_new, "bench") for c, _ in batch]
@@ -101,12 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     from quality_bench import sample_splits
 
     datasets = sample_splits(args.work, 2000)
-    by_task = pages(datasets, args.pages)
-    runs = {"hf": run_engine(args, datasets, "hf", by_task), "vllm": run_engine(args, datasets, "vllm", by_task)}
+    both = pages(datasets, args.pages + args.warmup)
+    by_task = {task: records[: args.pages] for task, records in both.items()}
+    warmup = {task: records[args.pages :] for task, records in both.items()}
+    runs = {"hf": run_engine(args, datasets, "hf", by_task, warmup),
+            "vllm": run_engine(args, datasets, "vllm", by_task, warmup)}
     if not args.no_cache_row:
-        runs["vllm, no prefix cache"] = run_engine(args, datasets, "vllm", by_task, prefix_caching=False)
+        runs["vllm, no prefix cache"] = run_engine(args, datasets, "vllm", by_task, warmup, prefix_caching=False)
     what = f"{'adapter ' + args.adapter if args.adapter else 'zero-shot ' + args.base}, vLLM {vllm_version()}"
-    print(f"\n== {what}; {args.pages} validation pages per task, budget {args.max_new_tokens}")
+    print(f"\n== {what}; {args.pages} validation pages per task after {args.warmup} untimed, budget "
+          f"{args.max_new_tokens}, dtype {args.dtype}")
     for task in by_task:
         hf = runs["hf"][task]
         for name, run in runs.items():

@@ -1,6 +1,7 @@
 """Peak memory of one LoRA training step against sequence length, per attention implementation.
 
     .venv/bin/python bench/long_context_bench.py [--attns sdpa,eager] [--lengths 2048,4096,8192,16384]
+        [--no-gradient-checkpointing] [--report rows.jsonl]
         [--model models/gemma-3-270m] [--config configs/training.yaml] [--answer 512] [--threads N]
         [--extrapolate 131072] [--calibrate-below 16384] [--out reports/long_context_bench.json]
 
@@ -30,8 +31,9 @@ A length is skipped (and said so) when the plan projects more than half the memo
 the machine is shared. Each length waits until the memory it needs is free (``free`` is read
 before each child); never run two of these at once.
 
-Measured on 2 CPU cores, 24 GiB, 2026-12-06 (README "Long context memory"):
-``.venv/bin/python bench/long_context_bench.py --attns sdpa,eager``.
+Measured on 2 CPU cores, 24 GiB, 2026-12-07 (docs/benchmarks.md "Long context memory"):
+``--attns windowed_sdpa --lengths 2048,4096,8192`` and ``--no-gradient-checkpointing --lengths
+1024,2048,3072``; the plan's CPU calibration is these rows' fit.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ def bench_config(args):
     from scripts.training.config import TrainingConfig
 
     overrides = {"backend": "hf", "model.name_or_path": str(args.model), "model.attn_implementation": args.attn}
+    if args.gradient_checkpointing is not None:
+        overrides["train.gradient_checkpointing"] = args.gradient_checkpointing
     if args.attn in QUADRATIC_ATTENTION and args.length:
         # train.run refuses sdpa/eager when their seq x seq mask at max_seq_length (131072) cannot fit this
         # host; measured here at a shorter length, they get the smallest rope factor whose context covers it.
@@ -154,6 +158,7 @@ def child_step(args) -> dict:
     state = sum(t.nbytes for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor))
     return {
         "attn": args.attn, "attn_used": attn_used, "length": length, "answer": answer,
+        "gradient_checkpointing": cfg.train.gradient_checkpointing,
         "dtype": str(dtype).removeprefix("torch."), "seconds": round(seconds, 2), "loss": round(loss.item(), 4),
         "rss_start_mib": rss_start / 1024, "rss_loaded_mib": rss_loaded / 1024, "rss_peak_mib": rss_peak / 1024,
         "step_live_peak_mib": live_peak(prof) / MIB,
@@ -172,6 +177,8 @@ def run_child(args, attn: str, length: int) -> dict:
            "--config", str(args.config), "--answer", str(args.answer), "--work", str(args.work)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.gradient_checkpointing is not None:
+        cmd.append("--gradient-checkpointing" if args.gradient_checkpointing else "--no-gradient-checkpointing")
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
@@ -188,10 +195,18 @@ def plan_context(args):
     return cfg, ModelShape.from_config(load_model_config(cfg))
 
 
-def plan_row(cfg, shape, attn: str, length: int, answer: int, calibration=None):
+def plan_row(cfg, shape, attn: str, length: int, answer: int, calibration=None, checkpointing: bool | None = None):
     from scripts.training.memory_plan import plan_step
 
+    if checkpointing is not None and checkpointing != cfg.train.gradient_checkpointing:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"gradient_checkpointing": checkpointing})})
     return plan_step(shape, cfg, length, device="cpu", attn=attn, label_tokens=answer, calibration=calibration)
+
+
+def measured_plan(cfg, shape, row: dict, calibration=None):
+    """The plan of the step ``row`` measured (rows before the checkpointing switch had it on)."""
+    return plan_row(cfg, shape, row["attn"], row["length"], row["answer"], calibration,
+                    row.get("gradient_checkpointing", True))
 
 
 def step_live(plan, trainable_bytes: float) -> float:
@@ -219,16 +234,14 @@ def fit_calibration(rows: list[dict], cfg, shape):
     if not rows:
         return CPU_CALIBRATION
     cal = CPU_CALIBRATION
-    weights = plan_row(cfg, shape, rows[0]["attn"], rows[0]["length"], rows[0]["answer"]).terms["weights"]
+    weights = measured_plan(cfg, shape, rows[0]).terms["weights"]
     base = float(np.mean([r["rss_loaded_mib"] * MIB - weights for r in rows]))
-    slack = np.array([(r["rss_peak_mib"] - r["rss_loaded_mib"] - r["step_live_peak_mib"]) * MIB for r in rows])
-    tokens = np.array([r["length"] for r in rows], dtype=float)
-    if len(set(tokens)) > 1:
-        per_token, intercept = np.polyfit(tokens, slack, 1)
-    else:
-        per_token, intercept = 0.0, float(slack.mean())
-    cal = dataclasses.replace(cal, runtime_bytes=base + max(float(intercept), 0.0),
-                              runtime_per_token=max(float(per_token), 0.0))
+    # glibc's heap slack: the most per token any step showed, capped at the most any step showed (it
+    # stops growing once the activations outgrow malloc's largest dynamic mmap threshold, 32 MiB)
+    slack = [max((r["rss_peak_mib"] - r["rss_loaded_mib"] - r["step_live_peak_mib"]) * MIB, 0.0) for r in rows]
+    per_token = max(s / r["length"] for s, r in zip(slack, rows))
+    cal = dataclasses.replace(cal, runtime_bytes=base, runtime_per_token=round(per_token),
+                              runtime_slack_cap=round(max(slack)))
 
     def residual(r, plan, without: tuple[str, ...]) -> float:
         """Measured live peak minus the plan's live terms other than ``without``."""
@@ -238,9 +251,20 @@ def fit_calibration(rows: list[dict], cfg, shape):
         rest = {"layer recompute": plan.terms["layer recompute"], "attention kernel": plan.terms["attention kernel"]}
         return live - persistent - sum(v for k, v in rest.items() if k not in without)
 
+    kept = [r for r in rows if not r.get("gradient_checkpointing", True)]
+    rows = [r for r in rows if r.get("gradient_checkpointing", True)]
+    if kept:  # without checkpointing: what autograd saves of every layer, on top of the loss or the gradients
+        copies = []
+        for r in kept:
+            plan = measured_plan(cfg, shape, r, cal)
+            unit = plan.terms["checkpoints"] / cal.saved_copies
+            top = max(plan.terms["layer recompute"] + plan.terms["attention kernel"], plan.terms["loss tile"])
+            live = r["step_live_peak_mib"] * MIB - (plan.terms["optimizer"] - r["trainable_mib"] * MIB)
+            copies.append((live - plan.terms["attention masks"] - top) / unit)
+        cal = dataclasses.replace(cal, saved_copies=round(float(np.mean(copies)), 3))
     loss_rows, layer_rows = [], []
     for r in rows:
-        plan = plan_row(cfg, shape, r["attn"], r["length"], r["answer"], cal)
+        plan = measured_plan(cfg, shape, r, cal)
         in_layer = plan.terms["layer recompute"] + plan.terms["attention kernel"] > plan.terms["loss tile"]
         (layer_rows if in_layer else loss_rows).append((r, plan))
     if loss_rows:
@@ -260,7 +284,7 @@ def fit_calibration(rows: list[dict], cfg, shape):
                                       sdpa_bias_bytes=round(max(float(bias), 0.0), 3))
         else:
             cal = dataclasses.replace(cal, layer_copies=round(float(np.dot(unit, left) / np.dot(unit, unit)), 3))
-    eager = [(r, plan_row(cfg, shape, r["attn"], r["length"], r["answer"], cal)) for r, _ in layer_rows
+    eager = [(r, measured_plan(cfg, shape, r, cal)) for r, _ in layer_rows
              if r["attn"] == "eager"]
     if eager:
         copies = [residual(r, p, ("attention kernel",)) / (shape.heads * r["length"] ** 2 * FP32) for r, p in eager]
@@ -270,8 +294,16 @@ def fit_calibration(rows: list[dict], cfg, shape):
 
 def plan_error(rows: list[dict], cfg, shape, cal) -> list[tuple[dict, float]]:
     """(row, plan / measured peak RSS - 1) per measured row."""
-    return [(r, plan_row(cfg, shape, r["attn"], r["length"], r["answer"], cal).peak / (r["rss_peak_mib"] * MIB) - 1)
+    return [(r, measured_plan(cfg, shape, r, cal).peak / (r["rss_peak_mib"] * MIB) - 1)
             for r in measured(rows)]
+
+
+def label(attn: str, checkpointing: bool) -> str:
+    return attn if checkpointing else f"{attn} (no checkpointing)"
+
+
+def row_label(row: dict) -> str:
+    return f"{label(row['attn'], row.get('gradient_checkpointing', True))} {row['length']}"
 
 
 def report(args, rows: list[dict]) -> None:
@@ -292,7 +324,7 @@ def report(args, rows: list[dict]) -> None:
         errors = plan_error(rows, cfg, shape, cal)
         worst = max(abs(e) for _, e in errors)
         print(f"plan ({name} calibration) vs measured peak RSS: "
-              + ", ".join(f"{r['attn']} {r['length']}: {e:+.1%}" for r, e in errors) + f"; worst {worst:.1%}")
+              + ", ".join(f"{row_label(r)}: {e:+.1%}" for r, e in errors) + f"; worst {worst:.1%}")
     if args.calibrate_below:
         train = [r for r in rows if r["length"] < args.calibrate_below]
         held = [r for r in rows if r["length"] >= args.calibrate_below]
@@ -300,18 +332,19 @@ def report(args, rows: list[dict]) -> None:
             cal = fit_calibration(train, cfg, shape)
             errors = plan_error(held, cfg, shape, cal)
             print(f"calibrated below {args.calibrate_below} tokens only, error at the longer ones: "
-                  + ", ".join(f"{r['attn']} {r['length']}: {e:+.1%}" for r, e in errors))
-    for attn in dict.fromkeys(r["attn"] for r in rows):
-        points = sorted((r["length"], r["rss_peak_mib"]) for r in rows if r["attn"] == attn)
+                  + ", ".join(f"{row_label(r)}: {e:+.1%}" for r, e in errors))
+    for attn, checkpointing in dict.fromkeys((r["attn"], r.get("gradient_checkpointing", True)) for r in rows):
+        points = sorted((r["length"], r["rss_peak_mib"]) for r in rows
+                        if (r["attn"], r.get("gradient_checkpointing", True)) == (attn, checkpointing))
         x, y = np.array([p[0] for p in points], dtype=float), np.array([p[1] for p in points])
         degree = 2 if len(points) >= 3 else 1 if len(points) == 2 else 0
         coef = np.polyfit(x, y, degree)[::-1] if degree else [y[0]]
         fit = " + ".join(f"{c:.4g} L^{i}" if i else f"{c:.4g}" for i, c in enumerate(coef)).replace(" L^1", " L")
         answer = rows[0]["answer"]
-        plan = plan_row(cfg, shape, attn, args.extrapolate, answer, fitted)
+        plan = plan_row(cfg, shape, attn, args.extrapolate, answer, fitted, checkpointing)
         terms = ", ".join(f"{t} {plan.gib(t):.1f}" for t in TERM_ORDER)
         poly = sum(c * args.extrapolate**i for i, c in enumerate(coef)) / 1024
-        print(f"{attn}: peak RSS MiB = {fit} over {len(points)} lengths; at {args.extrapolate} tokens: "
+        print(f"{label(attn, checkpointing)}: peak RSS MiB = {fit} over {len(points)} lengths; at {args.extrapolate} tokens: "
               f"polynomial {poly:,.0f} GiB, plan {plan.peak / GIB:,.1f} GiB ({terms} GiB)")
 
 
@@ -345,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=REPO / "configs/training.yaml",
                         help="training config whose LoRA, loss and optimizer settings the step uses")
     parser.add_argument("--answer", type=int, default=512, help="label tokens at the end of the sequence")
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                        help="override the config's train.gradient_checkpointing (default: the config's)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     parser.add_argument("--extrapolate", type=int, default=131072, help="length the fit projects to")
     parser.add_argument("--work", type=Path, default=Path("/tmp/long-context-bench"))

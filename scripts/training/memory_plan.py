@@ -16,15 +16,17 @@ checkpointing per decoder layer, the chunked cross-entropy (``scripts.training.l
 * ``weights``: every base parameter (embeddings tied to the LM head), counted from the config;
 * ``optimizer``: the trainable weights (LoRA: their fp32 copy; full: in ``weights``), their gradients
   and AdamW's two moments;
-* ``checkpoints``: what gradient checkpointing keeps for the backward: each decoder layer's input,
-  the final hidden states and the rope tables, ``tokens x hidden`` apiece;
+* ``checkpoints``: what the forward keeps for the backward. With gradient checkpointing each decoder
+  layer's input, the final hidden states and the rope tables, ``tokens x hidden`` apiece; without
+  it, every layer's saved activations (``saved_copies`` layer widths per token and layer);
 * ``attention masks``: what the attention implementation's mask costs for the whole step (built once
   per forward, held until the backward is done): sdpa a ``seq x seq`` bool mask for the sliding
   layers (and for the global ones when a batch is padded), eager a float one per layer type;
   flash_attention_2 and windowed_sdpa none;
 * ``layer recompute``: one decoder layer's activations, recomputed in the backward with their
   gradients (projections, MLP, norms, LoRA inputs and outputs), ``tokens x width`` where the width
-  is counted from the config (``layer_width``) and scaled by a calibrated factor;
+  is counted from the config (``layer_width``) and scaled by a calibrated factor; without
+  checkpointing nothing is recomputed and this is that layer's gradients only;
 * ``attention kernel``: what attention allocates inside that layer's forward and backward: eager
   ``heads x seq x seq`` fp32 scores (several copies), sdpa the kernel's copy of the mask on a GPU
   (a float bias), windowed_sdpa ``heads x seq x (block + window)`` scores, flash_attention_2 its
@@ -78,24 +80,36 @@ class Calibration:
     eager_score_copies: float  # eager kernel = copies x heads x seq^2 x 4 B (scores, softmax, grads)
     sdpa_bias_bytes: float  # sdpa kernel: bytes per seq^2 element of the mask's per-call float copy
     runtime_bytes: float  # process / device overhead that is not tensors
-    runtime_per_token: float  # allocator slack that grows with the step (bytes per token)
+    runtime_per_token: float  # allocator slack that grows with the step (bytes per token) ...
+    runtime_slack_cap: float = 0.0  # ... up to this many bytes (0: no cap)
     windowed_copies: float = 3.0  # windowed_sdpa: score, probability and gradient blocks
+    # without gradient checkpointing: what autograd saves per layer for the backward, in layer widths
+    # (inputs of the projections, the MLP's, the norms'; attention's saved blocks folded in)
+    saved_copies: float = 0.908
 
 
-# Fitted by bench/long_context_bench.py on the imported Gemma 3 270M, sdpa, 2 CPU cores, 2026-12-06
-# (README "Long context memory"): 2,048 and 4,096 tokens, both steps' peaks in the loss phase, so
-# loss_tile_copies and the runtime are fitted (plan within +1.3% / +0.9% of peak RSS); layer_copies
-# and the eager/sdpa kernel factors are the counts' own estimates until a longer step is measured.
-# runtime_per_token: RSS that torch's allocator accounting never sees grew by ~1 MiB per token
-# (1,952 MiB at 2k, 3,957 at 4k); a tiny model with the same vocabulary shows none, so it is the
-# real model's activations' heap slack (freed, not returned), not the loss. CPU only.
+# Fitted by bench/long_context_bench.py on the imported Gemma 3 270M, windowed_sdpa, LoRA as
+# configs/training.yaml, fp32, 2 CPU cores, 2026-12-07 (docs/benchmarks.md "Long context memory"):
+# with gradient checkpointing 2,048 / 4,096 / 8,192 tokens (the first two peak in the loss phase:
+# loss_tile_copies; the 8,192 one in the layer recompute: layer_copies), without it 1,024 / 2,048 /
+# 3,072 (saved_copies). The plan is within +0.3% to +24.7% of all seven peaks, never under them (the
+# spread is the slack below).
+# runtime_per_token / runtime_slack_cap: RSS that torch's allocator accounting never sees. It is
+# glibc's heap: a freed allocation under malloc's dynamic mmap threshold (which rises to at most
+# 32 MiB) stays in the process. It grows ~0.9 MiB per token while the activations are small
+# (1.8 GiB at 2k, 3.6 at 4k), then stops once they outgrow the threshold (4.5 GiB at 8k); it varies
+# run to run (3.0 GiB was seen at 2k), so the most seen per token (1.5 MiB) is used, capped at the most
+# seen. MALLOC_MMAP_THRESHOLD_=131072 in the environment removes it (a 2k step: 6.5 -> 3.4 GiB with
+# checkpointing, 8.9 -> 7.4 without, each 9-17% slower); the plan then counts none.
 CPU_CALIBRATION = Calibration(
-    layer_copies=2.0,
+    layer_copies=1.483,
     loss_tile_copies=2.918,
     eager_score_copies=4.0,
     sdpa_bias_bytes=0.0,
-    runtime_bytes=844_318_208,  # RSS after load minus the weights: Python, torch, tokenizer
-    runtime_per_token=1_026_717,
+    runtime_bytes=843_162_551,  # RSS after load minus the weights: Python, torch, tokenizer
+    runtime_per_token=1_574_778,
+    runtime_slack_cap=4_676_303_549,
+    saved_copies=0.908,
 )
 # GPU: the same counts in bf16. PyTorch's memory-efficient sdpa kernel turns a bool mask into an
 # additive bias of the query's dtype on every call (2 B per element in bf16); the CUDA/HIP context
@@ -220,19 +234,23 @@ def plan_step(shape: ModelShape, cfg: TrainingConfig, seq_len: int, *, device: D
         lora = shape.lora_parameters(cfg.lora.r, list(cfg.lora.target_modules))
         optimizer = lora * FP32 * (2 + ADAMW_MOMENTS)  # fp32 adapter weights, gradients, moments
         targets, r, dropout = list(cfg.lora.target_modules), cfg.lora.r, cfg.lora.dropout > 0
-    if cfg.train.gradient_checkpointing:
-        # each layer's input, the final hidden states, cos + sin for both rope types
-        checkpoints = tokens * act * ((shape.layers + 1) * shape.hidden + 4 * shape.head_dim)
-        recompute_layers = 1
-    else:
-        checkpoints = 0
-        recompute_layers = shape.layers  # every layer's activations stay until its backward
     width = shape.layer_width(r, targets, dropout) if not full else shape.layer_width(0, [], False)
-    layer = round(cal.layer_copies * tokens * width * act * recompute_layers)
-    masks, kernel = attention_bytes(shape, attn, seq_len, batch, act, cal, recompute_layers)
+    if cfg.train.gradient_checkpointing:
+        # each layer's input, the final hidden states, cos + sin for both rope types; the backward
+        # recomputes one layer at a time: its activations and their gradients
+        checkpoints = tokens * act * ((shape.layers + 1) * shape.hidden + 4 * shape.head_dim)
+        layer = round(cal.layer_copies * tokens * width * act)
+        kept_layers = 1
+    else:
+        # autograd keeps what every layer's backward reads from the forward until that backward runs,
+        # so the loss and the last layer's gradients come on top of all of it
+        checkpoints = round(cal.saved_copies * shape.layers * tokens * width * act)
+        layer = round(max(cal.layer_copies - cal.saved_copies, 0.0) * tokens * width * act)
+        kept_layers = shape.layers
+    masks, kernel = attention_bytes(shape, attn, seq_len, batch, act, cal, kept_layers)
     rows = min(cfg.loss.chunk_size, batch * label_tokens)
     loss_tile = round(cal.loss_tile_copies * rows * shape.vocab * FP32)
-    runtime = round(cal.runtime_bytes + cal.runtime_per_token * tokens)
+    runtime = round(cal.runtime_bytes + heap_slack(cal, tokens, device))
     terms = {"weights": weights, "optimizer": optimizer, "checkpoints": checkpoints, "attention masks": masks,
              "layer recompute": layer, "attention kernel": kernel, "loss tile": loss_tile, "runtime": runtime}
     peak = sum(terms[t] for t in PERSISTENT) + max(layer + kernel, loss_tile)
@@ -240,9 +258,22 @@ def plan_step(shape: ModelShape, cfg: TrainingConfig, seq_len: int, *, device: D
                     device=device, dtype={2: "bf16", 4: "fp32"}[act], terms=terms, peak=peak)
 
 
+def heap_slack(cal: Calibration, tokens: int, device: Device) -> float:
+    """CPU: freed activations glibc keeps in its heap (see CPU_CALIBRATION); none where the process
+    fixed malloc's mmap threshold (then every large tensor is unmapped when freed)."""
+    import os
+
+    if device == "cpu" and os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        return 0.0
+    slack = cal.runtime_per_token * tokens
+    return min(slack, cal.runtime_slack_cap) if cal.runtime_slack_cap else slack
+
+
 def attention_bytes(shape: ModelShape, attn: str, seq_len: int, batch: int, act: int, cal: Calibration,
                     layers: int = 1) -> tuple[int, int]:
-    """``(masks, kernel)``: the step-long masks and one layer's attention buffers, in bytes.
+    """``(masks, kernel)``: the step-long masks and one layer's attention buffers, in bytes; eager's
+    softmax probabilities, quadratic, are kept by ``layers`` layers (all of them without gradient
+    checkpointing), the linear kernels' saved blocks are in ``Calibration.saved_copies``.
 
     transformers 5.17 (``masking_utils``): sdpa builds a bool ``batch x 1 x seq x seq`` mask for the
     sliding layers whenever ``seq >= window`` and skips the global layers' mask (``is_causal``) unless
@@ -259,14 +290,14 @@ def attention_bytes(shape: ModelShape, attn: str, seq_len: int, batch: int, act:
         global_ = shape.sliding_layers < shape.layers and padded
         n_masks = int(sliding) + int(global_)
         masks = n_masks * square
-        kernel = cal.sdpa_bias_bytes * square * (1 if n_masks else 0) * layers
+        kernel = cal.sdpa_bias_bytes * square * (1 if n_masks else 0)  # a per-call copy, freed after it
     elif attn == "windowed_sdpa":
         block = shape.window or seq_len
         masks = 0
-        kernel = cal.windowed_copies * batch * shape.heads * seq_len * (block + shape.window) * act * layers
+        kernel = cal.windowed_copies * batch * shape.heads * seq_len * (block + shape.window) * act
     else:  # flash_attention_2: the softmax's log-sum-exp per query row and head
         masks = 0
-        kernel = batch * shape.heads * seq_len * FP32 * layers
+        kernel = batch * shape.heads * seq_len * FP32
     return round(masks), round(kernel)
 
 

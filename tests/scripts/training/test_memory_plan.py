@@ -131,3 +131,24 @@ def test_plan_for_another_host_checks_max_seq_length(shape):
             check_fits(small, tuple(small.checked))
     here = make_plan(cfg, model_config, longest_tokens=500, longest_answer=10)
     assert here.checked == ["longest example"]  # this host: the run's own examples must fit
+
+
+def test_without_checkpointing_every_layer_keeps_its_saved_activations(shape):
+    """No recompute: autograd holds every layer's saved tensors until its backward, so they are
+    persistent (checkpoints) and only one layer's gradients come on top; the linear kernels' saved
+    blocks are in saved_copies, eager keeps its quadratic probabilities in every layer."""
+    cfg = config(per_device_batch_size=1, gradient_checkpointing=False)
+    step = plan_step(shape, cfg, 1000, device="cpu", attn="windowed_sdpa", label_tokens=10)
+    t, cal = step.terms, CPU_CALIBRATION
+    width = shape.layer_width(8, list(cfg.lora.target_modules), lora_dropout=False)
+    assert t["checkpoints"] == round(cal.saved_copies * 2 * 1000 * width * 4)  # 2 layers
+    assert t["layer recompute"] == round((cal.layer_copies - cal.saved_copies) * 1000 * width * 4)
+    on = plan_step(shape, config(per_device_batch_size=1, gradient_checkpointing=True), 1000, device="cpu",
+                   attn="windowed_sdpa", label_tokens=10)
+    assert t["attention kernel"] == on.terms["attention kernel"]  # one layer's working blocks either way
+    persistent = t["weights"] + t["optimizer"] + t["checkpoints"] + t["attention masks"] + t["runtime"]
+    assert step.peak == persistent + max(t["layer recompute"] + t["attention kernel"], t["loss tile"])
+    eager_off = plan_step(shape, cfg, 1000, device="cpu", attn="eager", label_tokens=10).terms["attention kernel"]
+    eager_on = plan_step(shape, config(per_device_batch_size=1, gradient_checkpointing=True), 1000,
+                         device="cpu", attn="eager", label_tokens=10).terms["attention kernel"]
+    assert eager_off == 2 * eager_on  # both layers' probabilities

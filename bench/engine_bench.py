@@ -7,10 +7,11 @@
 Both engines answer the same validation pages of the sample (sites never seen in training), per task,
 with eval.generate's decoding (configs/eval.yaml: chat template, xgrammar grammar, closing within
 the budget, greedy) in the same precision (the model layer's rule: fp32 on CPU), all pages of a task
-handed over at once (HF: `--batch` per generate call; vLLM schedules them itself). vLLM runs twice,
-with and without prefix caching (every product prompt starts with the same instruction and
-catalog). Timing excludes loading. Prints per task `vllm/hf pages/s: X` and the answers that
-differ (exact string), with both answers.
+handed over at once (HF: `--batch` per generate call; vLLM schedules them itself). vLLM runs with
+configs/eval.yaml's engine settings (compiled, prefix caching on), then with `enforce_eager` (not
+compiled) and without prefix caching (every product prompt starts with the same instruction and
+catalog). Timing excludes loading, and each engine first answers `--warmup` other pages untimed.
+Prints per task `vllm/hf pages/s: X` and the answers that differ (exact string), with both answers.
 
 Needs `./scripts/setup_env.sh --serve --base-model`. Targets (CPU): vLLM >= 4x HF pages/s on
 product pages, agreement >= 95%.
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16, help="HF prompts per generate call (default %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="extraction budget (default %(default)s)")
     p.add_argument("--no-cache-row", action="store_true", help="skip the vLLM run without prefix caching")
+    p.add_argument("--no-eager-row", action="store_true",
+                   help="skip the vLLM run with enforce_eager (not compiled: the tests' and the demo's setting)")
     p.add_argument("--warmup", type=int, default=1,
                    help="untimed pages per task each engine answers first, pages not among the timed ones: "
                         "grammar compilation and first-call costs are paid once per process, as in a crawl's "
@@ -64,8 +67,9 @@ def pages(datasets: Path, count: int) -> dict[str, list]:
     return by_task
 
 
-def run_engine(args, datasets: Path, engine: str, by_task: dict, warmup: dict,
-               prefix_caching: bool = True) -> dict:
+def run_engine(args, datasets: Path, engine: str, by_task: dict, warmup: dict, **engine_settings) -> dict:
+    """Per task: seconds, output tokens, answers and valid count of ``engine`` on ``by_task``, with
+    configs/eval.yaml's engine settings (``engine_settings`` overrides some)."""
     from scripts.config import load_config
     from scripts.dataset.config import DatasetsConfig
     from scripts.evaluation.generation.config import EvalConfig
@@ -76,7 +80,7 @@ def run_engine(args, datasets: Path, engine: str, by_task: dict, warmup: dict,
         "model.adapter": args.adapter or "latest", "model.zero_shot": not args.adapter,
         "model.base": None if args.adapter else args.base, "data.datasets_config": str(datasets),
         "model.dtype": args.dtype, "engine.dtype": args.dtype,
-        "engine.name": engine, "engine.enable_prefix_caching": prefix_caching,
+        "engine.name": engine, **{f"engine.{key}": value for key, value in engine_settings.items()},
         "engine.requests_per_call": max(len(v) for v in by_task.values()),
         "decoding.batch_size": args.batch,
         "decoding.max_new_tokens": {"classification": 4, "extraction": args.max_new_tokens}})
@@ -118,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     warmup = {task: records[args.pages :] for task, records in both.items()}
     runs = {"hf": run_engine(args, datasets, "hf", by_task, warmup),
             "vllm": run_engine(args, datasets, "vllm", by_task, warmup)}
+    if not args.no_eager_row:
+        runs["vllm, enforce_eager"] = run_engine(args, datasets, "vllm", by_task, warmup, enforce_eager=True)
     if not args.no_cache_row:
-        runs["vllm, no prefix cache"] = run_engine(args, datasets, "vllm", by_task, warmup, prefix_caching=False)
+        runs["vllm, no prefix cache"] = run_engine(args, datasets, "vllm", by_task, warmup,
+                                                   enable_prefix_caching=False)
     what = f"{'adapter ' + args.adapter if args.adapter else 'zero-shot ' + args.base}, vLLM {vllm_version()}"
     print(f"\n== {what}; {args.pages} validation pages per task after {args.warmup} untimed, budget "
           f"{args.max_new_tokens}, dtype {args.dtype}")
@@ -129,12 +136,18 @@ def main(argv: list[str] | None = None) -> int:
             r = run[task]
             print(f"{task} {name}: {len(r['answers']) / r['seconds']:.2f} pages/s, {r['tokens'] / r['seconds']:.1f} "
                   f"output tokens/s, {r['valid']}/{len(r['answers'])} valid, {r['seconds']:.1f} s")
-        ratio = (len(by_task[task]) / runs["vllm"][task]["seconds"]) / (len(by_task[task]) / hf["seconds"])
-        print(f"{task} vllm/hf pages/s: {ratio:.2f}")
+        ratio = hf["seconds"] / runs["vllm"][task]["seconds"]
+        others = ", ".join(f"{name}: {hf['seconds'] / run[task]['seconds']:.2f}"
+                           for name, run in runs.items() if name not in ("hf", "vllm"))
+        print(f"{task} vllm/hf pages/s: {ratio:.2f}" + (f" ({others})" if others else ""))
         differ = [key for key, raw in runs["vllm"][task]["answers"].items() if raw != hf["answers"][key]]
         print(f"{task} agreement: {len(by_task[task]) - len(differ)}/{len(by_task[task])}")
         for key in differ:
             print(f"  {key}\n    hf:   {hf['answers'][key][:300]}\n    vllm: {runs['vllm'][task]['answers'][key][:300]}")
+        for name, run in runs.items():
+            if name not in ("hf", "vllm"):
+                same = sum(raw == hf["answers"][key] for key, raw in run[task]["answers"].items())
+                print(f"{task} agreement ({name}): {same}/{len(by_task[task])}")
     return 0
 
 

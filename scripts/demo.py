@@ -126,7 +126,9 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
     return {
         "datasets.yaml": {"root": str(workspace.root), "stats.tokenizer": str(settings.base_model)},
         ("training.yaml" if settings.real else "training_tiny.yaml"): training,
-        "eval.yaml": {"data.datasets_config": datasets, "engine.name": settings.engine, **decoding},
+        # a short run: vLLM starting in seconds beats compiling it for 24 + 24 pages
+        "eval.yaml": {"data.datasets_config": datasets, "engine.name": settings.engine, "engine.enforce_eager": True,
+                      **decoding},
         "judge_slots.yaml": {"datasets_config": datasets},
         "package.yaml": {
             "data.datasets_config": datasets,

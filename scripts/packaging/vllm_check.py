@@ -40,6 +40,7 @@ class VllmCheck(BaseModel):
 
 
 def check_bundle(bundle: Path, cfg, records: list[CleanRecord]) -> VllmCheck:
+    from scripts.host import this_host
     from scripts.serving.engines import EngineSettings, vllm_version
 
     version = vllm_version()
@@ -53,8 +54,10 @@ def check_bundle(bundle: Path, cfg, records: list[CleanRecord]) -> VllmCheck:
 
     eval_cfg = load_config(cfg.eval_config, EvalConfig)
     datasets = cfg.data.datasets()
+    # as the card's command for this host kind: compiled on a GPU, --enforce-eager on CPU
     settings = EngineSettings(name="vllm", dtype=cfg.dtype, cpu_kv_cache_gib=cfg.vllm.cpu_kv_cache_gib,
-                              gpu_memory_utilization=cfg.vllm.gpu_memory_utilization)
+                              gpu_memory_utilization=cfg.vllm.gpu_memory_utilization,
+                              enforce_eager=this_host()[0] == "cpu")
     try:
         engine = VllmEngine(str(bundle), settings, max_model_len=cfg.vllm.max_model_len)
     except Exception as exc:  # the engine's own error: the bundle does not serve as the card says

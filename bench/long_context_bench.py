@@ -240,8 +240,11 @@ def fit_calibration(rows: list[dict], cfg, shape):
     # stops growing once the activations outgrow malloc's largest dynamic mmap threshold, 32 MiB)
     slack = [max((r["rss_peak_mib"] - r["rss_loaded_mib"] - r["step_live_peak_mib"]) * MIB, 0.0) for r in rows]
     per_token = max(s / r["length"] for s, r in zip(slack, rows))
+    # the shortest measured length from which on no step showed slack (< 64 MiB)
+    lengths = sorted({r["length"] for r in rows})
+    none_from = [n for n in lengths if all(s < 64 * MIB for s, r in zip(slack, rows) if r["length"] >= n)]
     cal = dataclasses.replace(cal, runtime_bytes=base, runtime_per_token=round(per_token),
-                              runtime_slack_cap=round(max(slack)))
+                              runtime_slack_cap=round(max(slack)), runtime_slack_until=none_from[0] if none_from else 0)
 
     def residual(r, plan, without: tuple[str, ...]) -> float:
         """Measured live peak minus the plan's live terms other than ``without``."""

@@ -81,7 +81,8 @@ class Calibration:
     sdpa_bias_bytes: float  # sdpa kernel: bytes per seq^2 element of the mask's per-call float copy
     runtime_bytes: float  # process / device overhead that is not tensors
     runtime_per_token: float  # allocator slack that grows with the step (bytes per token) ...
-    runtime_slack_cap: float = 0.0  # ... up to this many bytes (0: no cap)
+    runtime_slack_cap: float = 0.0  # ... up to this many bytes (0: no cap) ...
+    runtime_slack_until: int = 0  # ... and none from this many tokens on (0: no such length)
     windowed_copies: float = 3.0  # windowed_sdpa: score, probability and gradient blocks
     # without gradient checkpointing: what autograd saves per layer for the backward, in layer widths
     # (inputs of the projections, the MLP's, the norms'; attention's saved blocks folded in)
@@ -90,25 +91,27 @@ class Calibration:
 
 # Fitted by bench/long_context_bench.py on the imported Gemma 3 270M, windowed_sdpa, LoRA as
 # configs/training.yaml, fp32, 2 CPU cores, 2026-12-07 (docs/benchmarks.md "Long context memory"):
-# with gradient checkpointing 2,048 / 4,096 / 8,192 tokens (the first two peak in the loss phase:
-# loss_tile_copies; the 8,192 one in the layer recompute: layer_copies), without it 1,024 / 2,048 /
-# 3,072 (saved_copies). The plan is within +0.3% to +24.7% of all seven peaks, never under them (the
+# with gradient checkpointing 2k / 4k / 8k / 16k / 32k tokens (2k and 4k peak in the loss phase:
+# loss_tile_copies; 8k-32k in the layer recompute: layer_copies), without it 1k / 2k / 3k
+# (saved_copies). The plan is within +0.2% to +37.5% of all nine peaks, never under them (the
 # spread is the slack below).
-# runtime_per_token / runtime_slack_cap: RSS that torch's allocator accounting never sees. It is
-# glibc's heap: a freed allocation under malloc's dynamic mmap threshold (which rises to at most
-# 32 MiB) stays in the process. It grows ~0.9 MiB per token while the activations are small
-# (1.8 GiB at 2k, 3.6 at 4k), then stops once they outgrow the threshold (4.5 GiB at 8k); it varies
-# run to run (3.0 GiB was seen at 2k), so the most seen per token (1.5 MiB) is used, capped at the most
-# seen. MALLOC_MMAP_THRESHOLD_=131072 in the environment removes it (a 2k step: 6.5 -> 3.4 GiB with
-# checkpointing, 8.9 -> 7.4 without, each 9-17% slower); the plan then counts none.
+# runtime_*: RSS that torch's allocator accounting never sees. It is glibc's heap: a freed
+# allocation under malloc's dynamic mmap threshold (which rises to at most 32 MiB) stays in the
+# process. It grows ~0.9 MiB per token while the activations are small (1.8 GiB at 2k, 3.6 at 4k,
+# 4.5 at 8k), shrinks once they outgrow the threshold (2.6 GiB at 16k) and is gone at 32k (2 MiB);
+# it varies run to run (3.0 GiB was seen at 2k). So the plan counts the most seen per token (1.5
+# MiB), capped at the most seen, and none from 32k on. MALLOC_MMAP_THRESHOLD_=131072 in the
+# environment removes it at any length (a 2k step: 6.5 -> 3.4 GiB with checkpointing, 8.9 -> 7.4
+# without, each 9-17% slower); the plan then counts none.
 CPU_CALIBRATION = Calibration(
-    layer_copies=1.483,
+    layer_copies=1.019,
     loss_tile_copies=2.918,
     eager_score_copies=4.0,
     sdpa_bias_bytes=0.0,
-    runtime_bytes=843_162_551,  # RSS after load minus the weights: Python, torch, tokenizer
+    runtime_bytes=843_260_985,  # RSS after load minus the weights: Python, torch, tokenizer
     runtime_per_token=1_574_778,
     runtime_slack_cap=4_676_303_549,
+    runtime_slack_until=32_768,
     saved_copies=0.908,
 )
 # GPU: the same counts in bf16. PyTorch's memory-efficient sdpa kernel turns a bool mask into an
@@ -265,6 +268,8 @@ def heap_slack(cal: Calibration, tokens: int, device: Device) -> float:
 
     if device == "cpu" and os.environ.get("MALLOC_MMAP_THRESHOLD_"):
         return 0.0
+    if cal.runtime_slack_until and tokens >= cal.runtime_slack_until:
+        return 0.0  # every activation is over the threshold: unmapped when freed
     slack = cal.runtime_per_token * tokens
     return min(slack, cal.runtime_slack_cap) if cal.runtime_slack_cap else slack
 

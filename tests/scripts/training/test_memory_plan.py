@@ -152,3 +152,16 @@ def test_without_checkpointing_every_layer_keeps_its_saved_activations(shape):
     eager_on = plan_step(shape, config(per_device_batch_size=1, gradient_checkpointing=True), 1000,
                          device="cpu", attn="eager", label_tokens=10).terms["attention kernel"]
     assert eager_off == 2 * eager_on  # both layers' probabilities
+
+
+def test_cpu_heap_slack_grows_then_stops_and_is_gone_under_a_fixed_mmap_threshold(monkeypatch):
+    from scripts.training.memory_plan import GPU_CALIBRATION, heap_slack
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    cal = CPU_CALIBRATION
+    assert heap_slack(cal, 1000, "cpu") == cal.runtime_per_token * 1000
+    assert heap_slack(cal, 16384, "cpu") == cal.runtime_slack_cap  # capped at the most measured
+    assert heap_slack(cal, cal.runtime_slack_until, "cpu") == 0.0  # activations all over the threshold
+    assert heap_slack(GPU_CALIBRATION, 1000, "gpu") == 0.0  # a GPU's caching allocator is in runtime_bytes
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert heap_slack(cal, 1000, "cpu") == 0.0

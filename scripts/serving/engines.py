@@ -50,7 +50,7 @@ class EngineSettings(StrictModel):
     # true when a config leaves it out (tests, short runs: starts in seconds); the shipped configs say false
     enforce_eager: bool = Field(
         default=True, description="vllm: true = no torch.compile / CUDA graphs: starts in seconds; false = "
-                                  "compiled: slower to start, faster to generate (1.5x on CPU, 2026-12-07)")
+                                  "compiled: slower to start, faster to generate (1.1-1.5x on CPU, 2026-12-07)")
 
 
 def closing_args(spec, bounds) -> str:

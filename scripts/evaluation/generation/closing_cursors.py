@@ -235,6 +235,11 @@ class JsonCursor:
             return None
         inside = self._in_string()
         first = self.closing()  # the closing's own first token stays allowed: it keeps every constraint
+        if self.phase == "path":
+            # between values the skeleton's rest comes first: a key's closing quote is not a value's
+            # opening one (``":"`` after ``{"title`` is no rider; read from outside a string it was)
+            ids = self.spec.path_rider_ids(self.pos)
+            return ids if not first else ids[ids != first[0]]
         keep = first[0] if first and self.spec.riders(inside)[first[0]] else None
         ids = self.spec.rider_ids(inside)
         if not inside:

@@ -246,6 +246,25 @@ class CloserSpec:
             table = self._chars[key] = self.riders(inside).nonzero().squeeze(1)
         return table
 
+    def path_rider_ids(self, pos: int) -> torch.Tensor:
+        """Riders at skeleton position ``pos`` (between values): the tokens that write the rest of the
+        skeleton up to the next value and then open that value (a string, or a list's first item) with
+        content in it. A key's closing quote is the skeleton's: ``":"`` after ``{"title`` closes the
+        key and opens an empty value; it is no rider (Gemma writes it as one token before every string
+        value, and refusing it left a fine-tuned model only ``":`` + ``null``)."""
+        key = ("path_riders", pos)
+        table = self._chars.get(key)
+        if table is None:
+            starts = [p for p in self.value_start if p >= pos]
+            ids: list[int] = []
+            if starts:
+                rest = self.skeleton.text[pos:min(starts)]
+                candidates = self.with_prefix(rest) if rest else self.with_prefix(b'"') + self.with_prefix(b"[")
+                ids = [token for token in candidates
+                       if _opens_value_with_content(self.token_bytes[token][len(rest):])]
+            table = self._chars[key] = torch.tensor(sorted(ids), dtype=torch.long)
+        return table
+
     def longest_chars(self) -> int:
         """The most characters one token adds to a string (the character bound acts below it)."""
         key = ("longest",)
@@ -304,6 +323,14 @@ def _rides_into_value(data: bytes, inside: bool) -> bool:
             if byte == QUOTE:
                 in_string, opened, content = True, True, 0
     return (in_string and opened and content > 0) or pending
+
+
+def _opens_value_with_content(data: bytes) -> bool:
+    """``data`` starts where a value starts and opens it (a string, or a list and its first item) with
+    content in it."""
+    if data.startswith(b"["):
+        data = data[1:]
+    return data.startswith(b'"') and _rides_into_value(data, False)
 
 
 _NO_CHARS = 1 << 20  # a token that leaves the string the wrong way: never within a character bound

@@ -410,7 +410,8 @@ def bench_settled(tmp: Path, datasets_yaml: Path, datasets, records, rate: float
     })
     saved = {k: os.environ.pop(k) for k in ("LITELLM_API_KEY", "JUDGE_MODEL") if k in os.environ}
     try:
-        run_dir, summary = run_judge(cfg, "benchall")  # no key: deterministic scoring only
+        run_dir, judged = run_judge(cfg, "benchall")  # no key: deterministic scoring only
+        summary = judged.model_dump(mode="json")
     finally:
         os.environ.update(saved)
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]

@@ -165,7 +165,9 @@ def evaluate(args, datasets: Path, split: str, adapter: Path, zero_shot: bool, t
         "datasets_config": str(datasets), "candidates_dir": str(generated.path.parent),
         "output_dir": str(out / "judge"), "cache_path": str(args.work / "judge_cache.sqlite")})
     _, summary = run_judge(judge_cfg, split)
-    return summary, {"generate_s": seconds, "tokens_per_s": generated.tokens_per_s, "path": generated.path,
+    # the table reads the summary as summary.json holds it (typed JudgeSummary -> plain JSON)
+    return summary.model_dump(mode="json"), {"generate_s": seconds, "tokens_per_s": generated.tokens_per_s,
+                                             "path": generated.path,
                      "audit": audit_answers(generated.path, datasets)}
 
 

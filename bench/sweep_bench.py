@@ -14,8 +14,11 @@ Every point trains on the same sample data (generated once under --work) and sco
   if and only if greedy decoding writes the reference, so it is a lower bound of the constrained
   greedy exact match (the grammar can only remove wrong tokens) and of the judge's, which also
   accepts near values (numeric tolerance, fuzzy title);
-- slot accuracy: every token of the slot's value (and the `,`/`}` that ends it) is the argmax given
-  the reference prefix; hallucination: the same on slots whose reference is null;
+- slot accuracy: every token of the slot's value (and the `,`/`}` that ends it, and the token that
+  ends where it starts) is the argmax given the reference prefix; hallucination: the same on slots
+  whose reference is null. The token before the value counts because Gemma decides there: `":"`
+  opens a string, `":` leaves room for `null` (rows before 2026-12-07 left it out, and measured a
+  null as right whenever `null` followed `":`, which it nearly always does);
 - answer NLL: mean cross-entropy per answer token.
 
 Scored sets: the first --val-per-task validation pages of each task (sites never seen in training)
@@ -173,7 +176,7 @@ def score(model, tokenizer, records, tasks) -> dict[str, Any]:
         starts = [0] + ends[:-1]
         reference = json.loads(record.target)
         for key, (s, e) in spans.items():
-            covering = [i for i in range(len(ends)) if starts[i] < e + 1 and ends[i] > s]
+            covering = [i for i in range(len(ends)) if starts[i] < e + 1 and ends[i] >= s]
             right = all(ok[i] for i in covering)
             slot = ext["slots"].setdefault(key, [0, 0])
             slot[0] += 1

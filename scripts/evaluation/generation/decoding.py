@@ -395,10 +395,15 @@ def json_value_spans(text: str) -> dict[str, tuple[int, int]] | None:
 def slot_logprobs(
     text: str, token_ends: list[int], logprobs: list[float]
 ) -> dict[str, float] | None:
-    """Per top-level key: mean log-prob of the tokens that overlap its value's characters.
+    """Per top-level key: mean log-prob of the tokens that overlap its value's characters, and of
+    the token that ends where the value starts.
 
     The value span includes quotes and ``null``: choosing ``null`` over a value
-    (or where a string ends) is part of the answer.
+    (or where a string ends) is part of the answer. Gemma decides a value's type before the value:
+    ``":"`` (key close, colon, the string's opening quote) against ``":`` (then ``null`` or a
+    number) is one token, and after ``":`` the model writes ``null`` with near certainty. Without
+    the token that ends at the value's start, a ``null`` would always look certain, however
+    unsure the model was to leave the slot empty.
     """
     spans = json_value_spans(text)
     if spans is None:
@@ -408,7 +413,7 @@ def slot_logprobs(
     for key, (lo, hi) in spans.items():
         picked = [
             lp for s, e, lp in zip(starts, token_ends, logprobs)
-            if (s < hi and e > lo) or (s == e and lo <= s < hi)
+            if (s < hi and e >= lo and e > s) or (s == e and lo <= s < hi)
         ]
         if picked:
             out[key] = float(sum(picked) / len(picked))

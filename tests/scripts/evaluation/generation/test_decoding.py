@@ -318,10 +318,11 @@ def test_slot_logprob_averages_the_tokens_of_each_value():
     text = '{"a":"xy","b":null,"c":12}'
     spans = json_value_spans(text)
     assert {k: text[s:e] for k, (s, e) in spans.items()} == {"a": '"xy"', "b": "null", "c": "12"}
-    # tokens: {"a": | "x | y" | ,"b": | null | ,"c": | 12 | }
-    ends = [5, 7, 9, 14, 18, 23, 25, 26]
-    logprobs = [0.0, -1.0, -3.0, 0.0, -0.5, 0.0, -2.0, 0.0]
-    assert slot_logprobs(text, ends, logprobs) == {"a": -2.0, "b": -0.5, "c": -2.0}
+    # Gemma's tokens: {" | a | ":" | xy | "," | b | ": | null | ," | c | ": | 12 | }
+    # `":` against `":"` is where the model chose a non-string for b and c: part of their values
+    ends = [2, 3, 6, 8, 11, 12, 14, 18, 20, 21, 23, 25, 26]
+    logprobs = [0.0, 0.0, -1.0, -3.0, -2.0, 0.0, -4.0, 0.0, 0.0, 0.0, -1.0, -1.0, 0.0]
+    assert slot_logprobs(text, ends, logprobs) == {"a": -2.0, "b": -2.0, "c": -1.0}
     assert json_value_spans('{"a": [1, 2] , "b" : "x"}') is not None
     assert json_value_spans("YES") is None and json_value_spans('{"a":') is None
 

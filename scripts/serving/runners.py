@@ -95,8 +95,9 @@ class VllmRunner:
 
 @contextmanager
 def open_runner(engine: str, resolved: ResolvedModel, *, dtype: str, attn_implementation: str, settings,
-                max_model_len: int) -> Iterator[tuple[HfRunner | VllmRunner, object]]:
-    """(runner, tokenizer) for ``resolved`` on ``engine``; temporary files are removed on exit."""
+                max_model_len: int, tokenizer=None) -> Iterator[tuple[HfRunner | VllmRunner, object]]:
+    """(runner, tokenizer) for ``resolved`` on ``engine``; temporary files are removed on exit.
+    ``tokenizer``: ``resolved``'s, when the caller has loaded it already (vLLM only)."""
     if engine == "hf":
         model, tokenizer = load_resolved(resolved, dtype, attn_implementation)
         yield HfRunner(model, tokenizer), tokenizer
@@ -111,7 +112,7 @@ def open_runner(engine: str, resolved: ResolvedModel, *, dtype: str, attn_implem
             merged = tempfile.mkdtemp(prefix="vllm-merged-")
             _merge_into(resolved, merged, settings.dtype)
             folder = merged
-        tokenizer = load_tokenizer(resolved.tokenizer_dir)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(resolved.tokenizer_dir)
         if merged:
             tokenizer.save_pretrained(merged)
         engine = VllmEngine(folder, settings, max_model_len=max_model_len)

@@ -197,24 +197,26 @@ def generate_candidates(
 
     from scripts.serving.runners import open_runner
 
-    # only vLLM sizes its KV cache by the longest sequence; HF needs no count (and no second tokenizer load)
-    max_model_len = cfg.engine.max_model_len or (
-        _context_needed(cfg, datasets, resolved, pending) if engine == "vllm" else 0)
+    # only vLLM sizes its KV cache by the longest sequence; HF needs no count. The tokenizer that
+    # counts is the one the runner gets: Gemma's takes seconds to load.
+    tokenizer, max_model_len = None, cfg.engine.max_model_len
+    if engine == "vllm" and not max_model_len:
+        from scripts.model.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(resolved.tokenizer_dir)
+        max_model_len = _context_needed(cfg, datasets, tokenizer, pending)
     with open_runner(engine, resolved, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
-                     settings=cfg.engine, max_model_len=max_model_len) as (runner, tokenizer):
+                     settings=cfg.engine, max_model_len=max_model_len, tokenizer=tokenizer) as (runner, tokenizer):
         summary.engine_version = engine_version(engine)
         _generate_pending(cfg, datasets, runner, tokenizer, pending, out, summary, len(records), progress)
     return summary
 
 
-def _context_needed(cfg: EvalConfig, datasets: DatasetsConfig, resolved: ResolvedModel,
-                    records: list[CleanRecord]) -> int:
+def _context_needed(cfg: EvalConfig, datasets: DatasetsConfig, tokenizer, records: list[CleanRecord]) -> int:
     """The longest prompt plus its task's answer budget: what a vLLM engine must hold per sequence
     (its KV cache is sized by it; the model's own 131072 would reserve far more than eval needs)."""
     from scripts.chat import encode_chat, prompt_messages
-    from scripts.model.loading import load_tokenizer
 
-    tokenizer = load_tokenizer(resolved.tokenizer_dir)
     return max(len(encode_chat(tokenizer, prompt_messages(r)))
                + cfg.decoding.max_new_tokens_for(datasets.tasks[r.task].kind) for r in records)
 

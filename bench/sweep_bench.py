@@ -136,6 +136,7 @@ def token_ends(tokenizer, ids: list[int]) -> list[int]:
 def score(model, tokenizer, records, tasks) -> dict[str, Any]:
     import torch
 
+    from scripts.evaluation.generation.decoding import value_tokens
     from scripts.training.data import IGNORE_INDEX, encode_example
 
     first_token = {}
@@ -173,10 +174,8 @@ def score(model, tokenizer, records, tasks) -> dict[str, Any]:
         if spans is None or not ends or ends[-1] != len(record.target):
             ext["not_compact"] += 1
             continue
-        starts = [0] + ends[:-1]
         reference = json.loads(record.target)
-        for key, (s, e) in spans.items():
-            covering = [i for i in range(len(ends)) if starts[i] < e + 1 and ends[i] >= s]
+        for key, covering in value_tokens(spans, ends, through_end=True).items():
             right = all(ok[i] for i in covering)
             slot = ext["slots"].setdefault(key, [0, 0])
             slot[0] += 1

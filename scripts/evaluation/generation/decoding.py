@@ -392,29 +392,34 @@ def json_value_spans(text: str) -> dict[str, tuple[int, int]] | None:
         return None
 
 
+def value_tokens(spans: dict[str, tuple[int, int]], token_ends: list[int],
+                 through_end: bool = False) -> dict[str, list[int]]:
+    """Per key of ``spans`` (:func:`json_value_spans`): the indices of its value's tokens, given each
+    token's end offset. They are the tokens that overlap the value's characters (quotes and ``null``
+    included) and the token that ends where the value starts; ``through_end`` adds the token right
+    after it (the ``,``/``}`` that ends it, or a string's last characters with it).
+
+    The token before the value counts because Gemma decides a value's type there: ``":"`` (key
+    close, colon, the string's opening quote) against ``":`` (then ``null`` or a number) is one
+    token, and after ``":`` the model writes ``null`` with near certainty. Without it a ``null``
+    would always look certain (and right), however unsure the model was to leave the slot empty.
+    """
+    starts = [0] + token_ends[:-1]
+    out: dict[str, list[int]] = {}
+    for key, (lo, hi) in spans.items():
+        end = hi + 1 if through_end else hi
+        out[key] = [i for i, (s, e) in enumerate(zip(starts, token_ends))
+                    if (s < end and e >= lo and e > s) or (s == e and lo <= s < hi)]
+    return out
+
+
 def slot_logprobs(
     text: str, token_ends: list[int], logprobs: list[float]
 ) -> dict[str, float] | None:
-    """Per top-level key: mean log-prob of the tokens that overlap its value's characters, and of
-    the token that ends where the value starts.
-
-    The value span includes quotes and ``null``: choosing ``null`` over a value
-    (or where a string ends) is part of the answer. Gemma decides a value's type before the value:
-    ``":"`` (key close, colon, the string's opening quote) against ``":`` (then ``null`` or a
-    number) is one token, and after ``":`` the model writes ``null`` with near certainty. Without
-    the token that ends at the value's start, a ``null`` would always look certain, however
-    unsure the model was to leave the slot empty.
-    """
+    """Per top-level key: mean log-prob of its value's tokens (:func:`value_tokens`): choosing
+    ``null`` over a value, or where a string ends, is part of the answer."""
     spans = json_value_spans(text)
     if spans is None:
         return None
-    starts = [0] + token_ends[:-1]
-    out: dict[str, float] = {}
-    for key, (lo, hi) in spans.items():
-        picked = [
-            lp for s, e, lp in zip(starts, token_ends, logprobs)
-            if (s < hi and e >= lo and e > s) or (s == e and lo <= s < hi)
-        ]
-        if picked:
-            out[key] = float(sum(picked) / len(picked))
-    return out
+    return {key: float(sum(logprobs[i] for i in picked) / len(picked))
+            for key, picked in value_tokens(spans, token_ends).items() if picked}

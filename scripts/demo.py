@@ -108,8 +108,8 @@ def overrides(settings: DemoSettings) -> dict[str, dict[str, Any]]:
     if settings.real:
         training.update({
             "backend": "auto",
-            "lora.r": 16, "lora.alpha": 32, "lora.dropout": 0.0,  # CPU sweep: 87-91% slot accuracy at 120 steps
-            "train.lr": 3.0e-4,                 # CPU sweep: ties 1e-3, fills fewer empty slots (1.8% vs 7.3%)
+            "lora.r": 16, "lora.alpha": 32, "lora.dropout": 0.0,  # CPU sweep (docs/quality.md): r 16 as good as r 64
+            "train.lr": 3.0e-4,                 # CPU sweep: ties 1e-3 on slot accuracy
             "train.warmup_ratio": 0.05,         # the first steps see loss ~20: <end_of_turn> is new to the base
             "train.per_device_batch_size": 1, "train.grad_accum": 1,  # many cheap steps on 2 cores
             "packing.enabled": False,  # one page per step: the CPU sweep's recipe (lr, steps) was tuned so

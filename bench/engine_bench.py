@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             differ = [key for key, raw in run[task]["answers"].items() if raw != hf["answers"][key]]
             label = "" if name == "vllm" else f" ({name})"
             print(f"{task} agreement{label}: {len(by_task[task]) - len(differ)}/{len(by_task[task])}")
-            for key in differ if name == "vllm" else ():  # the other rows' differences: their count only
-                print(f"  {key}\n    hf:   {hf['answers'][key][:300]}\n    vllm: {run[task]['answers'][key][:300]}")
+            if name == "vllm":  # the other variants' differences: their count only
+                for key in differ:
+                    print(f"  {key}\n    hf:   {hf['answers'][key][:300]}\n    vllm: {run[task]['answers'][key][:300]}")
     return 0
 
 

@@ -31,7 +31,9 @@ What it imitates:
   Other products share the page: "customers also bought" and "recently
   viewed" strips with their own titles, prices, images, ratings, stock badges,
   add-to-cart buttons (and microdata / JSON-LD ItemLists on those shops).
-  About 12 % of snippets end inside the product, after the prices.
+  About 12 % of snippets end inside the product, after the prices. Like real
+  shops, many products show no brand, breadcrumb, SKU or rating (a quarter to
+  a third each, `MISSING_SHARE`), so null is an answer the model sees often.
 - What real pages do around the main product's values (the failures of issue 21):
   image-gallery widgets before the name ("Roll over image to zoom in"), brands
   and shop names with numbers ("365 by Marlow Market", "Preisfuchs 360"), an
@@ -94,6 +96,7 @@ from scripts.sample_data.shops import (
     DIV_CLASSES,
     IN_STOCK_BUTTON_ONLY_SHARE,
     LAYOUTS,
+    MISSING_SHARE,
     NAV_INSTRUCTION,
     NAV_SHARE,
     NAV_TASK,
@@ -152,6 +155,7 @@ __all__ = [
     "KINDS",
     "Kind",
     "LAYOUTS",
+    "MISSING_SHARE",
     "LOCALES",
     "NAV_INSTRUCTION",
     "NAV_SHARE",

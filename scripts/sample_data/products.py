@@ -9,7 +9,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scripts.sample_data.shops import AVAILABILITY, SLOT_TYPES, Shop
+from scripts.sample_data.shops import AVAILABILITY, MISSING_SHARE, SLOT_TYPES, Shop
 from scripts.sample_data.vocabulary import (
     _NUMBER_SEPARATORS,
     BRANDS,
@@ -114,7 +114,7 @@ def _product_url(rng: random.Random, shop: Shop, kind: Kind, title: str, categor
 def _make_product(rng: random.Random, shop: Shop) -> Product:
     kind = rng.choice(KINDS)
     singular, plural = kind.names[shop.locale]
-    brand = rng.choice(BRANDS) if rng.random() > 0.1 else None
+    brand = rng.choice(BRANDS) if rng.random() > MISSING_SHARE["brand"] else None
     model = _model_code(rng)
     extra = rng.choice(
         ("", f", {rng.choice(COLORS[shop.locale])}", f" {rng.choice(COLORS[shop.locale])}", "")
@@ -124,9 +124,11 @@ def _make_product(rng: random.Random, shop: Shop) -> Product:
     original = None
     if rng.random() < 0.7:
         original = round(int(price * rng.uniform(1.1, 1.6)) + rng.choice((0.99, 0.0, 0.95)), 2)
-    availability = rng.choices(AVAILABILITY, weights=(70, 12, 6, 12))[0] if rng.random() > 0.04 else None
+    availability = None
+    if rng.random() > MISSING_SHARE["availability"]:
+        availability = rng.choices(AVAILABILITY, weights=(70, 12, 6, 12))[0]
     sku = None
-    if rng.random() > 0.1:
+    if rng.random() > MISSING_SHARE["sku"]:
         prefix = "".join(part[0] for part in re.split(r"[-.]", shop.domain)[:2]).upper()
         sku = rng.choice(
             (
@@ -135,12 +137,16 @@ def _make_product(rng: random.Random, shop: Shop) -> Product:
                 f"{prefix}{rng.randint(100, 999)}{model[:2].strip('- ')}",
             )
         )
-    categories = [DEPARTMENTS[kind.department][shop.locale], plural] if rng.random() > 0.15 else None
+    categories = None
+    if rng.random() > MISSING_SHARE["categories"]:
+        categories = [DEPARTMENTS[kind.department][shop.locale], plural]
     rating = review_count = None
-    if rng.random() < 0.8:
+    if rng.random() > MISSING_SHARE["rating"]:
         rating = round(rng.uniform(2.8, 5.0), 1)
         review_count = min(int(rng.paretovariate(1.1) * 4), 9999) if rng.random() > 0.05 else None
-    image_url = f"{shop.cdn}/{_slug(title)}-{rng.randint(1, 9999)}.jpg" if rng.random() > 0.1 else None
+    image_url = None
+    if rng.random() > MISSING_SHARE["image_url"]:
+        image_url = f"{shop.cdn}/{_slug(title)}-{rng.randint(1, 9999)}.jpg"
     return Product(
         kind=kind,
         title=title,

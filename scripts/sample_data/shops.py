@@ -30,6 +30,12 @@ GALLERY_HINT_SHARE = 0.4  # product pages with an image-gallery widget ("Roll ov
 PRICE_NOTE_SHARE = 0.4  # a second money amount beside the price: instalment, free-delivery threshold, saving
 BUNDLE_SHARE = 0.2  # buyable pages with a "frequently bought together" bundle (its own prices and total)
 SHOP_NAME_NUMBER_SHARE = 0.4  # shops whose name carries a number ("Bergsport 24")
+# Share of products whose page shows no such value, so the answer is null. Real shops often show no
+# brand, no breadcrumb, no SKU and no reviews; at 4-15% the model saw an empty brand or breadcrumb too
+# rarely to learn it, and filled nearly every one from the title or the menu (docs/quality.md).
+MISSING_SHARE = {
+    "brand": 0.3, "availability": 0.08, "sku": 0.25, "categories": 0.3, "rating": 0.3, "image_url": 0.15,
+}
 RATING_SCALES = (5, 10, 100)  # a shop shows ratings out of 5, out of 10 or as a percentage
 RATING_SCALE_WEIGHTS = (6, 2, 2)
 

@@ -268,7 +268,10 @@ def test_product_answers_have_all_slots_with_types(products):
     n = len(products)
     assert lists > 0 and sum(nulls.values()) > 0
     assert 0.2 < nulls["original_price"] / n < 0.4
-    assert 0.12 < nulls["rating"] / n < 0.3
+    # a value is null where the product has none, or where the crawl's cut ends the page before it
+    for slot in ("brand", "sku", "categories", "rating", "image_url"):
+        share = sd.MISSING_SHARE[slot]
+        assert share - 0.05 < nulls[slot] / n < share + sd.CORE_CUT_SHARE + 0.05, slot
 
 
 def test_string_values_appear_verbatim_and_prices_in_locale_format(products):

@@ -16,7 +16,8 @@ values outside a constraint configured in configs/datasets.yaml.
 Budget on 2 CPU cores (2026-12): about 4-6 s per training step at batch 1 on 1-2k-token sample
 prompts, and ~11 generated tokens/s at batch 8, so the defaults (120 steps, 24 validation pages)
 take about 40 minutes (measured with `fab demo --real`, the same chain); on a GPU raise --steps and
---eval-limit.
+--eval-limit. `--steps 720` (about an hour of training on 2 cores) is what met the extraction targets
+on the sample (slot accuracy 94.7%, hallucination 7.0%, 2026-12-07; docs/quality.md).
 """
 
 from __future__ import annotations

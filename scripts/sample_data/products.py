@@ -111,10 +111,15 @@ def _product_url(rng: random.Random, shop: Shop, kind: Kind, title: str, categor
     return f"https://{shop.host}{path}"
 
 
+def _shown(rng: random.Random, slot: str) -> bool:
+    """Whether this product's page shows `slot` at all (`MISSING_SHARE` of products have none)."""
+    return rng.random() > MISSING_SHARE[slot]
+
+
 def _make_product(rng: random.Random, shop: Shop) -> Product:
     kind = rng.choice(KINDS)
     singular, plural = kind.names[shop.locale]
-    brand = rng.choice(BRANDS) if rng.random() > MISSING_SHARE["brand"] else None
+    brand = rng.choice(BRANDS) if _shown(rng, "brand") else None
     model = _model_code(rng)
     extra = rng.choice(
         ("", f", {rng.choice(COLORS[shop.locale])}", f" {rng.choice(COLORS[shop.locale])}", "")
@@ -125,10 +130,10 @@ def _make_product(rng: random.Random, shop: Shop) -> Product:
     if rng.random() < 0.7:
         original = round(int(price * rng.uniform(1.1, 1.6)) + rng.choice((0.99, 0.0, 0.95)), 2)
     availability = None
-    if rng.random() > MISSING_SHARE["availability"]:
+    if _shown(rng, "availability"):
         availability = rng.choices(AVAILABILITY, weights=(70, 12, 6, 12))[0]
     sku = None
-    if rng.random() > MISSING_SHARE["sku"]:
+    if _shown(rng, "sku"):
         prefix = "".join(part[0] for part in re.split(r"[-.]", shop.domain)[:2]).upper()
         sku = rng.choice(
             (
@@ -137,16 +142,12 @@ def _make_product(rng: random.Random, shop: Shop) -> Product:
                 f"{prefix}{rng.randint(100, 999)}{model[:2].strip('- ')}",
             )
         )
-    categories = None
-    if rng.random() > MISSING_SHARE["categories"]:
-        categories = [DEPARTMENTS[kind.department][shop.locale], plural]
+    categories = [DEPARTMENTS[kind.department][shop.locale], plural] if _shown(rng, "categories") else None
     rating = review_count = None
-    if rng.random() > MISSING_SHARE["rating"]:
+    if _shown(rng, "rating"):
         rating = round(rng.uniform(2.8, 5.0), 1)
         review_count = min(int(rng.paretovariate(1.1) * 4), 9999) if rng.random() > 0.05 else None
-    image_url = None
-    if rng.random() > MISSING_SHARE["image_url"]:
-        image_url = f"{shop.cdn}/{_slug(title)}-{rng.randint(1, 9999)}.jpg"
+    image_url = f"{shop.cdn}/{_slug(title)}-{rng.randint(1, 9999)}.jpg" if _shown(rng, "image_url") else None
     return Product(
         kind=kind,
         title=title,
